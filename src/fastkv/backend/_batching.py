@@ -53,6 +53,11 @@ class BatchingBackend:
         """fn() runs under the lock just after each successful commit."""
         self._post_commit_hooks.append(fn)
 
+    def discard_buffer(self) -> None:
+        """Forget every buffered write (after a failed commit whose writes were not acknowledged)."""
+        with self._lock:
+            self._buffer.clear()
+
     def force_commit(self) -> None:
         with self._lock:
             self._commit_locked(force=True)

@@ -1,0 +1,425 @@
+"""The multi-version KV store: etcd's mvcc store over a revision index and a Backend.
+
+State: `current_revision` (a fresh store is at 1; each write txn that changes something adds 1, and
+all its changes share that main revision with increasing sub revisions), `compact_revision` (reads
+below it fail with ErrCompacted), the in-memory TreeIndex (key -> revisions), and the backend's
+"key" bucket (revision -> record). The index always mirrors committed + buffered backend state.
+
+Semantics follow etcd 3.4 (mvcc/kvstore_txn.go for revisions, etcdserver/apply.go for range
+sorting/filters/limits, prev_kv and txn compare/branch evaluation). Requests are validated before any
+change (txncheck), so a rejected request leaves the store as it was.
+
+Threading: every public method holds the backend lock; the store is safe to share across threads.
+`pending_events` collects the events of write txns not yet handed to watchers; whoever owns commits
+(the embedded DB or the server's apply loop) drains it after the backend commit.
+"""
+from __future__ import annotations
+
+import struct
+
+from fastkv._native import load
+from fastkv.backend import KEY, META
+from fastkv.errors import ErrCompacted, ErrFutureRev, ErrKeyNotFound, ErrNoSpace
+from fastkv.mvcc import txncheck
+from fastkv.mvcc.ops import (
+    CompareResult, CompareTarget, DeleteOp, DeleteResult, Event, EventType, PutOp, PutResult, RangeOp,
+    RangeResult, SortOrder, SortTarget, TxnOp, TxnResult, index_end,
+)
+
+_codec = load("mvcccodec")
+_revindex = load("revindex")
+KeyValue = _codec.KeyValue
+rev_key = _codec.rev_key
+decode_record = _codec.decode_record
+encode_record = _codec.encode_record
+
+META_CONSISTENT_INDEX = b"consistent_index"
+META_FINISHED_COMPACT = b"finishedCompactRev"
+_U64 = struct.Struct(">Q")
+_RESTORE_CHUNK = 10000
+_PUT_OVERHEAD = 64  # bytes of record header + revision key + B+tree slot, for the quota estimate
+
+
+class _WriteTxn:
+    """One write transaction: all its changes get main revision begin_rev + 1."""
+
+    __slots__ = ("begin_rev", "changes")
+
+    def __init__(self, begin_rev: int):
+        self.begin_rev = begin_rev
+        self.changes: list = []
+
+    @property
+    def read_rev(self) -> int:
+        return self.begin_rev + 1 if self.changes else self.begin_rev
+
+
+class KVStore:
+    def __init__(self, backend, *, quota_bytes: int | None = None, max_txn_ops: int = txncheck.DEFAULT_MAX_TXN_OPS,
+                 index_impl=None):
+        self.backend = backend
+        self.quota_bytes = quota_bytes
+        self.max_txn_ops = max_txn_ops
+        self._index_impl = index_impl or _revindex
+        self._tx = backend.batch_tx()
+        self.pending_events: list = []
+        self._size_at_commit = backend.size_in_use()
+        self._bytes_since_commit = 0
+        backend.add_pre_commit_hook(self._save_consistent_index)
+        backend.add_post_commit_hook(self._after_commit)
+        self._restore()
+
+    # --- opening and restart ----------------------------------------------------------------------
+    def _restore(self) -> None:
+        """Rebuild the index and revisions from the backend (what a restart does)."""
+        self.index = self._index_impl.TreeIndex()
+        self.current_revision = 1
+        self.compact_revision = 0
+        with self._tx as tx:
+            raw = tx.unsafe_get(META, META_FINISHED_COMPACT)
+            if raw:
+                self.compact_revision = _U64.unpack(raw)[0]
+            raw = tx.unsafe_get(META, META_CONSISTENT_INDEX)
+            self.consistent_index = _U64.unpack(raw)[0] if raw else 0
+            self._persisted_consistent_index = self.consistent_index
+            seen: set = set()
+            start = b""
+            while True:
+                rows = tx.unsafe_range(KEY, start, b"", limit=_RESTORE_CHUNK)
+                for k, v in rows:
+                    main, sub, tomb = _codec.parse_rev_key(k)
+                    kv = decode_record(v)
+                    if tomb:
+                        if kv.key in seen:
+                            self.index.tombstone(kv.key, main, sub)
+                    elif kv.key in seen:
+                        self.index.put(kv.key, main, sub)
+                    else:
+                        self.index.restore(kv.key, kv.create_revision, main, sub, kv.version)
+                        seen.add(kv.key)
+                    self.current_revision = max(self.current_revision, main)
+                if len(rows) < _RESTORE_CHUNK:
+                    break
+                start = rows[-1][0] + b"\x00"
+        self.current_revision = max(self.current_revision, self.compact_revision)
+
+    def reload(self) -> None:
+        """Drop buffered state and rebuild from what the backend has committed.
+
+        Used after a failed commit (disk full) in durable mode: the failed writes were never
+        acknowledged, and this puts the index back in step with the disk.
+        """
+        with self._tx:
+            self.backend.discard_buffer()
+            self.pending_events.clear()
+            self._bytes_since_commit = 0
+            self._restore()
+
+    # --- consistent index (the last applied raft entry, persisted with each batch) --------------
+    def set_consistent_index(self, index: int) -> None:
+        self.consistent_index = index
+
+    def _save_consistent_index(self, tx) -> None:
+        if self.consistent_index != self._persisted_consistent_index:
+            tx.unsafe_put(META, META_CONSISTENT_INDEX, _U64.pack(self.consistent_index))
+            self._persisted_consistent_index = self.consistent_index
+
+    def _after_commit(self) -> None:
+        self._size_at_commit = self.backend.size_in_use()
+        self._bytes_since_commit = 0
+
+    # --- reads ------------------------------------------------------------------------------------
+    def range(self, op: RangeOp) -> RangeResult:
+        txncheck.check_range(op)
+        with self._tx:
+            return self._range(op, self.current_revision)
+
+    def _range(self, op: RangeOp, cur_rev: int) -> RangeResult:
+        rev = op.revision
+        if rev > cur_rev:
+            raise ErrFutureRev()
+        if rev <= 0:
+            rev = cur_rev
+        if rev < self.compact_revision:
+            raise ErrCompacted()
+        end = index_end(op.range_end)
+        if end is not None and end != b"" and end <= op.key:
+            return RangeResult([], 0, False, cur_rev)
+        if op.count_only:
+            return RangeResult([], self.index.count_revisions(op.key, end, rev), False, cur_rev)
+        filtered = (op.sort_order != SortOrder.NONE or op.min_mod_revision or op.max_mod_revision
+                    or op.min_create_revision or op.max_create_revision)
+        limit = 0 if filtered or op.limit <= 0 else op.limit + 1  # one extra tells `more`
+        revs, total = self.index.revisions(op.key, end, rev, limit)
+        get = self._tx.unsafe_get
+        kvs = [decode_record(get(KEY, rev_key(m, s))) for m, s in revs]
+        if filtered:
+            kvs = _filter_and_sort(kvs, op)
+        more = False
+        if op.limit > 0 and len(kvs) > op.limit:
+            kvs = kvs[: op.limit]
+            more = True
+        if op.keys_only:
+            for kv in kvs:
+                kv.value = b""
+        return RangeResult(kvs, total, more, cur_rev)
+
+    # --- writes -----------------------------------------------------------------------------------
+    def put(self, op: PutOp) -> PutResult:
+        txncheck.check_put(op)
+        with self._tx:
+            self._check_quota(len(op.key) + len(op.value))
+            wt = _WriteTxn(self.current_revision)
+            res = self._put(wt, op)
+            self._end(wt)
+            return res
+
+    def delete_range(self, op: DeleteOp) -> DeleteResult:
+        txncheck.check_delete(op)
+        with self._tx:
+            wt = _WriteTxn(self.current_revision)
+            res = self._delete_range(wt, op)
+            self._end(wt)
+            return res
+
+    def txn(self, op: TxnOp) -> TxnResult:
+        txncheck.check_txn(op, self.max_txn_ops)
+        with self._tx:
+            # Every compare, at every nesting level, sees the state before the txn (etcd's
+            # compareToPath runs before any op is applied).
+            path = self._compare_path(op, self.current_revision)
+            if _has_puts(op):
+                self._check_quota(_put_bytes(op))
+            wt = _WriteTxn(self.current_revision)
+            resp = self._apply_txn(wt, op, path, 0)
+            self._end(wt)
+            resp.revision = wt.begin_rev + 1 if wt.changes else wt.begin_rev
+            return resp
+
+    def _check_quota(self, cost: int) -> None:
+        if self.quota_bytes is None:
+            return
+        if self._size_at_commit + self._bytes_since_commit + cost + _PUT_OVERHEAD > self.quota_bytes:
+            raise ErrNoSpace()
+
+    def _put(self, wt: _WriteTxn, op: PutOp) -> PutResult:
+        prev = None
+        rev = wt.begin_rev + 1
+        if op.prev_kv or op.ignore_value or op.ignore_lease:
+            prev = self._get_kv(op.key, wt.read_rev)
+            if prev is None and (op.ignore_value or op.ignore_lease):
+                raise ErrKeyNotFound()
+        value = prev.value if op.ignore_value else op.value
+        lease = prev.lease if op.ignore_lease else op.lease
+        try:
+            _mod, created, ver = self.index.get(op.key, rev)
+            create_rev, version = created[0], ver + 1
+        except _revindex.RevisionNotFoundError:
+            create_rev, version = rev, 1
+        sub = len(wt.changes)
+        self._tx.unsafe_put(KEY, rev_key(rev, sub), encode_record(op.key, value, create_rev, rev, version, lease))
+        self.index.put(op.key, rev, sub)
+        kv = KeyValue(op.key, create_rev, rev, version, value, lease)
+        wt.changes.append(kv)
+        self._bytes_since_commit += len(op.key) + len(value) + _PUT_OVERHEAD
+        return PutResult(rev, prev if op.prev_kv else None)
+
+    def _delete_range(self, wt: _WriteTxn, op: DeleteOp) -> DeleteResult:
+        end = index_end(op.range_end)
+        prev_kvs = []
+        if op.prev_kv:
+            prev_kvs = self._range(RangeOp(op.key, op.range_end), wt.read_rev).kvs
+        if end is not None and end != b"" and end <= op.key:
+            keys = []
+        else:
+            keys, _revs = self.index.range(op.key, end, wt.read_rev)
+        rev = wt.begin_rev + 1
+        for key in keys:
+            sub = len(wt.changes)
+            self._tx.unsafe_put(KEY, rev_key(rev, sub, True), encode_record(key, b"", 0, 0, 0, 0))
+            self.index.tombstone(key, rev, sub)
+            wt.changes.append(KeyValue(key, 0, rev, 0, b"", 0))
+        result_rev = rev if (keys or wt.changes) else wt.begin_rev
+        return DeleteResult(result_rev, len(keys), prev_kvs)
+
+    def _end(self, wt: _WriteTxn) -> None:
+        if not wt.changes:
+            return
+        self.current_revision = wt.begin_rev + 1
+        for kv in wt.changes:
+            if kv.create_revision == 0:
+                self.pending_events.append(Event(EventType.DELETE, kv))
+            else:
+                self.pending_events.append(Event(EventType.PUT, kv))
+
+    # --- txn --------------------------------------------------------------------------------------
+    def _compare_path(self, op: TxnOp, rev: int) -> list:
+        """[succeeded, child paths of the chosen branch's nested txns...] evaluated at `rev`."""
+        ok = all(self._compare(c, rev) for c in op.compare)
+        branch = op.success if ok else op.failure
+        return [ok] + [self._compare_path(o, rev) for o in branch if isinstance(o, TxnOp)]
+
+    def _compare(self, c, rev: int) -> bool:
+        kvs = self._range(RangeOp(c.key, c.range_end), rev).kvs
+        if not kvs:
+            if c.target == CompareTarget.VALUE:
+                return False  # a missing value compares unequal to everything, as in etcd
+            return _compare_kv(c, KeyValue())
+        return all(_compare_kv(c, kv) for kv in kvs)
+
+    def _apply_txn(self, wt: _WriteTxn, op: TxnOp, path: list, depth: int) -> TxnResult:
+        ok = path[0]
+        branch = op.success if ok else op.failure
+        responses = []
+        child = 1
+        for o in branch:
+            if isinstance(o, RangeOp):
+                responses.append(self._range(o, wt.read_rev))
+            elif isinstance(o, PutOp):
+                responses.append(self._put(wt, o))
+            elif isinstance(o, DeleteOp):
+                responses.append(self._delete_range(wt, o))
+            else:
+                sub = self._apply_txn(wt, o, path[child], depth + 1)
+                sub.revision = wt.read_rev
+                responses.append(sub)
+                child += 1
+        return TxnResult(wt.read_rev, ok, responses)
+
+    # --- compaction -------------------------------------------------------------------------------
+    def compact(self, revision: int) -> int:
+        """Physically drop every revision not needed to read at >= `revision`. Returns the current
+        revision. The index, the deletions and the new compact revision commit in one batch."""
+        with self._tx as tx:
+            if revision <= self.compact_revision:
+                raise ErrCompacted()
+            if revision > self.current_revision:
+                raise ErrFutureRev()
+            keep = self.index.compact(revision)
+            end = rev_key(revision + 1, 0)
+            start = b""
+            while True:
+                rows = tx.unsafe_range(KEY, start, end, limit=_RESTORE_CHUNK)
+                for k, _v in rows:
+                    main, sub, _tomb = _codec.parse_rev_key(k)
+                    if (main, sub) not in keep:
+                        tx.unsafe_delete(KEY, k)
+                if len(rows) < _RESTORE_CHUNK:
+                    break
+                start = rows[-1][0] + b"\x00"
+            tx.unsafe_put(META, META_FINISHED_COMPACT, _U64.pack(revision))
+            self.compact_revision = revision
+            self.backend.force_commit()
+            return self.current_revision
+
+    # --- helpers ----------------------------------------------------------------------------------
+    def _get_kv(self, key: bytes, rev: int):
+        try:
+            mod, _created, _ver = self.index.get(key, rev)
+        except _revindex.RevisionNotFoundError:
+            return None
+        return decode_record(self._tx.unsafe_get(KEY, rev_key(mod[0], mod[1])))
+
+    def read_at(self, rev_main: int, rev_sub: int, tombstone: bool = False):
+        """The record stored at a revision (for watchers replaying history)."""
+        with self._tx as tx:
+            raw = tx.unsafe_get(KEY, rev_key(rev_main, rev_sub, tombstone))
+            return None if raw is None else decode_record(raw)
+
+    def events_since(self, start_rev: int, key: bytes, range_end: bytes = b"", limit_rev: int | None = None) -> list:
+        """Events with revision in [start_rev, limit_rev] on keys in the range, in revision order,
+        read from the backend (what an unsynced watcher catches up from)."""
+        if start_rev < self.compact_revision:
+            raise ErrCompacted()
+        end = index_end(range_end)
+        out = []
+        with self._tx as tx:
+            hi = rev_key((limit_rev if limit_rev is not None else self.current_revision) + 1, 0)
+            for k, v in tx.unsafe_range(KEY, rev_key(max(start_rev, 1), 0), hi):
+                main, sub, tomb = _codec.parse_rev_key(k)
+                kv = decode_record(v)
+                if not _key_in(kv.key, key, end):
+                    continue
+                if tomb:
+                    kv.mod_revision = main
+                    out.append(Event(EventType.DELETE, kv))
+                else:
+                    out.append(Event(EventType.PUT, kv))
+        return out
+
+
+def _key_in(k: bytes, key: bytes, end) -> bool:
+    if end is None:
+        return k == key
+    return k >= key and (end == b"" or k < end)
+
+
+def _compare_kv(c, kv) -> bool:
+    t = c.target
+    if t == CompareTarget.VALUE:
+        a, b = kv.value, c.value
+    elif t == CompareTarget.CREATE:
+        a, b = kv.create_revision, c.value
+    elif t == CompareTarget.MOD:
+        a, b = kv.mod_revision, c.value
+    elif t == CompareTarget.VERSION:
+        a, b = kv.version, c.value
+    elif t == CompareTarget.LEASE:
+        a, b = kv.lease, c.value
+    else:
+        return False
+    r = c.result
+    if r == CompareResult.EQUAL:
+        return a == b
+    if r == CompareResult.NOT_EQUAL:
+        return a != b
+    if r == CompareResult.GREATER:
+        return a > b
+    if r == CompareResult.LESS:
+        return a < b
+    return False
+
+
+_SORT_KEYS = {
+    SortTarget.KEY: lambda kv: kv.key,
+    SortTarget.VERSION: lambda kv: kv.version,
+    SortTarget.CREATE: lambda kv: kv.create_revision,
+    SortTarget.MOD: lambda kv: kv.mod_revision,
+    SortTarget.VALUE: lambda kv: kv.value,
+}
+
+
+def _filter_and_sort(kvs: list, op: RangeOp) -> list:
+    if op.min_mod_revision:
+        kvs = [kv for kv in kvs if kv.mod_revision >= op.min_mod_revision]
+    if op.max_mod_revision:
+        kvs = [kv for kv in kvs if kv.mod_revision <= op.max_mod_revision]
+    if op.min_create_revision:
+        kvs = [kv for kv in kvs if kv.create_revision >= op.min_create_revision]
+    if op.max_create_revision:
+        kvs = [kv for kv in kvs if kv.create_revision <= op.max_create_revision]
+    order = op.sort_order
+    if op.sort_target != SortTarget.KEY and order == SortOrder.NONE:
+        order = SortOrder.ASCEND  # etcd sorts ascending when only a target is given
+    if order == SortOrder.ASCEND and op.sort_target != SortTarget.KEY:
+        kvs.sort(key=_SORT_KEYS[op.sort_target])
+    elif order == SortOrder.DESCEND:
+        kvs.sort(key=_SORT_KEYS[op.sort_target], reverse=True)
+    return kvs
+
+
+def _has_puts(op: TxnOp) -> bool:
+    for o in (*op.success, *op.failure):
+        if isinstance(o, PutOp) or (isinstance(o, TxnOp) and _has_puts(o)):
+            return True
+    return False
+
+
+def _put_bytes(op: TxnOp) -> int:
+    n = 0
+    for o in (*op.success, *op.failure):
+        if isinstance(o, PutOp):
+            n += len(o.key) + len(o.value)
+        elif isinstance(o, TxnOp):
+            n += _put_bytes(o)
+    return n
