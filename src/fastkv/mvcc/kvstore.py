@@ -147,13 +147,15 @@ class KVStore:
             return RangeResult([], 0, False, cur_rev)
         if op.count_only:
             return RangeResult([], self.index.count_revisions(op.key, end, rev), False, cur_rev)
-        filtered = (op.sort_order != SortOrder.NONE or op.min_mod_revision or op.max_mod_revision
-                    or op.min_create_revision or op.max_create_revision)
-        limit = 0 if filtered or op.limit <= 0 else op.limit + 1  # one extra tells `more`
+        # As etcd's apply.go: sorting by order or filtering needs everything before the limit; a
+        # sort *target* alone (order NONE) sorts only the limited fetch, ascending.
+        fetch_all = (op.sort_order != SortOrder.NONE or op.min_mod_revision or op.max_mod_revision
+                     or op.min_create_revision or op.max_create_revision)
+        limit = 0 if fetch_all or op.limit <= 0 else op.limit + 1  # one extra tells `more`
         revs, total = self.index.revisions(op.key, end, rev, limit)
         get = self._tx.unsafe_get
         kvs = [decode_record(get(KEY, rev_key(m, s))) for m, s in revs]
-        if filtered:
+        if fetch_all or op.sort_target != SortTarget.KEY:
             kvs = _filter_and_sort(kvs, op)
         more = False
         if op.limit > 0 and len(kvs) > op.limit:

@@ -1,0 +1,229 @@
+"""Embedded fastkv: the storage engine as a library, no server.
+
+    import fastkv
+    db = fastkv.open("/path/to/dir")            # durable mode (default)
+    db.put(b"k", b"v"); db.get(b"k").value      # -> b"v"
+    for ev in db.watch(b"k", prefix=True): ...  # committed changes, in revision order
+
+Durability contract
+-------------------
+* durable (default, ``sync=True``): every write call (put / delete / txn / compact) commits one
+  LMDB transaction, synced to disk, *before it returns*. If it returned, the write survives SIGKILL
+  and power loss. If the commit fails (disk full, map full beyond ``max_size``), the call raises
+  etcd's "database space exceeded" and the store is exactly as before the call.
+* batched (``sync=False``): writes are buffered and many writes share one commit, made when
+  ``batch_limit`` writes are pending, ``batch_interval`` seconds after the previous commit, on
+  ``flush()``, or on ``close()``. A crash loses at most the writes made since the last commit —
+  never part of one: each txn, and each put/delete, is in the same commit or absent. Reads always see
+  every write made so far; ``db.flush()`` returns once everything written before it is durable.
+  ``with db.batch(): ...`` turns on batching for a block and flushes at its end.
+
+Watchers see only committed (durable) changes: in batched mode events arrive when their commit
+lands. Events come in revision order, each revision's changes together.
+"""
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+
+from fastkv.backend import open_backend
+from fastkv.backend.base import DEFAULT_QUOTA_BYTES
+from fastkv.errors import EtcdError
+from fastkv.mvcc import (
+    Compare, CompareResult, CompareTarget, DeleteOp, KVStore, PutOp, RangeOp, TxnOp,
+)
+from fastkv.mvcc.ops import index_end
+
+__all__ = ["DB", "Watch", "Compare", "CompareResult", "CompareTarget", "DeleteOp", "PutOp", "RangeOp", "TxnOp"]
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """The range_end that selects every key starting with `prefix` (etcd's GetPrefixRangeEnd)."""
+    b = bytearray(prefix)
+    while b:
+        if b[-1] < 0xFF:
+            b[-1] += 1
+            return bytes(b)
+        b.pop()
+    return b"\x00"  # all keys
+
+
+class DB:
+    def __init__(self, path: str | None, *, sync: bool = True, backend: str = "lmdb", batch_limit: int = 10000,
+                 batch_interval: float = 0.1, quota_bytes: int = DEFAULT_QUOTA_BYTES, max_size: int | None = None,
+                 max_txn_ops: int = 128):
+        opts = {"batch_limit": batch_limit, "batch_interval": batch_interval}
+        if backend == "lmdb":
+            opts["max_size"] = max_size if max_size is not None else quota_bytes + 256 * 1024**2
+        self._backend = open_backend(backend, path, **opts)
+        self._kv = KVStore(self._backend, quota_bytes=quota_bytes, max_txn_ops=max_txn_ops)
+        self._lock = self._backend._lock  # one lock for the engine: writes, commits, watcher hand-off
+        self._sync = sync
+        self._batch_depth = 0
+        self._watches: list = []
+        self._backend.add_post_commit_hook(self._publish)
+        self.path = path
+
+    # --- reads ----------------------------------------------------------------------------------
+    @property
+    def revision(self) -> int:
+        return self._kv.current_revision
+
+    @property
+    def compact_revision(self) -> int:
+        return self._kv.compact_revision
+
+    def get(self, key: bytes, *, revision: int = 0):
+        """The KeyValue of `key` (at `revision`, 0 = latest) or None."""
+        kvs = self._kv.range(RangeOp(key, revision=revision)).kvs
+        return kvs[0] if kvs else None
+
+    def range(self, key: bytes, range_end: bytes = b"", *, prefix: bool = False, **options):
+        """etcd Range: options are RangeOp fields (limit, revision, sort_order, keys_only, ...)."""
+        if prefix:
+            range_end = prefix_end(key)
+        return self._kv.range(RangeOp(key, range_end, **options))
+
+    # --- writes ---------------------------------------------------------------------------------
+    def put(self, key: bytes, value: bytes, *, lease: int = 0, prev_kv: bool = False, ignore_value: bool = False,
+            ignore_lease: bool = False):
+        return self._write(self._kv.put, PutOp(key, value, lease, prev_kv, ignore_value, ignore_lease))
+
+    def delete(self, key: bytes, range_end: bytes = b"", *, prefix: bool = False, prev_kv: bool = False):
+        if prefix:
+            range_end = prefix_end(key)
+        return self._write(self._kv.delete_range, DeleteOp(key, range_end, prev_kv))
+
+    def txn(self, compare=(), success=(), failure=()):
+        return self._write(self._kv.txn, TxnOp(list(compare), list(success), list(failure)))
+
+    def compact(self, revision: int) -> int:
+        with self._lock:
+            return self._kv.compact(revision)  # compaction always commits synchronously
+
+    def _write(self, fn, op):
+        with self._lock:
+            result = fn(op)
+            if self._sync and self._batch_depth == 0:
+                try:
+                    self._backend.force_commit()
+                except EtcdError:
+                    self._kv.reload()  # the failed write was never acknowledged: forget it
+                    raise
+            return result
+
+    # --- batching -------------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Commit everything written so far; returns when it is durable."""
+        self._backend.force_commit()
+
+    @contextlib.contextmanager
+    def batch(self):
+        """Within the block writes share commits; the block's end flushes (durable on exit)."""
+        with self._lock:
+            self._batch_depth += 1
+        try:
+            yield self
+        finally:
+            with self._lock:
+                self._batch_depth -= 1
+                if self._batch_depth == 0:
+                    self._backend.force_commit()
+
+    # --- watch ----------------------------------------------------------------------------------
+    def watch(self, key: bytes, range_end: bytes = b"", *, prefix: bool = False, start_revision: int = 0,
+              prev_kv: bool = False) -> "Watch":
+        """Iterator over committed events on a key or range, from `start_revision` (history replay;
+        0 = only future changes). Raises ErrCompacted if the start revision was compacted."""
+        if prefix:
+            range_end = prefix_end(key)
+        w = Watch(self, key, range_end, prev_kv)
+        with self._lock:
+            self._backend.force_commit() if self._backend.batch_tx().pending() else None
+            if start_revision > 0:
+                for ev in self._kv.events_since(start_revision, key, range_end):
+                    w._offer(ev)
+            self._watches.append(w)
+        return w
+
+    def _publish(self) -> None:
+        events = self._kv.pending_events
+        if not events:
+            return
+        self._kv.pending_events = []
+        for w in self._watches:
+            for ev in events:
+                w._offer(ev)
+
+    def _unwatch(self, w: "Watch") -> None:
+        with self._lock:
+            if w in self._watches:
+                self._watches.remove(w)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def close(self) -> None:
+        with self._lock:
+            for w in list(self._watches):
+                w._queue.put(None)
+            self._watches.clear()
+        self._backend.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def kv(self) -> KVStore:
+        """The underlying MVCC store (for advanced use and the server)."""
+        return self._kv
+
+    @property
+    def backend(self):
+        return self._backend
+
+
+class Watch:
+    """Iterate to receive Events; `close()` ends the iteration. `next(w, timeout)` via `get`."""
+
+    def __init__(self, db: DB, key: bytes, range_end: bytes, prev_kv: bool):
+        self._db = db
+        self._key = key
+        self._end = index_end(range_end)
+        self._prev_kv = prev_kv
+        self._queue: queue.Queue = queue.Queue()
+        self._closed = threading.Event()
+
+    def _offer(self, ev) -> None:
+        k = ev.kv.key
+        end = self._end
+        if (k == self._key) if end is None else (k >= self._key and (end == b"" or k < end)):
+            if self._prev_kv and ev.prev_kv is None and ev.kv.mod_revision > 1:
+                ev = type(ev)(ev.type, ev.kv, self._db.get(k, revision=ev.kv.mod_revision - 1)
+                              if ev.kv.mod_revision - 1 >= self._db.compact_revision else None)
+            self._queue.put(ev)
+
+    def get(self, timeout: float | None = None):
+        """Next event, or None after `timeout` seconds / once closed."""
+        if self._closed.is_set() and self._queue.empty():
+            return None
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        ev = self._queue.get()
+        if ev is None:
+            raise StopIteration
+        return ev
+
+    def close(self) -> None:
+        self._closed.set()
+        self._db._unwatch(self)
+        self._queue.put(None)
