@@ -1,0 +1,19 @@
+REV_KEY_SIZE: int
+TOMBSTONE_MARK: bytes
+HEADER_SIZE: int
+
+class KeyValue:
+    key: bytes
+    create_revision: int
+    mod_revision: int
+    version: int
+    value: bytes
+    lease: int
+    def __init__(self, key: bytes = ..., create_revision: int = ..., mod_revision: int = ..., version: int = ...,
+                 value: bytes = ..., lease: int = ...) -> None: ...
+
+def rev_key(main: int, sub: int, tombstone: bool = ...) -> bytes: ...
+def parse_rev_key(b: bytes) -> tuple[int, int, bool]: ...
+def encode_record(key: bytes, value: bytes, create_revision: int, mod_revision: int, version: int, lease: int) -> bytes: ...
+def decode_record(b: bytes) -> KeyValue: ...
+def record_key(b: bytes) -> bytes: ...
