@@ -10,8 +10,14 @@ sorting/filters/limits, prev_kv and txn compare/branch evaluation). Requests are
 change (txncheck), so a rejected request leaves the store as it was.
 
 Threading: every public method holds the backend lock; the store is safe to share across threads.
-`pending_events` collects the events of write txns not yet handed to watchers; whoever owns commits
-(the embedded DB or the server's apply loop) drains it after the backend commit.
+Events: at the end of each write txn its events go to `observer(events, revision)` when one is set
+(the watchable store), otherwise onto `pending_events`, which the owner of commits (the embedded DB)
+drains after the backend commit.
+
+Leases: mvcc does not import the lessor. It talks to whatever object is passed as `lessor`, which
+must offer `exists(lease_id) -> bool`, `attach(lease_id, key)` and `detach(lease_id, key)` (etcd's
+kvstore does the same through lease.Lessor): a put with an unknown lease fails with
+ErrLeaseNotFound before any change, and a put/delete moves the key's attachment.
 """
 from __future__ import annotations
 
@@ -19,7 +25,7 @@ import struct
 
 from fastkv._native import load
 from fastkv.backend import KEY, META
-from fastkv.errors import ErrCompacted, ErrFutureRev, ErrKeyNotFound, ErrNoSpace
+from fastkv.errors import ErrCompacted, ErrFutureRev, ErrKeyNotFound, ErrLeaseNotFound, ErrNoSpace
 from fastkv.mvcc import txncheck
 from fastkv.mvcc.ops import (
     CompareResult, CompareTarget, DeleteOp, DeleteResult, Event, EventType, PutOp, PutResult, RangeOp,
@@ -56,8 +62,10 @@ class _WriteTxn:
 
 class KVStore:
     def __init__(self, backend, *, quota_bytes: int | None = None, max_txn_ops: int = txncheck.DEFAULT_MAX_TXN_OPS,
-                 index_impl=None):
+                 index_impl=None, lessor=None):
         self.backend = backend
+        self.lessor = lessor
+        self.observer = None  # callable(events, revision) called at the end of each write txn
         self.quota_bytes = quota_bytes
         self.max_txn_ops = max_txn_ops
         self._index_impl = index_impl or _revindex
@@ -207,7 +215,10 @@ class KVStore:
     def _put(self, wt: _WriteTxn, op: PutOp) -> PutResult:
         prev = None
         rev = wt.begin_rev + 1
-        if op.prev_kv or op.ignore_value or op.ignore_lease:
+        lessor = self.lessor
+        if lessor is not None and op.lease and not op.ignore_lease and not lessor.exists(op.lease):
+            raise ErrLeaseNotFound()
+        if op.prev_kv or op.ignore_value or op.ignore_lease or lessor is not None:
             prev = self._get_kv(op.key, wt.read_rev)
             if prev is None and (op.ignore_value or op.ignore_lease):
                 raise ErrKeyNotFound()
@@ -221,6 +232,13 @@ class KVStore:
         sub = len(wt.changes)
         self._tx.unsafe_put(KEY, rev_key(rev, sub), encode_record(op.key, value, create_rev, rev, version, lease))
         self.index.put(op.key, rev, sub)
+        if lessor is not None:
+            old_lease = prev.lease if prev is not None else 0
+            if old_lease != lease:
+                if old_lease:
+                    lessor.detach(old_lease, op.key)
+                if lease:
+                    lessor.attach(lease, op.key)
         kv = KeyValue(op.key, create_rev, rev, version, value, lease)
         wt.changes.append(kv)
         self._bytes_since_commit += len(op.key) + len(value) + _PUT_OVERHEAD
@@ -236,7 +254,12 @@ class KVStore:
         else:
             keys, _revs = self.index.range(op.key, end, wt.read_rev)
         rev = wt.begin_rev + 1
+        lessor = self.lessor
         for key in keys:
+            if lessor is not None:
+                old = self._get_kv(key, wt.read_rev)
+                if old is not None and old.lease:
+                    lessor.detach(old.lease, key)
             sub = len(wt.changes)
             self._tx.unsafe_put(KEY, rev_key(rev, sub, True), encode_record(key, b"", 0, 0, 0, 0))
             self.index.tombstone(key, rev, sub)
@@ -247,12 +270,12 @@ class KVStore:
     def _end(self, wt: _WriteTxn) -> None:
         if not wt.changes:
             return
-        self.current_revision = wt.begin_rev + 1
-        for kv in wt.changes:
-            if kv.create_revision == 0:
-                self.pending_events.append(Event(EventType.DELETE, kv))
-            else:
-                self.pending_events.append(Event(EventType.PUT, kv))
+        self.current_revision = rev = wt.begin_rev + 1
+        events = [Event(EventType.DELETE if kv.create_revision == 0 else EventType.PUT, kv) for kv in wt.changes]
+        if self.observer is not None:
+            self.observer(events, rev)
+        else:
+            self.pending_events.extend(events)
 
     # --- txn --------------------------------------------------------------------------------------
     def _compare_path(self, op: TxnOp, rev: int) -> list:
@@ -329,25 +352,41 @@ class KVStore:
             return None if raw is None else decode_record(raw)
 
     def events_since(self, start_rev: int, key: bytes, range_end: bytes = b"", limit_rev: int | None = None) -> list:
-        """Events with revision in [start_rev, limit_rev] on keys in the range, in revision order,
-        read from the backend (what an unsynced watcher catches up from)."""
+        """Events on keys in the range with revision in [start_rev, limit_rev] (default: current)."""
+        return self.history(start_rev, limit_rev, key, range_end)
+
+    def history(self, start_rev: int, end_rev: int | None = None, key: bytes | None = None,
+                range_end: bytes = b"", max_events: int = 0) -> list:
+        """Events with main revision in [start_rev, end_rev] in revision order, read from the
+        backend (what unsynced watchers catch up from). key None = every key. max_events > 0 stops
+        after that many events but never splits a revision (watch atomicity).
+        Raises ErrCompacted if start_rev is below the compact revision."""
         if start_rev < self.compact_revision:
             raise ErrCompacted()
-        end = index_end(range_end)
+        end = index_end(range_end) if key is not None else b""
         out = []
         with self._tx as tx:
-            hi = rev_key((limit_rev if limit_rev is not None else self.current_revision) + 1, 0)
-            for k, v in tx.unsafe_range(KEY, rev_key(max(start_rev, 1), 0), hi):
-                main, sub, tomb = _codec.parse_rev_key(k)
-                kv = decode_record(v)
-                if not _key_in(kv.key, key, end):
-                    continue
-                if tomb:
-                    kv.mod_revision = main
-                    out.append(Event(EventType.DELETE, kv))
-                else:
-                    out.append(Event(EventType.PUT, kv))
-        return out
+            hi = rev_key((end_rev if end_rev is not None else self.current_revision) + 1, 0)
+            lo = rev_key(max(start_rev, 1), 0)
+            last_main = 0
+            while True:
+                rows = tx.unsafe_range(KEY, lo, hi, limit=_RESTORE_CHUNK)
+                for k, v in rows:
+                    main, sub, tomb = _codec.parse_rev_key(k)
+                    if max_events and len(out) >= max_events and main != last_main:
+                        return out
+                    kv = decode_record(v)
+                    if key is not None and not _key_in(kv.key, key, end):
+                        continue
+                    last_main = main
+                    if tomb:
+                        kv.mod_revision = main
+                        out.append(Event(EventType.DELETE, kv))
+                    else:
+                        out.append(Event(EventType.PUT, kv))
+                if len(rows) < _RESTORE_CHUNK:
+                    return out
+                lo = rows[-1][0] + b"\x00"
 
 
 def _key_in(k: bytes, key: bytes, end) -> bool:
