@@ -240,3 +240,28 @@ def test_quota_rejects_put_and_leaves_store_untouched(open_store):
     assert s.current_revision == rev and s.range(RangeOp(b"one-more")).kvs == []
     # deletes and reads still work
     assert s.delete_range(DeleteOp(b"k", b"l")).deleted == n
+
+
+def test_ignore_value_on_key_deleted_earlier_in_txn_is_refused_cleanly(store):
+    # etcd 3.4.23 panics on this txn (its checks pass, its apply fails); we refuse it untouched.
+    store.put(PutOp(b"a", b"1"))
+    store.put(PutOp(b"b", b"2"))
+    rev = store.current_revision
+    with pytest.raises(ErrKeyNotFound):
+        store.txn(TxnOp([], [DeleteOp(b"a", b"\x00"), PutOp(b"b", ignore_value=True)], []))
+    assert store.current_revision == rev
+    assert [kv.key for kv in store.range(RangeOp(b"a", b"\x00")).kvs] == [b"a", b"b"]
+    store.put(PutOp(b"c", b"3"))  # and the store keeps working at the next revision
+    assert store.current_revision == rev + 1
+
+
+def test_txn_range_with_future_or_compacted_revision_fails_whole(store):
+    for i in range(4):
+        store.put(PutOp(b"k", b"%d" % i))
+    store.compact(3)
+    rev = store.current_revision
+    with pytest.raises(ErrFutureRev):
+        store.txn(TxnOp([], [PutOp(b"x", b"1"), RangeOp(b"k", revision=rev + 1)], []))
+    with pytest.raises(ErrCompacted):
+        store.txn(TxnOp([], [PutOp(b"x", b"1"), RangeOp(b"k", revision=2)], []))
+    assert store.current_revision == rev and store.range(RangeOp(b"x")).kvs == []

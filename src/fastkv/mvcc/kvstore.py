@@ -82,7 +82,7 @@ class KVStore:
         """Rebuild the index and revisions from the backend (what a restart does)."""
         self.index = self._index_impl.TreeIndex()
         self.current_revision = 1
-        self.compact_revision = 0
+        self.compact_revision = -1  # as etcd: "never compacted", so compact(0) on a fresh store succeeds
         with self._tx as tx:
             raw = tx.unsafe_get(META, META_FINISHED_COMPACT)
             if raw:
@@ -198,6 +198,12 @@ class KVStore:
             # Every compare, at every nesting level, sees the state before the txn (etcd's
             # compareToPath runs before any op is applied).
             path = self._compare_path(op, self.current_revision)
+            # As etcd's applierV3backend.Txn: check the ops on the chosen path against the state
+            # before the txn (puts first, then ranges), so the txn either applies whole or fails
+            # with nothing changed.
+            if _has_writes(op):
+                self._check_puts_on_path(op, path, [])
+            self._check_path(op, path, self._check_range_op)
             if _has_puts(op):
                 self._check_quota(_put_bytes(op))
             wt = _WriteTxn(self.current_revision)
@@ -283,6 +289,46 @@ class KVStore:
         ok = all(self._compare(c, rev) for c in op.compare)
         branch = op.success if ok else op.failure
         return [ok] + [self._compare_path(o, rev) for o in branch if isinstance(o, TxnOp)]
+
+    def _check_path(self, op: TxnOp, path: list, check) -> None:
+        branch = op.success if path[0] else op.failure
+        child = 1
+        for o in branch:
+            if isinstance(o, TxnOp):
+                self._check_path(o, path[child], check)
+                child += 1
+            else:
+                check(o)
+
+    def _check_puts_on_path(self, op: TxnOp, path: list, deleted: list) -> None:
+        """etcd's checkPut over the chosen path, in execution order. Beyond etcd, a put with
+        ignore_value/ignore_lease on a key that an earlier delete of the same txn removed is refused
+        here: etcd 3.4.23 lets that through its checks and then panics while applying (a from-key
+        delete is not caught by its duplicate-key check); we answer ErrKeyNotFound, nothing changed."""
+        branch = op.success if path[0] else op.failure
+        child = 1
+        for o in branch:
+            if isinstance(o, TxnOp):
+                self._check_puts_on_path(o, path[child], deleted)
+                child += 1
+            elif isinstance(o, DeleteOp):
+                deleted.append((o.key, index_end(o.range_end)))
+            elif isinstance(o, PutOp):
+                if o.ignore_value or o.ignore_lease:
+                    if self._get_kv(o.key, self.current_revision) is None:
+                        raise ErrKeyNotFound()
+                    if any(_key_in(o.key, k, e) for k, e in deleted):
+                        raise ErrKeyNotFound()
+                if o.lease and self.lessor is not None and not self.lessor.exists(o.lease):
+                    raise ErrLeaseNotFound()
+
+    def _check_range_op(self, o) -> None:
+        if not isinstance(o, RangeOp) or o.revision == 0:
+            return
+        if o.revision > self.current_revision:
+            raise ErrFutureRev()
+        if o.revision < self.compact_revision:
+            raise ErrCompacted()
 
     def _compare(self, c, rev: int) -> bool:
         kvs = self._range(RangeOp(c.key, c.range_end), rev).kvs
@@ -447,6 +493,13 @@ def _filter_and_sort(kvs: list, op: RangeOp) -> list:
     elif order == SortOrder.DESCEND:
         kvs.sort(key=_SORT_KEYS[op.sort_target], reverse=True)
     return kvs
+
+
+def _has_writes(op: TxnOp) -> bool:
+    for o in (*op.success, *op.failure):
+        if isinstance(o, (PutOp, DeleteOp)) or (isinstance(o, TxnOp) and _has_writes(o)):
+            return True
+    return False
 
 
 def _has_puts(op: TxnOp) -> bool:

@@ -62,18 +62,18 @@ class _Deletes:
     at most a few hundred ops, so a list is as fast and obviously right)."""
 
     def __init__(self):
-        self.spans: list = []  # (start, end) half-open; end b"" = unbounded; point -> (k, k+b"\0")
+        self.spans: list = []  # (start, end) half-open, compared bytewise; point -> (k, k+b"\0")
 
     def add(self, key: bytes, range_end: bytes) -> None:
-        if range_end == b"\x00":
-            self.spans.append((key, b""))
-        elif range_end:
+        # etcd compares the raw interval [key, range_end): a from-key end (b"\0") or an end below the
+        # key makes an inverted interval that covers nothing, so such deletes never conflict.
+        if range_end:
             self.spans.append((key, range_end))
         else:
             self.spans.append((key, key + b"\x00"))
 
     def covers(self, key: bytes) -> bool:
-        return any(key >= s and (e == b"" or key < e) for s, e in self.spans)
+        return any(s <= key < e for s, e in self.spans)
 
     def union(self, other: "_Deletes") -> None:
         self.spans.extend(other.spans)
