@@ -1,5 +1,5 @@
 # cdef view of revindex.h (compact C storage of the revision index) and the TreeIndex type.
-from libc.stdint cimport int32_t, int64_t, uint32_t
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
 
 cdef extern from "revindex.h" nogil:
@@ -55,6 +55,20 @@ cdef extern from "revindex.h" nogil:
     void ri_sort_revs(ri_revbuf_t *b)
     int ri_compact_key(ri_key_t **kp, int64_t at, int mutate, ri_rev_t *avail, int *empty)
 
+    ctypedef struct ri_hash_t:
+        uint64_t *slots
+        size_t cap
+        size_t n
+        uint64_t seed
+
+    uint64_t ri_hash_bytes(const unsigned char *p, size_t n, uint64_t seed)
+    uint64_t *ri_hash_find(const ri_hash_t *t, const unsigned char *key, size_t klen, uint64_t h)
+    ri_key_t *ri_hash_ptr(uint64_t v)
+    int ri_hash_add(ri_hash_t *t, ri_key_t *k, uint64_t h, ri_tree_t *tree)
+    int ri_hash_rebuild(ri_hash_t *t, ri_tree_t *tree)
+    int ri_append_at(ri_tree_t *tree, uint64_t *hs, int64_t main, int32_t sub, int tomb,
+                     int gen_start, int64_t cmain, int32_t csub, int64_t ver)
+
     int ri_cmp(const unsigned char *a, size_t alen, const ri_key_t *k)
     void ri_tree_init(ri_tree_t *t)
     void ri_tree_free(ri_tree_t *t)
@@ -66,8 +80,9 @@ cdef extern from "revindex.h" nogil:
 
 cdef class TreeIndex:
     cdef ri_tree_t tree
-    cdef ri_key_t **_slot(self, bytes key)
-    cdef int _insert_new(self, bytes key, int64_t main, int32_t sub, int64_t cmain, int32_t csub,
-                         int64_t ver) except -1
+    cdef ri_hash_t hash
+    cdef uint64_t *_bucket(self, bytes key, uint64_t *h)
+    cdef int _insert_new(self, bytes key, uint64_t h, int64_t main, int32_t sub, int64_t cmain,
+                         int32_t csub, int64_t ver) except -1
     cdef bint _start(self, bytes key, size_t *ci, size_t *si)
     cdef set _compact(self, int64_t rev, int mutate)

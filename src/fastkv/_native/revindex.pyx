@@ -10,7 +10,10 @@ key or per revision; Python objects are made only for what a call returns.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport int32_t, int64_t
-from libc.stdlib cimport free
+from libc.stdint cimport uint64_t
+from libc.stdlib cimport abort, free
+
+import os
 
 __all__ = ["TreeIndex", "RevisionNotFoundError"]
 
@@ -46,22 +49,27 @@ cdef class TreeIndex:
 
     def __cinit__(self):
         ri_tree_init(&self.tree)
+        self.hash.slots = NULL
+        self.hash.cap = self.hash.n = 0
+        # per-index seed: bucket placement cannot be predicted from outside the process
+        self.hash.seed = int.from_bytes(os.urandom(8), "little")
 
     def __dealloc__(self):
         ri_tree_free(&self.tree)
+        free(self.hash.slots)
 
     def __len__(self):
         return self.tree.nkeys
 
-    cdef ri_key_t **_slot(self, bytes key):
-        cdef size_t ci, si
-        if ri_tree_find(&self.tree, <const unsigned char *>PyBytes_AS_STRING(key),
-                        <size_t>PyBytes_GET_SIZE(key), &ci, &si):
-            return &self.tree.chunks[ci].slots[si]
-        return NULL
+    cdef uint64_t *_bucket(self, bytes key, uint64_t *h):
+        """The hash bucket of key (NULL when absent); *h receives the key's hash."""
+        cdef const unsigned char *kp = <const unsigned char *>PyBytes_AS_STRING(key)
+        cdef size_t klen = <size_t>PyBytes_GET_SIZE(key)
+        h[0] = ri_hash_bytes(kp, klen, self.hash.seed)
+        return ri_hash_find(&self.hash, kp, klen, h[0])
 
-    cdef int _insert_new(self, bytes key, int64_t main, int32_t sub, int64_t cmain, int32_t csub,
-                         int64_t ver) except -1:
+    cdef int _insert_new(self, bytes key, uint64_t h, int64_t main, int32_t sub, int64_t cmain,
+                         int32_t csub, int64_t ver) except -1:
         cdef size_t ci, si
         cdef const unsigned char *kp = <const unsigned char *>PyBytes_AS_STRING(key)
         cdef size_t klen = <size_t>PyBytes_GET_SIZE(key)
@@ -76,6 +84,13 @@ cdef class TreeIndex:
                 ri_tree_insert(&self.tree, ci, si, k) != 0:
             free(k)
             raise MemoryError()
+        if ri_hash_add(&self.hash, k, h, &self.tree) != 0:
+            # keep the two structures in step: take the key back out of the tree
+            ri_tree_find(&self.tree, kp, klen, &ci, &si)
+            self.tree.chunks[ci].slots[si] = NULL
+            free(k)
+            ri_tree_sweep(&self.tree)
+            raise MemoryError()
         return 0
 
     # -- writes ---------------------------------------------------------------------------------
@@ -83,31 +98,34 @@ cdef class TreeIndex:
     def put(self, key, int64_t main, int64_t sub):
         _check_rev(main, sub)
         cdef bytes bkey = _as_key(key)
-        cdef ri_key_t **slot = self._slot(bkey)
+        cdef uint64_t h
+        cdef uint64_t *b = self._bucket(bkey, &h)
         cdef ri_key_t *k
-        if slot == NULL:
-            self._insert_new(bkey, main, <int32_t>sub, main, <int32_t>sub, 1)
+        if b == NULL:
+            self._insert_new(bkey, h, main, <int32_t>sub, main, <int32_t>sub, 1)
             return
-        k = slot[0]
+        k = ri_hash_ptr(b[0])
         if main < k.last_main or (main == k.last_main and sub <= k.last_sub):
             raise ValueError(f"put with revision {(main, sub)} not above "
                              f"{(k.last_main, k.last_sub)} for {bkey!r}")
         # after a tombstone this opens a fresh generation: created = this revision, version 1
-        if ri_append(slot, main, <int32_t>sub, 0, RI_IS_CLOSED(k), main, <int32_t>sub, 1) != 0:
+        if ri_append_at(&self.tree, b, main, <int32_t>sub, 0, RI_IS_CLOSED(k), main,
+                        <int32_t>sub, 1) != 0:
             raise MemoryError()
 
     def tombstone(self, key, int64_t main, int64_t sub):
         _check_rev(main, sub)
         cdef bytes bkey = _as_key(key)
-        cdef ri_key_t **slot = self._slot(bkey)
+        cdef uint64_t h
+        cdef uint64_t *b = self._bucket(bkey, &h)
         cdef ri_key_t *k
-        if slot == NULL or RI_IS_CLOSED(slot[0]):
+        if b == NULL or RI_IS_CLOSED(ri_hash_ptr(b[0])):
             raise RevisionNotFoundError()
-        k = slot[0]
+        k = ri_hash_ptr(b[0])
         if main < k.last_main or (main == k.last_main and sub <= k.last_sub):
             raise ValueError(f"tombstone with revision {(main, sub)} not above "
                              f"{(k.last_main, k.last_sub)} for {bkey!r}")
-        if ri_append(slot, main, <int32_t>sub, 1, 0, 0, 0, 0) != 0:
+        if ri_append_at(&self.tree, b, main, <int32_t>sub, 1, 0, 0, 0, 0) != 0:
             raise MemoryError()
 
     def restore(self, key, int64_t created_main, int64_t main, int64_t sub, int64_t version):
@@ -117,28 +135,30 @@ cdef class TreeIndex:
         if version < 1:
             raise ValueError(f"version must be >= 1, got {version}")
         cdef bytes bkey = _as_key(key)
-        cdef ri_key_t **slot = self._slot(bkey)
+        cdef uint64_t h
+        cdef uint64_t *b = self._bucket(bkey, &h)
         cdef ri_key_t *k
-        if slot == NULL:
-            self._insert_new(bkey, main, <int32_t>sub, created_main, 0, version)
+        if b == NULL:
+            self._insert_new(bkey, h, main, <int32_t>sub, created_main, 0, version)
             return
-        k = slot[0]
+        k = ri_hash_ptr(b[0])
         if not RI_IS_CLOSED(k):
             raise ValueError(f"restore over a live generation of {bkey!r}")
         if main < k.last_main or (main == k.last_main and sub <= k.last_sub):
             raise ValueError(f"restore with revision {(main, sub)} not above "
                              f"{(k.last_main, k.last_sub)} for {bkey!r}")
-        if ri_append(slot, main, <int32_t>sub, 0, 1, created_main, 0, version) != 0:
+        if ri_append_at(&self.tree, b, main, <int32_t>sub, 0, 1, created_main, 0, version) != 0:
             raise MemoryError()
 
     # -- reads ----------------------------------------------------------------------------------
 
     def get(self, key, int64_t at_rev):
         cdef bytes bkey = _as_key(key)
-        cdef ri_key_t **slot = self._slot(bkey)
+        cdef uint64_t h
+        cdef uint64_t *b = self._bucket(bkey, &h)
         cdef int64_t mmain = 0, cmain = 0, ver = 0
         cdef int32_t msub = 0, csub = 0
-        if slot == NULL or not ri_get(slot[0], at_rev, &mmain, &msub, &cmain, &csub, &ver):
+        if b == NULL or not ri_get(ri_hash_ptr(b[0]), at_rev, &mmain, &msub, &cmain, &csub, &ver):
             raise RevisionNotFoundError()
         return (mmain, msub), (cmain, csub), ver
 
@@ -153,12 +173,13 @@ cdef class TreeIndex:
 
     def revisions(self, key, end, int64_t at_rev, Py_ssize_t limit=0):
         cdef bytes bkey = _as_key(key)
-        cdef ri_key_t **slot
+        cdef uint64_t h
+        cdef uint64_t *b
         cdef int64_t mmain
         cdef int32_t msub
         if end is None:
-            slot = self._slot(bkey)
-            if slot == NULL or not ri_get_mod(slot[0], at_rev, &mmain, &msub):
+            b = self._bucket(bkey, &h)
+            if b == NULL or not ri_get_mod(ri_hash_ptr(b[0]), at_rev, &mmain, &msub):
                 return [], 0
             return [(mmain, msub)], 1
         cdef bytes bend = _as_key(end)
@@ -186,12 +207,13 @@ cdef class TreeIndex:
 
     def count_revisions(self, key, end, int64_t at_rev):
         cdef bytes bkey = _as_key(key)
-        cdef ri_key_t **slot
+        cdef uint64_t h
+        cdef uint64_t *b
         cdef int64_t mmain
         cdef int32_t msub
         if end is None:
-            slot = self._slot(bkey)
-            return 1 if slot != NULL and ri_get_mod(slot[0], at_rev, &mmain, &msub) else 0
+            b = self._bucket(bkey, &h)
+            return 1 if b != NULL and ri_get_mod(ri_hash_ptr(b[0]), at_rev, &mmain, &msub) else 0
         cdef bytes bend = _as_key(end)
         cdef const unsigned char *ep = <const unsigned char *>PyBytes_AS_STRING(bend)
         cdef size_t elen = <size_t>PyBytes_GET_SIZE(bend)
@@ -214,13 +236,14 @@ cdef class TreeIndex:
 
     def range(self, key, end, int64_t at_rev):
         cdef bytes bkey = _as_key(key)
-        cdef ri_key_t **slot
+        cdef uint64_t h
+        cdef uint64_t *b
         cdef ri_key_t *k
         cdef int64_t mmain
         cdef int32_t msub
         if end is None:
-            slot = self._slot(bkey)
-            if slot == NULL or not ri_get_mod(slot[0], at_rev, &mmain, &msub):
+            b = self._bucket(bkey, &h)
+            if b == NULL or not ri_get_mod(ri_hash_ptr(b[0]), at_rev, &mmain, &msub):
                 return [], []
             return [bkey], [(mmain, msub)]
         cdef bytes bend = _as_key(end)
@@ -247,7 +270,8 @@ cdef class TreeIndex:
 
     def range_since(self, key, end, int64_t rev):
         cdef bytes bkey = _as_key(key)
-        cdef ri_key_t **slot
+        cdef uint64_t h
+        cdef uint64_t *b
         cdef ri_revbuf_t buf
         cdef size_t ci, si, i
         cdef ri_chunk_t *c
@@ -259,9 +283,9 @@ cdef class TreeIndex:
         buf.n = buf.cap = 0
         try:
             if end is None:
-                slot = self._slot(bkey)
-                if slot != NULL:
-                    err = ri_since(slot[0], rev, &buf)
+                b = self._bucket(bkey, &h)
+                if b != NULL:
+                    err = ri_since(ri_hash_ptr(b[0]), rev, &buf)
             else:
                 bend = _as_key(end)
                 ep = <const unsigned char *>PyBytes_AS_STRING(bend)
@@ -293,15 +317,18 @@ cdef class TreeIndex:
         cdef size_t ci, si
         cdef ri_chunk_t *c
         cdef ri_rev_t avail
-        cdef int empty, r, swept = 0
+        cdef ri_key_t *before
+        cdef int empty, r, swept = 0, moved = 0
         avail.main = avail.sub = 0
         try:
             for ci in range(self.tree.nchunks):
                 c = self.tree.chunks[ci]
                 for si in range(c.n):
+                    before = c.slots[si]
                     r = ri_compact_key(&c.slots[si], rev, mutate, &avail, &empty)
                     if r < 0:
                         raise MemoryError()
+                    moved |= c.slots[si] != before
                     if r:
                         available.add((avail.main, avail.sub))
                     if empty and mutate:
@@ -309,8 +336,12 @@ cdef class TreeIndex:
                         c.slots[si] = NULL
                         swept = 1
         finally:
-            if swept:  # also after an error: never leave NULL slots behind
+            # also after an error: never leave NULL slots or stale hash buckets behind
+            if swept:
                 ri_tree_sweep(&self.tree)
+            if swept or moved:
+                if ri_hash_rebuild(&self.hash, &self.tree) != 0:
+                    abort()  # the table would point at freed records; nothing sane is left
         return available
 
     def compact(self, int64_t rev):
