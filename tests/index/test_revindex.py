@@ -7,13 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from fastkv._native import load
+from tests.conftest import native_and_twin
 
-
-# The compiled revindex lands in the next commit; until then the twin alone is under test.
-@pytest.fixture(params=["twin"], scope="module")
-def impl(request):
-    return load("revindex", pure=True)
+impl = native_and_twin("revindex")
 
 NF = object()  # "RevisionNotFoundError expected"
 
