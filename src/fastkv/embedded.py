@@ -33,7 +33,7 @@ from fastkv.errors import EtcdError
 from fastkv.mvcc import (
     Compare, CompareResult, CompareTarget, DeleteOp, KVStore, PutOp, RangeOp, TxnOp,
 )
-from fastkv.mvcc.ops import index_end
+from fastkv.mvcc.ops import PutResult, index_end
 
 __all__ = ["DB", "Watch", "Compare", "CompareResult", "CompareTarget", "DeleteOp", "PutOp", "RangeOp", "TxnOp"]
 
@@ -55,13 +55,16 @@ class DB:
                  max_txn_ops: int = 128):
         opts = {"batch_limit": batch_limit, "batch_interval": batch_interval}
         if backend == "lmdb":
-            opts["max_size"] = max_size if max_size is not None else quota_bytes + 256 * 1024**2
+            if max_size is None:
+                max_size = (quota_bytes or DEFAULT_QUOTA_BYTES * 4) + 256 * 1024**2
+            opts["max_size"] = max_size
         self._backend = open_backend(backend, path, **opts)
         self._kv = KVStore(self._backend, quota_bytes=quota_bytes, max_txn_ops=max_txn_ops)
         self._lock = self._backend._lock  # one lock for the engine: writes, commits, watcher hand-off
         self._sync = sync
         self._batch_depth = 0
         self._watches: list = []
+        self._kv.collect_events = False  # turned on while watchers exist
         self._backend.add_post_commit_hook(self._publish)
         self.path = path
 
@@ -88,6 +91,9 @@ class DB:
     # --- writes ---------------------------------------------------------------------------------
     def put(self, key: bytes, value: bytes, *, lease: int = 0, prev_kv: bool = False, ignore_value: bool = False,
             ignore_lease: bool = False):
+        if not (prev_kv or ignore_value or ignore_lease) and (not self._sync or self._batch_depth):
+            # buffered write on the lean path: nothing to commit here
+            return PutResult(self._kv.put_value(key, value, lease), None)
         return self._write(self._kv.put, PutOp(key, value, lease, prev_kv, ignore_value, ignore_lease))
 
     def delete(self, key: bytes, range_end: bytes = b"", *, prefix: bool = False, prev_kv: bool = False):
@@ -145,6 +151,7 @@ class DB:
                 for ev in self._kv.events_since(start_revision, key, range_end):
                     w._offer(ev)
             self._watches.append(w)
+            self._kv.collect_events = True
         return w
 
     def _publish(self) -> None:
@@ -160,6 +167,7 @@ class DB:
         with self._lock:
             if w in self._watches:
                 self._watches.remove(w)
+            self._kv.collect_events = bool(self._watches)
 
     # --- lifecycle ------------------------------------------------------------------------------
     def close(self) -> None:

@@ -70,7 +70,11 @@ class KVStore:
         self.max_txn_ops = max_txn_ops
         self._index_impl = index_impl or _revindex
         self._tx = backend.batch_tx()
+        self._buf = backend._buffer  # the lean put path writes the batch buffer directly
         self.pending_events: list = []
+        # With no observer, events are kept only while someone wants them (the embedded DB turns
+        # this on while it has live watchers); history for later watchers comes from the backend.
+        self.collect_events = True
         self._size_at_commit = backend.size_in_use()
         self._bytes_since_commit = 0
         backend.add_pre_commit_hook(self._save_consistent_index)
@@ -176,6 +180,8 @@ class KVStore:
 
     # --- writes -----------------------------------------------------------------------------------
     def put(self, op: PutOp) -> PutResult:
+        if not (op.prev_kv or op.ignore_value or op.ignore_lease or self.lessor is not None):
+            return PutResult(self.put_value(op.key, op.value, op.lease), None)
         txncheck.check_put(op)
         with self._tx:
             self._check_quota(len(op.key) + len(op.value))
@@ -183,6 +189,40 @@ class KVStore:
             res = self._put(wt, op)
             self._end(wt)
             return res
+
+    def put_value(self, key: bytes, value: bytes, lease: int = 0) -> int:
+        """The common put (no prev_kv / ignore_* / lessor) on a lean path; returns its revision.
+
+        Same semantics as put(PutOp(key, value, lease)); it exists because a put is the hot path of
+        every write benchmark and each Python-level call on it costs a measurable share."""
+        if not key:
+            raise txncheck.ErrEmptyKey()
+        if lease and self.lessor is not None:
+            return self.put(PutOp(key, value, lease)).revision
+        backend = self.backend
+        with backend._lock:
+            if self.quota_bytes is not None:
+                self._check_quota(len(key) + len(value))
+            rev = self.current_revision + 1
+            index = self.index
+            try:
+                _mod, c, ver = index.get(key, rev)
+                created, version = c[0], ver + 1
+            except _revindex.RevisionNotFoundError:
+                created, version = rev, 1
+            self._buf.put(KEY, rev_key(rev, 0), encode_record(key, value, created, rev, version, lease))
+            index.put(key, rev, 0)
+            self.current_revision = rev
+            self._bytes_since_commit += len(key) + len(value) + _PUT_OVERHEAD
+            if self.observer is not None or self.collect_events:
+                events = [Event(EventType.PUT, KeyValue(key, created, rev, version, value, lease))]
+                if self.observer is not None:
+                    self.observer(events, rev)
+                else:
+                    self.pending_events.extend(events)
+            if len(self._buf) >= backend.batch_limit:
+                backend._commit_locked(False)
+        return rev
 
     def delete_range(self, op: DeleteOp) -> DeleteResult:
         txncheck.check_delete(op)
@@ -277,6 +317,8 @@ class KVStore:
         if not wt.changes:
             return
         self.current_revision = rev = wt.begin_rev + 1
+        if self.observer is None and not self.collect_events:
+            return
         events = [Event(EventType.DELETE if kv.create_revision == 0 else EventType.PUT, kv) for kv in wt.changes]
         if self.observer is not None:
             self.observer(events, rev)
