@@ -17,6 +17,10 @@
 #include <stdint.h>
 #include <string.h>
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "fastkv's CRC-32C and WAL codec assume a little-endian host"
+#endif
+
 #define FASTKV_CRC32C_POLY 0x82F63B78u
 
 static uint32_t fastkv_crc32c_table[8][256];
