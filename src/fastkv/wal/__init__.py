@@ -1,0 +1,18 @@
+"""Write-ahead log and snapshot files (see wal.py and snapshotter.py for the contracts)."""
+from fastkv.wal.errors import (
+    SnapshotError,
+    WALClosedError,
+    WALCorruptError,
+    WALError,
+    WALExistsError,
+    WALLockedError,
+    WALNotFoundError,
+    WALSnapshotNotFoundError,
+)
+from fastkv.wal.segment import SEGMENT_SIZE
+from fastkv.wal.wal import WAL
+
+__all__ = [
+    "WAL", "SEGMENT_SIZE", "WALError", "WALCorruptError", "WALExistsError", "WALLockedError",
+    "WALNotFoundError", "WALSnapshotNotFoundError", "WALClosedError", "SnapshotError",
+]
