@@ -6,7 +6,7 @@ One record on disk:
     length word u64 LE | crc u32 LE | type u32 LE | data | zero padding to an 8-byte boundary
 
 The length word's low 56 bits hold the body length (8 + len(data)); when padding is present its top
-byte is 0x80 | pad. Records therefore start 8-byte aligned, so a length word never straddles a
+byte is 0x80 | pad, otherwise 0 (the decoder accepts nothing else, so every bit of it is checked). Records therefore start 8-byte aligned, so a length word never straddles a
 sector and is never torn on its own. A zero length word is the end of the written data
 (segments are preallocated with zeros).
 
@@ -196,7 +196,7 @@ def decode_records(buf, Py_ssize_t offset=0, unsigned int crc=0, entry_factory=N
         top = word >> 56
         pad = 0
         if top:
-            if not (top & 0x80) or (top & 0x7F) >= 8:
+            if not (top & 0x80) or (top & 0x7F) >= 8 or (top & 0x7F) == 0:
                 return records, offset, crc, RecordError("malformed", offset, f"bad length word {word:#018x}")
             pad = top & 0x7F
         if body < 8 or ((body + pad) & 7):

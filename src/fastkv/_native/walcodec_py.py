@@ -88,7 +88,7 @@ def decode_records(buf, offset: int = 0, crc: int = 0, entry_factory=None):
         body, top = word & _LEN_MASK, word >> 56
         pad = 0
         if top:
-            if not top & 0x80 or top & 0x7F >= 8:
+            if not top & 0x80 or top & 0x7F >= 8 or top & 0x7F == 0:
                 return records, offset, crc, RecordError("malformed", offset, f"bad length word {word:#018x}")
             pad = top & 0x7F
         if body < 8 or (body + pad) & 7:

@@ -240,6 +240,8 @@ class WAL:
                 elif not is_all_zero(buf, end, size):
                     if not is_tail:
                         raise WALCorruptError(path, end, "unexpected bytes after the last record of a closed segment")
+                    if not repair.is_unwritten_after_end(buf, size, end):
+                        raise WALCorruptError(path, end, "zero length word inside written data")
                     torn_reason = f"stray bytes after the last record at byte offset {end}"
             return records, end, crc, err, size, torn_reason
         finally:
@@ -263,6 +265,11 @@ class WAL:
     @property
     def metadata(self) -> bytes:
         return self._metadata
+
+    @property
+    def tail_offset(self) -> int:
+        """Byte offset in the tail segment where the next record will be written."""
+        return self._off
 
     @property
     def tail_path(self) -> str:
