@@ -10,9 +10,10 @@ from fastkv.wal.errors import (
     WALSnapshotNotFoundError,
 )
 from fastkv.wal.segment import SEGMENT_SIZE
+from fastkv.wal.snapshotter import Snapshotter
 from fastkv.wal.wal import WAL
 
 __all__ = [
-    "WAL", "SEGMENT_SIZE", "WALError", "WALCorruptError", "WALExistsError", "WALLockedError",
+    "WAL", "Snapshotter", "SEGMENT_SIZE", "WALError", "WALCorruptError", "WALExistsError", "WALLockedError",
     "WALNotFoundError", "WALSnapshotNotFoundError", "WALClosedError", "SnapshotError",
 ]

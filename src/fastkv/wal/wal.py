@@ -133,6 +133,21 @@ class WAL:
         wal._recover(snapshot_marker or (0, 0))
         return wal
 
+    @classmethod
+    def snapshot_markers(cls, dirpath: str) -> set[tuple[int, int]]:
+        """Every (index, term) snapshot marker readable in the WAL (read-only: no lock, no repair;
+        decoding stops at the first bad record). Pass to Snapshotter.load(acceptable=...)."""
+        markers = set()
+        crc = 0
+        for name in list_segments(dirpath):
+            with open(os.path.join(dirpath, name.filename), "rb") as f:
+                buf = f.read()
+            records, _end, crc, err = codec.decode_records(buf, 0, crc)
+            markers.update(_MARKER.unpack(v) for t, v in records if t == codec.SNAPSHOT_TYPE)
+            if err is not None:
+                break
+        return markers
+
     def _path(self, name: SegmentName) -> str:
         return os.path.join(self.dirpath, name.filename)
 
