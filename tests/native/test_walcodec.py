@@ -187,3 +187,30 @@ def test_fuzz_mutated_valid_streams(ents, edits, cut):
     # a decoded entry is always one that was encoded, in order
     got = [v for t, v in a[0] if t == NATIVE.ENTRY_TYPE]
     assert got == ents[: len(got)]
+
+
+def test_entry_fast_path_equals_calling_the_class(impl):
+    """The compiled decoder fills raftpb_py.Entry's slots without running its __init__; that is
+    only valid while Entry is exactly these four slots set by __init__."""
+    assert pb.Entry.__slots__ == ("term", "index", "type", "data")
+    ents = [pb.Entry(2**64 - 1, 7, 1, b"abc"), pb.Entry(0, 0, 0, b"")]
+    buf, _ = impl.encode_batch(None, ents, 0)
+    fast = impl.decode_records(buf, 0, 0, pb.Entry)[0]
+    slow = impl.decode_records(buf, 0, 0, lambda t, i, ty, d: pb.Entry(t, i, ty, d))[0]
+    assert fast == slow == [(impl.ENTRY_TYPE, e) for e in ents]
+    assert all(type(v) is pb.Entry and v.data.__class__ is bytes for _t, v in fast)
+
+
+def test_decode_leaves_gc_state_alone(impl):
+    import gc
+
+    buf, _ = impl.encode_batch(None, [pb.Entry(1, 1, 0, b"x")], 0)
+    assert gc.isenabled()
+    impl.decode_records(buf, 0, 0, pb.Entry)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        impl.decode_records(buf, 0, 0, pb.Entry)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -25,6 +25,12 @@ from cpython.ref cimport Py_INCREF
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
+import gc as _gc
+
+from fastkv._native.raftpb_py import Entry as _PY_ENTRY
+
+_py_entry_new = _PY_ENTRY.__new__
+
 fastkv_crc32c_init()
 
 METADATA_TYPE = 1
@@ -167,6 +173,20 @@ def decode_records(buf, Py_ssize_t offset=0, unsigned int crc=0, entry_factory=N
     good record; error is None when decoding reached a zero length word or the end of the buffer,
     else a RecordError describing the first bad record (nothing after it is returned).
     """
+    # A segment holds up to ~500k records: with the cyclic GC running, every few hundred new
+    # tuples/entries would trigger a collection that walks all the ones already made (measured 10x
+    # slower). Nothing made here can form a cycle, so collection is paused for the call.
+    cdef bint gc_was_enabled = _gc.isenabled()
+    if gc_was_enabled:
+        _gc.disable()
+    try:
+        return _decode_records(buf, offset, crc, entry_factory)
+    finally:
+        if gc_was_enabled:
+            _gc.enable()
+
+
+cdef _decode_records(buf, Py_ssize_t offset, unsigned int crc, entry_factory):
     cdef const unsigned char[::1] view = memoryview(buf).cast("B") if not isinstance(buf, bytes) else buf
     cdef Py_ssize_t size = view.shape[0]
     cdef const unsigned char *base
@@ -229,7 +249,15 @@ def decode_records(buf, Py_ssize_t offset=0, unsigned int crc=0, entry_factory=N
                 if dlen != n - WAL_ENTRY_HEADER:
                     return records, offset, crc, RecordError(
                         "malformed", offset, f"entry says {dlen} data bytes, record holds {n - WAL_ENTRY_HEADER}")
-                if entry_factory is not None:
+                if entry_factory is _PY_ENTRY:
+                    # the twin raftpb Entry: its __init__ only stores the four slots, so set them
+                    # directly instead of running the Python-level __init__ (3x cheaper per entry)
+                    value = _py_entry_new(_PY_ENTRY)
+                    value.term = _get_u64(p + 16)
+                    value.index = _get_u64(p + 24)
+                    value.type = p[32]
+                    value.data = PyBytes_FromStringAndSize(<const char *>p + 16 + WAL_ENTRY_HEADER, dlen)
+                elif entry_factory is not None:
                     value = entry_factory(
                         _get_u64(p + 16), _get_u64(p + 24), p[32],
                         PyBytes_FromStringAndSize(<const char *>p + 16 + WAL_ENTRY_HEADER, dlen))
