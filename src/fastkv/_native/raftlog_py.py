@@ -99,7 +99,8 @@ class MemoryStorage:
 
     def apply_snapshot(self, snap: Snapshot) -> None:
         """Replace the whole log with `snap` (a follower installing the leader's snapshot)."""
-        if snap.metadata.index < self._snapshot.metadata.index:
+        # etcd: an equal index is out of date too; re-applying it would discard the entries after it
+        if snap.metadata.index <= self._snapshot.metadata.index:
             raise SnapshotOutOfDateError()
         self._snapshot = snap
         self._ents = [Entry(snap.metadata.term, snap.metadata.index)]
@@ -109,6 +110,8 @@ class MemoryStorage:
         if index <= self._snapshot.metadata.index:
             raise SnapshotOutOfDateError()
         offset = self._ents[0].index
+        if index < offset:
+            raise CompactedError()  # its term is gone (negative list index would read a wrong entry)
         if index > self.last_index():
             raise ValueError(f"snapshot {index} is out of bound lastindex({self.last_index()})")
         cs = conf_state if conf_state is not None else self._snapshot.metadata.conf_state

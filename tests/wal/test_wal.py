@@ -1,0 +1,195 @@
+"""WAL behaviour: create/open/read_all, conflicting suffixes, segment cuts, snapshot markers,
+releasing segments, locking, metrics hooks, failed-fsync handling."""
+import os
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from fastkv.wal import (
+    WAL,
+    WALClosedError,
+    WALExistsError,
+    WALLockedError,
+    WALNotFoundError,
+    WALSnapshotNotFoundError,
+)
+from fastkv.wal.segment import list_segments, parse_name
+from tests.wal.helpers import entries, entry, pb
+
+SMALL = 16 * 1024  # segment size that makes cuts frequent
+
+
+def test_create_then_open_round_trip(tmp_path):
+    d = str(tmp_path / "wal")
+    with WAL.create(d, b"member=1,cluster=7") as w:
+        w.save(pb.HardState(1, 1, 0), entries(1, 10))
+        w.save(pb.HardState(1, 1, 5), [])
+        w.save(None, entries(11, 12))
+    with WAL.open(d) as w:
+        meta, hs, ents = w.read_all()
+        assert meta == b"member=1,cluster=7"
+        assert hs == pb.HardState(1, 1, 5)
+        assert ents == entries(1, 12)
+        assert w.last_index == 12
+        with pytest.raises(Exception):
+            w.read_all()  # handed over once
+    # the first segment is preallocated and named 0-0
+    assert os.listdir(d) == ["0000000000000000-0000000000000000.wal"]
+    assert os.path.getsize(os.path.join(d, os.listdir(d)[0])) == 64 * 1024 * 1024
+
+
+def test_create_refuses_existing_and_open_refuses_missing(tmp_path):
+    d = str(tmp_path / "wal")
+    WAL.create(d, b"m").close()
+    with pytest.raises(WALExistsError):
+        WAL.create(d, b"m")
+    with pytest.raises(WALNotFoundError):
+        WAL.open(str(tmp_path / "nothing"))
+    os.makedirs(tmp_path / "empty")
+    with pytest.raises(WALNotFoundError):
+        WAL.open(str(tmp_path / "empty"))
+    WAL.create(str(tmp_path / "empty"), b"m").close()  # an empty directory is fine to create in
+
+
+def test_later_entries_replace_conflicting_suffix(tmp_path):
+    d = str(tmp_path / "wal")
+    with WAL.create(d, b"m") as w:
+        w.save(pb.HardState(1, 1, 0), entries(1, 10, term=1))
+        w.save(pb.HardState(2, 2, 0), entries(5, 7, term=2))  # new leader truncates 5..10
+        w.save(None, entries(8, 8, term=2))
+    with WAL.open(d) as w:
+        _, hs, ents = w.read_all()
+    assert ents == entries(1, 4, term=1) + entries(5, 8, term=2)
+    assert hs.term == 2
+
+
+@settings(max_examples=25, deadline=None)
+@given(ops=st.lists(st.tuples(st.integers(0, 6), st.integers(1, 8)), min_size=1, max_size=25))
+def test_recovered_log_matches_model(tmp_path_factory, ops):
+    """Random appends, each possibly rewinding over earlier entries with a higher term, across
+    segment cuts: read_all equals a simple model of the raft log."""
+    d = str(tmp_path_factory.mktemp("w") / "wal")
+    model: list = []
+    term = 1
+    with WAL.create(d, b"m", segment_size=2048) as w:
+        for back, count in ops:
+            start = max(1, len(model) + 1 - back)
+            if back:
+                term += 1
+            batch = entries(start, start + count - 1, term)
+            w.save(pb.HardState(term, 0, 0), batch)
+            model = model[: start - 1] + batch
+    with WAL.open(d, segment_size=2048) as w:
+        _, hs, ents = w.read_all()
+    assert ents == model and hs.term == term
+
+
+def test_segments_cut_and_carry_state(tmp_path):
+    d = str(tmp_path / "wal")
+    cuts, syncs = [], []
+    w = WAL.create(d, b"meta", segment_size=SMALL, on_cut=cuts.append, on_fsync=syncs.append)
+    for b in range(80):
+        w.save(pb.HardState(3, 1, b), entries(b * 10 + 1, b * 10 + 10))
+    names = list_segments(d)
+    assert len(names) == len(cuts) + 1 > 3
+    assert [n.seq for n in names] == list(range(len(names)))
+    assert len(syncs) == 80 and all(s >= 0 for s in syncs) and all(c > 0 for c in cuts)
+    # each segment is named after the first index it will hold, and closed segments end at their
+    # last record (no preallocated slack left behind)
+    for a, b in zip(names, names[1:]):
+        assert b.index > a.index
+        assert os.path.getsize(os.path.join(d, a.filename)) <= SMALL + 2000
+    assert not [f for f in os.listdir(d) if f.endswith(".tmp")]
+    w.close()
+    with WAL.open(d, segment_size=SMALL) as w:
+        meta, hs, ents = w.read_all()
+    assert meta == b"meta" and hs == pb.HardState(3, 1, 79) and ents == entries(1, 800)
+
+
+def test_snapshot_marker_and_release(tmp_path):
+    d = str(tmp_path / "wal")
+    w = WAL.create(d, b"meta", segment_size=SMALL)
+    for b in range(40):
+        w.save(pb.HardState(1, 1, b * 10 + 10), entries(b * 10 + 1, b * 10 + 10))
+    w.save_snapshot_marker(250, 1)
+    before = list_segments(d)
+    w.release_lock_to(250)
+    after = list_segments(d)
+    assert after[0].index <= 250 < after[1].index  # the segment holding index 250 is kept
+    assert len(after) < len(before) and after[-1] == before[-1]
+    w.save(None, entries(401, 405))
+    w.close()
+    with WAL.open(d, (250, 1), segment_size=SMALL) as w:
+        meta, hs, ents = w.read_all()
+    assert meta == b"meta" and hs.commit == 400 and ents == entries(251, 405)
+    with pytest.raises(WALSnapshotNotFoundError):
+        WAL.open(d, (250, 2), segment_size=SMALL)  # wrong term
+    with pytest.raises(WALSnapshotNotFoundError):
+        WAL.open(d, (251, 1), segment_size=SMALL)  # no such marker
+    with pytest.raises(WALSnapshotNotFoundError):
+        WAL.open(d, None, segment_size=SMALL)  # the beginning was released
+
+
+def test_release_never_drops_the_tail(tmp_path):
+    d = str(tmp_path / "wal")
+    with WAL.create(d, b"m", segment_size=SMALL) as w:
+        for b in range(10):
+            w.save(None, entries(b * 20 + 1, b * 20 + 20))
+        w.save_snapshot_marker(200, 1)
+        w.release_lock_to(10**9)
+        assert len(list_segments(d)) == 1
+        w.save(None, entries(201, 201))
+    with WAL.open(d, (200, 1), segment_size=SMALL) as w:
+        assert w.read_all()[2] == entries(201, 201)
+
+
+def test_second_open_is_locked_out(tmp_path):
+    d = str(tmp_path / "wal")
+    w = WAL.create(d, b"m")
+    with pytest.raises(WALLockedError):
+        WAL.open(d)
+    w.close()
+    WAL.open(d).close()
+
+
+def test_closed_wal_refuses_writes(tmp_path):
+    w = WAL.create(str(tmp_path / "wal"), b"m")
+    w.close()
+    with pytest.raises(WALClosedError):
+        w.save(None, [entry(1)])
+
+
+def test_failed_fsync_closes_the_wal(tmp_path, monkeypatch):
+    d = str(tmp_path / "wal")
+    w = WAL.create(d, b"m")
+    w.save(None, entries(1, 3))
+
+    def broken_fdatasync(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", broken_fdatasync)
+    with pytest.raises(OSError):
+        w.save(None, entries(4, 5))
+    monkeypatch.undo()
+    with pytest.raises(WALClosedError):
+        w.save(None, entries(4, 5))
+    with WAL.open(d) as w2:  # recovery decides what survived: at least the fsynced batch
+        assert w2.read_all()[2][:3] == entries(1, 3)
+
+
+def test_stale_tmp_segment_is_ignored(tmp_path):
+    d = str(tmp_path / "wal")
+    with WAL.create(d, b"m") as w:
+        w.save(None, entries(1, 5))
+    stale = os.path.join(d, "0000000000000001-0000000000000006.wal.tmp")
+    with open(stale, "wb") as f:
+        f.write(b"half-made segment")
+    with WAL.open(d) as w:
+        assert w.read_all()[2] == entries(1, 5)
+    assert not os.path.exists(stale)
+
+
+def test_segment_names():
+    n = parse_name("000000000000000a-00000000000000ff.wal")
+    assert (n.seq, n.index) == (10, 255) and n.filename == "000000000000000a-00000000000000ff.wal"
+    assert parse_name("0-0.wal") is None and parse_name("000000000000000a-00000000000000ff.wal.tmp") is None
