@@ -128,6 +128,12 @@ class Cluster:
         n.alive = True
         n.reads = {}
 
+    def _restart(self, n: SimNode):
+        # A founding member that crashed before persisting anything bootstraps again (as a
+        # server without a WAL does); everyone else is rebuilt from storage alone.
+        fresh = n.storage.last_index() == 0 and n.id <= self.opts.voters
+        self._start(n, peers=list(range(1, self.opts.voters + 1)) if fresh else None)
+
     def live(self):
         return [n for n in self.nodes.values() if n.alive]
 
@@ -331,7 +337,7 @@ class Cluster:
                 n.raw = None
                 self.note(f"crash n{n.id}")
             elif not n.alive and rng.random() < o.restart_rate:
-                self._start(n)
+                self._restart(n)
                 self.note(f"restart n{n.id}")
 
     def client_work(self):
@@ -405,7 +411,7 @@ class Cluster:
         self.partition = None
         for n in self.nodes.values():
             if not n.alive and not n.removed:
-                self._start(n)
+                self._restart(n)
         self.note("heal all, faults off")
 
     def run(self):

@@ -373,8 +373,8 @@ class Raft:
         if t == pb.MSG_HUP:
             self._hup(CAMPAIGN_PRE_ELECTION if self.pre_vote else CAMPAIGN_ELECTION)
         elif t == pb.MSG_VOTE or t == pb.MSG_PRE_VOTE:
-            if self.is_learner:
-                return  # learners never vote
+            # No learner check: a candidate asks only members it counts as voters, and we may
+            # have been promoted without having applied that change yet (else: no quorum ever).
             resp = pb.MSG_VOTE_RESP if t == pb.MSG_VOTE else pb.MSG_PRE_VOTE_RESP
             can_vote = (self.vote == m.frm or (self.vote == 0 and self.lead == 0)
                         or (t == pb.MSG_PRE_VOTE and m.term > self.term))
