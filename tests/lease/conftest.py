@@ -60,27 +60,44 @@ def clock():
     return ManualClock()
 
 
-@pytest.fixture
-def open_member(tmp_path, backend_kind, clock):
-    """open_member(**opts) -> Member on a fresh backend; with reopen=True (LMDB only) it opens the
-    same directory again after the previous member's backend was closed."""
+def _member_factory(tmp_path, default_kind, clock):
     opened = []
 
     def make(reopen: bool = False, kind: str | None = None, **opts):
-        kind = kind or backend_kind
+        kind = kind or default_kind
         if reopen:
             assert kind == "lmdb", "only the LMDB backend survives a reopen"
-        be = open_backend(kind, str(tmp_path / "db") if kind == "lmdb" else None, batch_interval=0,
-                          **({"batch_limit": opts.pop("batch_limit")} if "batch_limit" in opts else {}))
+        batching = {"batch_limit": opts.pop("batch_limit")} if "batch_limit" in opts else {}
+        be = open_backend(kind, str(tmp_path / "db") if kind == "lmdb" else None, batch_interval=0, **batching)
         opened.append(be)
         return Member(be, clock, **opts)
 
-    yield make
+    return make, opened
+
+
+def _close_all(opened) -> None:
     for be in opened:
         try:
             be.close()
         except Exception:
             pass
+
+
+@pytest.fixture
+def open_member(tmp_path, backend_kind, clock):
+    """open_member(**opts) -> Member on a fresh backend of each kind (LMDB, memory)."""
+    make, opened = _member_factory(tmp_path, backend_kind, clock)
+    yield make
+    _close_all(opened)
+
+
+@pytest.fixture
+def open_lmdb_member(tmp_path, clock):
+    """open_lmdb_member(**opts) -> Member on LMDB; reopen=True opens the same directory again
+    (close the previous member's backend first)."""
+    make, opened = _member_factory(tmp_path, "lmdb", clock)
+    yield make
+    _close_all(opened)
 
 
 @pytest.fixture
