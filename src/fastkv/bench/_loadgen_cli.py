@@ -30,6 +30,8 @@ def add_parser(subparsers, workload: str, help_text: str, description: str):
     g.add_argument("--procs", type=int, default=d["procs"],
                    help="generator processes (default: 0 = one per CPU, at most 4)")
     g.add_argument("--timeout", type=float, default=d["timeout"], help="per-request deadline in s (default: %(default)s)")
+    g.add_argument("--server-pid", type=int, action="append", default=[], metavar="PID",
+                   help="also report the CPU time of this (local) server process over the run; repeatable")
     g = p.add_argument_group("load")
     if workload != "watch":
         g.add_argument("--clients", type=int, default=d["clients"],
@@ -88,7 +90,7 @@ def run_cli(args, workload: str) -> int:
     try:
         _loadgen.validate(p)
         expected = p["watchers"] * p["puts"] if workload == "watch" else p["total"]
-        result = _loadgen.run(p, progress=Progress(workload, expected))
+        result = _loadgen.run(p, progress=Progress(workload, expected), server_pids=args.server_pid)
     except (ValueError, _loadgen.LoadgenError) as exc:
         print(f"fastkv bench {workload}: {exc}", file=sys.stderr)
         return 2

@@ -102,6 +102,9 @@ def render_text(r: dict) -> list[str]:
         f"~{_fmt_int(r['generator_ceiling_rps'])} req/s)")
     if r.get("server_cpu_cores") is not None:
         lines.append(f"  server CPU    {r['server_cpu_s']:.2f} s = {r['server_cpu_cores']:.2f} cores")
+    if "loadavg_1m_before" in r:
+        lines.append(f"  machine load (1-min average) {r['loadavg_1m_before']:.2f} before, "
+                     f"{r['loadavg_1m_after']:.2f} after the run, on {r['cpus']} CPUs")
     if r["client_cpu_cores"] >= 0.9 * r["cpus"] / (2 if r.get("server_local", True) else 1):
         lines.append("  note: the generator used about its share of this machine's CPUs; on a box this "
                      "small client and server compete for cores, so read rps as a joint figure")
