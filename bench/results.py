@@ -47,6 +47,9 @@ COLUMN_FORMAT = {
     "server_cpu_cores": ("server cores", "{:.2f}"), "generator_ceiling_rps": ("generator ceiling ops/s", "{:,.0f}"),
     "client_cpu_us_per_req": ("generator us/op", "{:.0f}"), "put_p99_ms": ("put p99 ms", "{:.2f}"),
     "loadavg_1m_before": ("machine load before", "{:.2f}"),
+    "aio_rps": ("aio puts/s", "{:,.0f}"), "sync_future_rps": ("sync-future puts/s", "{:,.0f}"),
+    "ratio": ("ratio", "{:.2f}"), "ratio_min": ("ratio min", "{:.2f}"), "ratio_max": ("ratio max", "{:.2f}"),
+    "aio_cpu_us_per_put": ("aio us CPU/put", "{:.0f}"), "sync_future_cpu_us_per_put": ("future us CPU/put", "{:.0f}"),
 }
 
 

@@ -61,7 +61,7 @@ def test_validation_messages(bench):
 
 
 def test_every_subcommand_explains_itself(bench):
-    for wl in ("put", "range", "txn-put", "watch", "lease-keepalive", "compare"):
+    for wl in ("put", "range", "txn-put", "watch", "lease-keepalive", "compare", "client-paths"):
         out = bench(wl, "--help").stdout
         assert "--json" in out and "--plot" in out and ("--endpoints" in out or wl == "compare")
 
@@ -134,3 +134,14 @@ def test_watch_delivers_every_event(bench, etcd_endpoint):
     assert_consistent(r, 12 * 25)
     assert r["unit"] == "event" and r["put_p50_ms"] > 0
     assert r["elapsed_s"] >= 0.24  # 25 puts at 100/s
+
+
+@pytest.mark.etcd
+def test_client_paths_measures_both(bench, etcd_endpoint):
+    r = bench.json("client-paths", "--endpoints", etcd_endpoint, "--total", "400", "--rounds", "2",
+                   "--clients", "8")
+    for path in ("aio", "sync-future"):
+        assert len(r["paths"][path]["rps"]) == 2 and min(r["paths"][path]["rps"]) > 0
+    assert r["ratio_min"] <= r["ratio"] <= r["ratio_max"]
+    with EtcdClient(etcd_endpoint) as c:
+        assert c.status().header.revision == 1 + 4 * 400  # every put of every path reached etcd
