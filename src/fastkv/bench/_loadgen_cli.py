@@ -41,8 +41,9 @@ def add_parser(subparsers, workload: str, help_text: str, description: str):
                        help="open loop: send this many requests/s in total, latency counted from each "
                             "request's scheduled time; 0 = closed loop, each client sends as soon as its "
                             "previous request returns (default)")
-    if workload != "lease-keepalive":
+    if workload in ("put", "range", "txn-put"):
         g.add_argument("--key-size", type=int, default=d["key_size"], help="key length in bytes (default: %(default)s)")
+    if workload != "lease-keepalive":
         g.add_argument("--val-size", type=int, default=d["val_size"], help="value length in bytes (default: %(default)s)")
     if workload in ("put", "range", "txn-put"):
         g.add_argument("--key-space-size", dest="key_space", type=int, default=d["key_space"],
