@@ -212,6 +212,7 @@ def merge(p: dict, shares: list[dict], parts: list[dict], expected: int) -> dict
         "elapsed_s": elapsed, "rps": ok / elapsed, "rate": p["rate"],
         **report.latency_summary(sorted_lat),
         "histogram": report.histogram(sorted_lat),
+        "histogram_fine": report.histogram(sorted_lat, buckets=48),  # for --plot
         "timeline": {"interval_s": TIMELINE_S, "rps": [c / TIMELINE_S for c in buckets]},
         "client_cpu_s": cpu_s, "client_cpu_cores": cpu_s / elapsed, "cpus": cpus,
         "client_cpu_us_per_req": 1e6 * per_req,

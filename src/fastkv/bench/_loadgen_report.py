@@ -119,12 +119,16 @@ def plot(r: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    hist = r["histogram"]
+    hist = r.get("histogram_fine") or r["histogram"]
     if hist:
         los = [h[0] for h in hist]
         widths = [h[1] - h[0] for h in hist]
         ax1.bar(los, [h[2] for h in hist], width=widths, align="edge", edgecolor="black")
         ax1.set_xscale("log")
+        from matplotlib.ticker import FuncFormatter, NullFormatter
+
+        ax1.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax1.xaxis.set_minor_formatter(NullFormatter())
         for name in ("p50", "p99"):
             v = r[f"{name}_ms"]
             ax1.axvline(v, color="red" if name == "p99" else "green", linestyle="--", label=f"{name} {v:.2f} ms")
