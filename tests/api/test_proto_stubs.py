@@ -2,7 +2,7 @@
 
 Field numbers are the contract with every etcd client; these spot checks pin the ones a typo would
 most likely break (the reserved jump to 64 in Compare, events at 11 in WatchResponse, the enums).
-The live round trip against a real etcd is in tests/bench/test_client_etcd.py.
+The live round trip against a real etcd is in tests/client/test_client_etcd.py.
 """
 from fastkv.api.etcdpb import auth_pb2, kv_pb2, rpc_pb2, rpc_pb2_grpc
 

@@ -4,36 +4,11 @@ actually stored), errors counted by gRPC code, the open-loop rate, histogram and
 Runs go through the real CLI in a subprocess (`python -m fastkv.cli bench ...`), exactly as a user
 runs it, with small --total values to stay fast.
 """
-import json
-import os
-import pathlib
-import subprocess
-import sys
-
 import pytest
 
-import fastkv
 from fastkv.bench import _loadgen, _loadgen_report
 from fastkv.bench._loadgen_worker import key_bytes
 from fastkv.client import EtcdClient
-
-SRC = str(pathlib.Path(fastkv.__file__).resolve().parents[1])
-
-
-def bench(*argv, check=True):
-    env = dict(os.environ, PYTHONPATH=SRC)
-    proc = subprocess.run([sys.executable, "-m", "fastkv.cli", "bench", *argv], capture_output=True,
-                          text=True, env=env, timeout=120)
-    if check:
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc
-
-
-def bench_json(*argv, check=True) -> dict:
-    proc = bench(*argv, "--json", check=check)
-    last = proc.stdout.strip().splitlines()[-1]
-    return json.loads(last)
-
 
 def assert_consistent(r: dict, expected_ok: int) -> None:
     assert r["ok"] == expected_ok and r["errors"] == {} and r["errors_total"] == 0
@@ -75,7 +50,7 @@ def test_plan_splits_shares_and_rate():
     assert len(_loadgen.plan(dict(p, clients=1))) == 1  # never more processes than clients
 
 
-def test_validation_messages():
+def test_validation_messages(bench):
     with pytest.raises(ValueError, match="too short"):
         _loadgen.validate(dict(_loadgen.default_params("put"), key_size=3, key_space=10_000))
     with pytest.raises(ValueError, match="txn-ops"):
@@ -85,18 +60,18 @@ def test_validation_messages():
     assert proc.returncode == 2 and "too short" in proc.stderr
 
 
-def test_every_subcommand_explains_itself():
-    for wl in ("put", "range", "txn-put", "watch", "lease-keepalive"):
+def test_every_subcommand_explains_itself(bench):
+    for wl in ("put", "range", "txn-put", "watch", "lease-keepalive", "compare", "client-paths"):
         out = bench(wl, "--help").stdout
-        assert "--json" in out and "--endpoints" in out and "--plot" in out
+        assert "--json" in out and "--plot" in out and ("--endpoints" in out or wl == "compare")
 
 
 # -- against real etcd -------------------------------------------------------------------------
 
 @pytest.mark.etcd
-def test_put_counts_add_up_in_etcd(etcd_endpoint, tmp_path):
+def test_put_counts_add_up_in_etcd(bench, etcd_endpoint, tmp_path):
     png = tmp_path / "put.png"
-    r = bench_json("put", "--endpoints", etcd_endpoint, "--total", "2000", "--clients", "16",
+    r = bench.json("put", "--endpoints", etcd_endpoint, "--total", "2000", "--clients", "16",
                    "--procs", "2", "--conns", "2", "--key-space-size", "500", "--sequential-keys",
                    "--val-size", "100", "--plot", str(png))
     assert_consistent(r, 2000)
@@ -110,21 +85,21 @@ def test_put_counts_add_up_in_etcd(etcd_endpoint, tmp_path):
 
 
 @pytest.mark.etcd
-def test_errors_are_counted_by_grpc_code(etcd_endpoint):
+def test_errors_are_counted_by_grpc_code(bench, etcd_endpoint):
     # etcd refuses requests above 1.5 MiB with "etcdserver: request is too large".
-    r = bench_json("put", "--endpoints", etcd_endpoint, "--total", "6", "--clients", "2",
+    r = bench.json("put", "--endpoints", etcd_endpoint, "--total", "6", "--clients", "2",
                    "--val-size", str(1_600_000), "--key-space-size", "10", check=False)
     assert r["ok"] == 0 and r["errors"] == {"INVALID_ARGUMENT": 6} and r["timeline"]["rps"] == []
     assert "request is too large" in r["error_samples"]["INVALID_ARGUMENT"]
-    r = bench_json("put", "--endpoints", etcd_endpoint, "--total", "20", "--clients", "4",
+    r = bench.json("put", "--endpoints", etcd_endpoint, "--total", "20", "--clients", "4",
                    "--timeout", "0.000001", check=False)
     assert r["errors"].get("DEADLINE_EXCEEDED", 0) > 0
     assert r["ok"] + r["errors_total"] == 20
 
 
 @pytest.mark.etcd
-def test_open_loop_holds_the_rate(etcd_endpoint):
-    r = bench_json("put", "--endpoints", etcd_endpoint, "--total", "1500", "--rate", "1000",
+def test_open_loop_holds_the_rate(bench, etcd_endpoint):
+    r = bench.json("put", "--endpoints", etcd_endpoint, "--total", "1500", "--rate", "1000",
                    "--clients", "16")
     assert_consistent(r, 1500)
     # the last request is scheduled at 1.499 s: the run cannot be shorter; wide margin above for noise
@@ -135,15 +110,15 @@ def test_open_loop_holds_the_rate(etcd_endpoint):
 
 
 @pytest.mark.etcd
-def test_range_txn_and_lease_workloads(etcd_endpoint):
-    r = bench_json("range", "--endpoints", etcd_endpoint, "--total", "600", "--clients", "8",
+def test_range_txn_and_lease_workloads(bench, etcd_endpoint):
+    r = bench.json("range", "--endpoints", etcd_endpoint, "--total", "600", "--clients", "8",
                    "--key-space-size", "50", "--consistency", "s")
     assert_consistent(r, 600)
     assert r["params"]["consistency"] == "s"
-    r = bench_json("txn-put", "--endpoints", etcd_endpoint, "--total", "40", "--clients", "4",
+    r = bench.json("txn-put", "--endpoints", etcd_endpoint, "--total", "40", "--clients", "4",
                    "--txn-ops", "3", "--key-space-size", "30", "--key-size", "4", "--sequential-keys")
     assert_consistent(r, 40)
-    r = bench_json("lease-keepalive", "--endpoints", etcd_endpoint, "--total", "500", "--clients", "8")
+    r = bench.json("lease-keepalive", "--endpoints", etcd_endpoint, "--total", "500", "--clients", "8")
     assert_consistent(r, 500)
     with EtcdClient(etcd_endpoint) as c:
         assert c.get(b"000000", prefix=True, count_only=True).count == 50  # range prefill, 8-byte keys
@@ -153,9 +128,20 @@ def test_range_txn_and_lease_workloads(etcd_endpoint):
 
 
 @pytest.mark.etcd
-def test_watch_delivers_every_event(etcd_endpoint):
-    r = bench_json("watch", "--endpoints", etcd_endpoint, "--watchers", "12", "--streams", "3",
+def test_watch_delivers_every_event(bench, etcd_endpoint):
+    r = bench.json("watch", "--endpoints", etcd_endpoint, "--watchers", "12", "--streams", "3",
                    "--puts", "25", "--put-rate", "100")
     assert_consistent(r, 12 * 25)
     assert r["unit"] == "event" and r["put_p50_ms"] > 0
     assert r["elapsed_s"] >= 0.24  # 25 puts at 100/s
+
+
+@pytest.mark.etcd
+def test_client_paths_measures_both(bench, etcd_endpoint):
+    r = bench.json("client-paths", "--endpoints", etcd_endpoint, "--total", "400", "--rounds", "2",
+                   "--clients", "8")
+    for path in ("aio", "sync-future"):
+        assert len(r["paths"][path]["rps"]) == 2 and min(r["paths"][path]["rps"]) > 0
+    assert r["ratio_min"] <= r["ratio"] <= r["ratio_max"]
+    with EtcdClient(etcd_endpoint) as c:
+        assert c.status().header.revision == 1 + 4 * 400  # every put of every path reached etcd

@@ -124,6 +124,7 @@ def run(p: dict, *, progress=None, server_pids=(), start_timeout: float = 60.0) 
             if kind == "ready":
                 ready += 1
         server_cpu0 = _cpu_of(server_pids)
+        load_before = os.getloadavg()[0]
         t_go = time.monotonic()
         go.set()
         expected = sum(s["watchers"] * s["puts"] if s["workload"] == "watch" else s["total"] for s in shares)
@@ -154,6 +155,8 @@ def run(p: dict, *, progress=None, server_pids=(), start_timeout: float = 60.0) 
                 proc.terminate()
     r = merge(p, shares, [results[w] for w in sorted(results)], expected)
     r["start_delay_s"] = round(min(x["t0"] for x in results.values()) - t_go, 4)
+    # Other processes on the machine compete for the same CPUs; say how busy it was.
+    r["loadavg_1m_before"], r["loadavg_1m_after"] = round(load_before, 2), round(os.getloadavg()[0], 2)
     if server_cpu0 is not None and server_cpu1 is not None:
         r["server_cpu_s"] = server_cpu1 - server_cpu0
         r["server_cpu_cores"] = r["server_cpu_s"] / r["elapsed_s"] if r["elapsed_s"] else 0.0
@@ -209,6 +212,7 @@ def merge(p: dict, shares: list[dict], parts: list[dict], expected: int) -> dict
         "elapsed_s": elapsed, "rps": ok / elapsed, "rate": p["rate"],
         **report.latency_summary(sorted_lat),
         "histogram": report.histogram(sorted_lat),
+        "histogram_fine": report.histogram(sorted_lat, buckets=48),  # for --plot
         "timeline": {"interval_s": TIMELINE_S, "rps": [c / TIMELINE_S for c in buckets]},
         "client_cpu_s": cpu_s, "client_cpu_cores": cpu_s / elapsed, "cpus": cpus,
         "client_cpu_us_per_req": 1e6 * per_req,

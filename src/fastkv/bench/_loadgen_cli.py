@@ -30,6 +30,8 @@ def add_parser(subparsers, workload: str, help_text: str, description: str):
     g.add_argument("--procs", type=int, default=d["procs"],
                    help="generator processes (default: 0 = one per CPU, at most 4)")
     g.add_argument("--timeout", type=float, default=d["timeout"], help="per-request deadline in s (default: %(default)s)")
+    g.add_argument("--server-pid", type=int, action="append", default=[], metavar="PID",
+                   help="also report the CPU time of this (local) server process over the run; repeatable")
     g = p.add_argument_group("load")
     if workload != "watch":
         g.add_argument("--clients", type=int, default=d["clients"],
@@ -39,8 +41,9 @@ def add_parser(subparsers, workload: str, help_text: str, description: str):
                        help="open loop: send this many requests/s in total, latency counted from each "
                             "request's scheduled time; 0 = closed loop, each client sends as soon as its "
                             "previous request returns (default)")
-    if workload != "lease-keepalive":
+    if workload in ("put", "range", "txn-put"):
         g.add_argument("--key-size", type=int, default=d["key_size"], help="key length in bytes (default: %(default)s)")
+    if workload != "lease-keepalive":
         g.add_argument("--val-size", type=int, default=d["val_size"], help="value length in bytes (default: %(default)s)")
     if workload in ("put", "range", "txn-put"):
         g.add_argument("--key-space-size", dest="key_space", type=int, default=d["key_space"],
@@ -88,7 +91,7 @@ def run_cli(args, workload: str) -> int:
     try:
         _loadgen.validate(p)
         expected = p["watchers"] * p["puts"] if workload == "watch" else p["total"]
-        result = _loadgen.run(p, progress=Progress(workload, expected))
+        result = _loadgen.run(p, progress=Progress(workload, expected), server_pids=args.server_pid)
     except (ValueError, _loadgen.LoadgenError) as exc:
         print(f"fastkv bench {workload}: {exc}", file=sys.stderr)
         return 2

@@ -102,6 +102,9 @@ def render_text(r: dict) -> list[str]:
         f"~{_fmt_int(r['generator_ceiling_rps'])} req/s)")
     if r.get("server_cpu_cores") is not None:
         lines.append(f"  server CPU    {r['server_cpu_s']:.2f} s = {r['server_cpu_cores']:.2f} cores")
+    if "loadavg_1m_before" in r:
+        lines.append(f"  machine load (1-min average) {r['loadavg_1m_before']:.2f} before, "
+                     f"{r['loadavg_1m_after']:.2f} after the run, on {r['cpus']} CPUs")
     if r["client_cpu_cores"] >= 0.9 * r["cpus"] / (2 if r.get("server_local", True) else 1):
         lines.append("  note: the generator used about its share of this machine's CPUs; on a box this "
                      "small client and server compete for cores, so read rps as a joint figure")
@@ -116,12 +119,16 @@ def plot(r: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    hist = r["histogram"]
+    hist = r.get("histogram_fine") or r["histogram"]
     if hist:
         los = [h[0] for h in hist]
         widths = [h[1] - h[0] for h in hist]
         ax1.bar(los, [h[2] for h in hist], width=widths, align="edge", edgecolor="black")
         ax1.set_xscale("log")
+        from matplotlib.ticker import FuncFormatter, NullFormatter
+
+        ax1.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax1.xaxis.set_minor_formatter(NullFormatter())
         for name in ("p50", "p99"):
             v = r[f"{name}_ms"]
             ax1.axvline(v, color="red" if name == "p99" else "green", linestyle="--", label=f"{name} {v:.2f} ms")

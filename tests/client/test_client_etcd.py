@@ -64,6 +64,11 @@ def test_txn_compare_and_nested(client):
                       failure=[ops.txn(success=[ops.put(b"u", b"x")])])
     assert not miss.succeeded and miss.responses[0].response_txn.succeeded
     assert client.get(b"u").kvs[0].value == b"x"
+    # version == 0 means "absent": the zero must still be sent as the set oneof member
+    create = client.txn(compare=[ops.cmp_version(b"new", "=", 0)], success=[ops.put(b"new", b"1")])
+    again = client.txn(compare=[ops.cmp_version(b"new", "=", 0)], success=[ops.put(b"new", b"2")])
+    assert create.succeeded and not again.succeeded
+    assert client.txn(compare=[ops.cmp_lease(b"new", "=", 0), ops.cmp_value(b"new", "!=", b"x")]).succeeded
     with pytest.raises(grpc.RpcError) as err:
         client.txn(success=[ops.put(b"d", b"1"), ops.put(b"d", b"2")])
     assert err.value.details() == "etcdserver: duplicate key given in txn request"

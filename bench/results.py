@@ -1,0 +1,234 @@
+"""Regenerate bench/RESULTS.md (and the charts in bench/charts/, the README's headline table).
+
+    python bench/results.py                 # every section
+    python bench/results.py --only loadgen  # sections whose file name contains "loadgen"
+
+Each benchmark contributes one section file, bench/sections/<NN>-<name>.toml (NN orders them):
+
+    title = "Storage engine commit"
+    about = "What is measured, against which reference, and why it matters."
+    needs_etcd = false          # true: a fresh real etcd is started; "{etcd}" in argv is its URL
+    [[run]]
+    label = "commit, 1000 puts/batch"
+    argv = ["commit", "--batch", "1000"]            # `fastkv bench <argv> --json`
+    columns = ["rps", "ratio"]                      # keys of the JSON object to tabulate
+    chart = "commit.png"                            # optional: shown under the table
+    headline = true                                 # optional: also in README.md's headline table
+
+"{charts}" in argv expands to bench/charts (pass it to --plot), "{etcd_pid}" to the started etcd's pid
+(for --server-pid). A section whose run fails is kept,
+with the error, so RESULTS.md never silently drops a benchmark. Runs of kind "compare" (argv starts
+with "compare") are rendered as the side-by-side fastkv/etcd table.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import shlex
+import subprocess
+import sys
+import tomllib
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parent
+SRC = ROOT / "src"
+CHARTS = HERE / "charts"
+README_START, README_END = "<!-- bench:headline:start -->", "<!-- bench:headline:end -->"
+
+# Pretty column names and formats for the common JSON keys; anything else is printed as is.
+COLUMN_FORMAT = {
+    "rps": ("ops/s", "{:,.0f}"), "p50_ms": ("p50 ms", "{:.2f}"), "p90_ms": ("p90 ms", "{:.2f}"),
+    "p99_ms": ("p99 ms", "{:.2f}"), "p999_ms": ("p99.9 ms", "{:.2f}"), "max_ms": ("max ms", "{:.2f}"),
+    "errors_total": ("errors", "{:,}"), "client_cpu_cores": ("generator cores", "{:.2f}"),
+    "server_cpu_cores": ("server cores", "{:.2f}"), "generator_ceiling_rps": ("generator ceiling ops/s", "{:,.0f}"),
+    "client_cpu_us_per_req": ("generator us/op", "{:.0f}"), "put_p99_ms": ("put p99 ms", "{:.2f}"),
+    "loadavg_1m_before": ("machine load before", "{:.2f}"),
+    "aio_rps": ("aio puts/s", "{:,.0f}"), "sync_future_rps": ("sync-future puts/s", "{:,.0f}"),
+    "ratio": ("ratio", "{:.2f}"), "ratio_min": ("ratio min", "{:.2f}"), "ratio_max": ("ratio max", "{:.2f}"),
+    "aio_cpu_us_per_put": ("aio us CPU/put", "{:.0f}"), "sync_future_cpu_us_per_put": ("future us CPU/put", "{:.0f}"),
+}
+
+
+def machine() -> dict:
+    cpu = platform.processor()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    etcd = ""
+    try:
+        etcd = subprocess.run(["etcd", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    except (OSError, IndexError):
+        etcd = "etcd not installed"
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    return {"cpu": cpu, "cpus": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform(), "etcd": etcd, "commit": commit,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def run_bench(argv: list[str]) -> tuple[dict | None, str]:
+    env = dict(os.environ, PYTHONPATH=str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-m", "fastkv.cli", "bench", *argv, "--json"], capture_output=True,
+                          text=True, env=env, timeout=1800)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        return None, (proc.stderr.strip() or proc.stdout.strip() or f"exit code {proc.returncode}")
+    try:
+        return json.loads(lines[-1]), ""
+    except json.JSONDecodeError as exc:
+        return None, f"last line is not JSON ({exc})"
+
+
+def fmt(key: str, value) -> str:
+    if value is None:
+        return "n/a"
+    spec = COLUMN_FORMAT.get(key, (key, "{}"))[1]
+    try:
+        return spec.format(value)
+    except (ValueError, TypeError):
+        return str(value)
+
+
+def render_runs(section: dict, results: list) -> list[str]:
+    out = []
+    plain = [(run, r, err) for run, r, err in results if run["argv"][0] != "compare"]
+    if plain:
+        cols = []
+        for run, _, _ in plain:
+            cols += [c for c in run.get("columns", ["rps", "p50_ms", "p99_ms"]) if c not in cols]
+        out.append("| run | " + " | ".join(COLUMN_FORMAT.get(c, (c,))[0] for c in cols) + " |")
+        out.append("|---|" + "---|" * len(cols))
+        for run, r, err in plain:
+            cells = [fmt(c, r.get(c)) if r else "" for c in cols]
+            label = run["label"] + ("" if r else f" — **failed**: {err.splitlines()[-1][:200]}")
+            out.append(f"| {label} | " + " | ".join(cells) + " |")
+        out.append("")
+    for run, r, err in results:
+        if run["argv"][0] != "compare":
+            continue
+        out.append(f"**{run['label']}**")
+        out.append("")
+        if r is None:
+            out.append("Not available in this run:")
+            out.append("")
+            out.append("```")
+            out.extend(err.splitlines()[-8:])
+            out.append("```")
+        else:
+            a, b = r["servers"]
+            out.append(f"| workload | {a} ops/s | {b} ops/s | {b}/{a} | spread | {a} p99 ms | {b} p99 ms | "
+                       f"{b}/{a} p99 | spread |")
+            out.append("|---|---|---|---|---|---|---|---|---|")
+            for w, s in r["workloads"].items():
+                out.append(
+                    f"| {w} | {s[a]['rps_median']:,.0f} | {s[b]['rps_median']:,.0f} | {s['ratio_rps']:.2f} | "
+                    f"{s['ratio_rps_min']:.2f}..{s['ratio_rps_max']:.2f} | {s[a]['p99_ms_median']:.2f} | "
+                    f"{s[b]['p99_ms_median']:.2f} | {s['ratio_p99_ms']:.2f} | "
+                    f"{s['ratio_p99_ms_min']:.2f}..{s['ratio_p99_ms_max']:.2f} |")
+        out.append("")
+    out.append("Commands (each also takes `--json`):")
+    out.append("")
+    out.append("```bash")
+    for run, _, _ in results:
+        out.append("fastkv bench " + " ".join(shlex.quote(a) for a in run["shown_argv"]))
+    out.append("```")
+    out.append("")
+    for run, r, _ in results:
+        if run.get("chart") and r is not None and (CHARTS / run["chart"]).exists():
+            out.append(f"![{run['label']}](charts/{run['chart']})")
+            out.append("")
+    return out
+
+
+def load_sections(only: str | None) -> list[tuple[str, dict]]:
+    files = sorted((HERE / "sections").glob("*.toml"))
+    return [(f.stem, tomllib.loads(f.read_text())) for f in files if not only or only in f.stem]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--only", help="run only sections whose file name contains this")
+    ap.add_argument("--output", default=str(HERE / "RESULTS.md"))
+    ap.add_argument("--no-readme", action="store_true", help="do not update README.md's headline table")
+    args = ap.parse_args(argv)
+    sys.path.insert(0, str(SRC))
+    from fastkv.bench._servers import ETCD_CMD, Server
+
+    CHARTS.mkdir(exist_ok=True)
+    m = machine()
+    doc = ["# fastkv benchmark results", "",
+           f"Regenerated by `python bench/results.py` on {m['date']} at commit `{m['commit']}`. "
+           "Every figure comes from the command shown under its table, run once in this session; "
+           "ratios are taken against a reference measured in the same run. The machine is shared and "
+           "noisy: treat differences under ~15% as noise unless a spread says otherwise.", "",
+           "## Machine", "",
+           f"- CPU: {m['cpu']} ({m['cpus']} logical CPUs)", f"- {m['platform']}, Python {m['python']}",
+           f"- reference: {m['etcd']}", ""]
+    headline = []
+    for stem, section in load_sections(args.only):
+        print(f"== {stem}: {section['title']}", flush=True)
+        server = None
+        try:
+            if section.get("needs_etcd"):
+                server = Server("etcd", ETCD_CMD).start()
+            results = []
+            for run in section.get("run", []):
+                subst = {"etcd": server.endpoint if server else "", "etcd_pid": str(server.pid) if server else "",
+                         "charts": str(CHARTS)}
+                real = [a.format(**subst) for a in run["argv"]]
+                run["shown_argv"] = [a.replace("{charts}", "bench/charts").replace("{etcd}", "http://127.0.0.1:2379")
+                                     .replace("{etcd_pid}", "ETCD_PID") for a in run["argv"]]
+                print("   fastkv bench " + " ".join(run["shown_argv"]), flush=True)
+                r, err = run_bench(real)
+                if err:
+                    print(f"   -> failed: {err.splitlines()[-1] if err else ''}", flush=True)
+                results.append((run, r, err))
+                if run.get("headline"):
+                    headline.append((run, r))
+        finally:
+            if server is not None:
+                server.cleanup()
+        doc += [f"## {section['title']}", "", section.get("about", "").strip(), ""]
+        doc += render_runs(section, results)
+    pathlib.Path(args.output).write_text("\n".join(doc).rstrip() + "\n")
+    print(f"wrote {args.output}")
+    if not args.no_readme and headline and not args.only:
+        update_readme(headline, m)
+    return 0
+
+
+def update_readme(headline, m) -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        print("README.md has no headline markers; not updated")
+        return
+    rows = ["| benchmark | ops/s | p50 ms | p99 ms |", "|---|---|---|---|"]
+    for run, r in headline:
+        if r is None:
+            rows.append(f"| {run['label']} | failed | | |")
+        elif "workloads" in r:
+            a, b = r["servers"]
+            for w, s in r["workloads"].items():
+                rows.append(f"| {run['label']}: {w} ({b}/{a}) | x{s['ratio_rps']:.2f} | | x{s['ratio_p99_ms']:.2f} |")
+        else:
+            rows.append(f"| {run['label']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |")
+    block = "\n".join([README_START, "", f"Measured {m['date']} on {m['cpus']} CPUs ({m['cpu']}); "
+                       "details, commands and charts in [bench/RESULTS.md](bench/RESULTS.md).", "", *rows, "",
+                       README_END])
+    start, end = text.index(README_START), text.index(README_END) + len(README_END)
+    readme.write_text(text[:start] + block + text[end:])
+    print("updated README.md headline table")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Start and stop single-member etcd-compatible servers for benchmarks (real etcd, fastkv serve).
+
+A server is described by a command template with the placeholders {data_dir}, {client_url} and
+{peer_url}; it is run without a shell (shlex-split), on free loopback ports, with its own data dir,
+and counted as ready once a linearizable Range succeeds (so a leader exists and reads are served).
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ETCD_INSTALL_HINT = "apt-get install -y etcd-server etcd-client"
+SERVER_FLAGS = ("--data-dir {data_dir} --listen-client-urls {client_url} --advertise-client-urls {client_url} "
+                "--listen-peer-urls {peer_url} --initial-advertise-peer-urls {peer_url} "
+                "--initial-cluster default={peer_url}")
+ETCD_CMD = "etcd --name default " + SERVER_FLAGS
+# The running interpreter's fastkv, so a source checkout benchmarks itself, not some other install.
+FASTKV_CMD = f"{shlex.quote(sys.executable)} -m fastkv.cli serve " + SERVER_FLAGS
+
+
+class ServerUnavailable(RuntimeError):
+    """The server could not be started or never became ready; the message says what to do."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, name: str, template: str, workdir: str | None = None, ready_timeout: float = 30.0):
+        self.name, self.template = name, template
+        self._own_dir = workdir is None
+        self.workdir = workdir or tempfile.mkdtemp(prefix=f"fastkv-bench-{name}-")
+        self.data_dir = os.path.join(self.workdir, f"{name}.data")
+        cport, pport = free_port(), free_port()
+        self.endpoint = f"http://127.0.0.1:{cport}"
+        self.peer_url = f"http://127.0.0.1:{pport}"
+        self.argv = shlex.split(template.format(data_dir=self.data_dir, client_url=self.endpoint,
+                                                peer_url=self.peer_url))
+        self.log_path = os.path.join(self.workdir, f"{name}.log")
+        self.proc: subprocess.Popen | None = None
+        self.ready_timeout = ready_timeout
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def start(self) -> "Server":
+        if shutil.which(self.argv[0]) is None:
+            raise ServerUnavailable(f"{self.name}: command not found: {self.argv[0]}")
+        log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _log_tail(self, n: int = 15) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                lines = f.read().decode(errors="replace").strip().splitlines()
+            return "\n".join("    " + line for line in lines[-n:])
+        except OSError:
+            return ""
+
+    def _wait_ready(self) -> None:
+        import grpc
+
+        from fastkv.client import EtcdClient
+
+        deadline = time.monotonic() + self.ready_timeout
+        last = "no answer"
+        with EtcdClient(self.endpoint, timeout=1.0) as client:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise ServerUnavailable(f"{self.name} exited with code {self.proc.returncode} before it was "
+                                            f"ready: {' '.join(self.argv)}\n{self._log_tail()}")
+                try:
+                    client.get(b"fastkv-bench/probe")
+                    return
+                except grpc.RpcError as exc:
+                    last = f"{exc.code().name}: {exc.details()}"
+                    time.sleep(0.1)
+        raise ServerUnavailable(f"{self.name} did not answer a Range within {self.ready_timeout:g} s "
+                                f"({last}): {' '.join(self.argv)}\n{self._log_tail()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.cleanup()
