@@ -298,7 +298,7 @@ static void ri_sort_revs(ri_revbuf_t *b) { qsort(b->revs, b->n, sizeof(ri_rev_t)
  * none is <= at_rev); when nothing is left the key is empty.
  * Returns 1 with *avail filled when a revision is available, else 0; -1 on OOM (key untouched).
  * *empty tells whether compaction leaves nothing (the caller frees the key). With mutate != 0 the
- * stream is rewritten into a new, exactly sized record (*kp changes).
+ * stream is rewritten in place; the record may move when it grows or shrinks (*kp updated).
  */
 static int ri_compact_key(ri_key_t **kp, int64_t at, int mutate, ri_rev_t *avail, int *empty) {
     ri_key_t *k = *kp;
@@ -357,34 +357,39 @@ static int ri_compact_key(ri_key_t **kp, int64_t at, int mutate, ri_rev_t *avail
     if (!mutate || start.p == RI_STREAM(k)) return have;
     {
         /* rewrite from `start`: its first entry opens the stream, with an explicit generation
-         * header when its created revision/version are not those of a fresh put */
-        size_t klen = RI_KLEN(k);
-        size_t cap = (size_t)(RI_STREAM(k) + k->nbytes - start.p) * 2 + RI_MAX_ENTRY;
-        unsigned char *buf = (unsigned char *)malloc(cap), *w = buf;
-        ri_key_t *nk;
+         * header when its created revision/version are not those of a fresh put. Entries after
+         * the first encode exactly as before, so the new stream is at most RI_MAX_ENTRY longer
+         * than the kept suffix. */
+        unsigned char stack[256], *buf = stack, *w;
+        size_t klen = RI_KLEN(k), cap = ri_capacity(k), len;
+        size_t bound = (size_t)(RI_STREAM(k) + k->nbytes - start.p) + RI_MAX_ENTRY;
         int64_t prev = 0;
         int first = 1;
-        if (!buf) return -1;
+        if (bound > sizeof(stack) && !(buf = (unsigned char *)malloc(bound))) return -1;
+        w = buf;
         while (ri_dec_next(&start)) {
             w = ri_encode(w, prev, start.main, start.sub, start.flags & RI_TOMB,
                           first || start.gen_start, start.cmain, start.csub, start.ver);
             prev = start.main;
             first = 0;
         }
-        nk = (ri_key_t *)malloc(offsetof(ri_key_t, data) + klen + (size_t)(w - buf));
-        if (!nk) {
-            free(buf);
-            return -1;
+        len = (size_t)(w - buf);
+        if (len > cap) {
+            ri_key_t *nk = (ri_key_t *)realloc(k, offsetof(ri_key_t, data) + klen + len);
+            if (!nk) {
+                if (buf != stack) free(buf);
+                return -1;
+            }
+            k = *kp = nk;
         }
-        nk->last_main = k->last_main;
-        nk->last_sub = k->last_sub;
-        nk->key_len = k->key_len;
-        nk->nbytes = (uint32_t)(w - buf);
-        memcpy(nk->data, k->data, klen);
-        memcpy(nk->data + klen, buf, (size_t)(w - buf));
-        free(buf);
-        free(k);
-        *kp = nk;
+        memcpy(RI_STREAM(k), buf, len);
+        k->nbytes = (uint32_t)len;
+        if (buf != stack) free(buf);
+        /* give memory back when a quarter or more of a sizeable stream went unused */
+        if (cap >= 64 && cap - len >= cap / 4) {
+            ri_key_t *nk = (ri_key_t *)realloc(k, offsetof(ri_key_t, data) + klen + len);
+            if (nk) *kp = nk;
+        }
     }
     return have;
 }
