@@ -65,11 +65,6 @@ def test_put_with_missing_lease_fails_and_changes_nothing(member):
     assert lessor.lookup(1).keys == set()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "mvcc bug (KVStore, not the lessor): a txn whose later put names a missing lease raises "
-    "ErrLeaseNotFound after earlier puts already went into the index, backend buffer and lessor; "
-    "the ghost entry surfaces at the next write. etcd checks every put's lease before applying "
-    "(apply.go checkRequests/checkPut); txncheck should too."))
 def test_txn_with_one_missing_lease_changes_nothing(member):
     kv, lessor = member.kv, member.lessor
     lessor.grant(1, 10)

@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 from fastkv._native import load
 
-from conftest import native_and_twin  # tests/conftest.py (the shared fixtures)
+from tests.conftest import native_and_twin  # tests/conftest.py (the shared fixtures)
 
 impl = native_and_twin("raftpb")
 twin = load("raftpb", pure=True)

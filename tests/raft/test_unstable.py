@@ -5,7 +5,7 @@ import pytest
 
 from fastkv._native import load
 
-from conftest import native_and_twin  # tests/conftest.py (the shared fixtures)
+from tests.conftest import native_and_twin  # tests/conftest.py (the shared fixtures)
 
 impl = native_and_twin("unstable")
 
