@@ -313,6 +313,17 @@ class KVStore:
         result_rev = rev if (keys or wt.changes) else wt.begin_rev
         return DeleteResult(result_rev, len(keys), prev_kvs)
 
+    def delete_keys(self, keys) -> int:
+        """Delete the given keys in ONE write txn (one revision): what a lease revoke does. Not bound
+        by max_txn_ops (a lease may hold any number of keys). Returns the number deleted."""
+        with self._tx:
+            wt = _WriteTxn(self.current_revision)
+            n = 0
+            for key in sorted(keys):
+                n += self._delete_range(wt, DeleteOp(key)).deleted
+            self._end(wt)
+            return n
+
     def _end(self, wt: _WriteTxn) -> None:
         if not wt.changes:
             return

@@ -1,0 +1,74 @@
+"""Server configuration: etcd's flags and defaults, plus fastkv's backend batching knobs."""
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+
+@dataclass
+class ServerConfig:
+    name: str = "default"
+    data_dir: str = ""  # default: "<name>.fastkv"
+    listen_client_urls: list = field(default_factory=lambda: ["http://127.0.0.1:2379"])
+    advertise_client_urls: list = field(default_factory=lambda: ["http://127.0.0.1:2379"])
+    listen_peer_urls: list = field(default_factory=lambda: ["http://127.0.0.1:2380"])
+    initial_advertise_peer_urls: list = field(default_factory=lambda: ["http://127.0.0.1:2380"])
+    initial_cluster: str = ""  # default: "<name>=<first initial-advertise-peer-url>"
+    initial_cluster_state: str = "new"
+    initial_cluster_token: str = "etcd-cluster"
+    snapshot_count: int = 100000
+    heartbeat_interval_ms: int = 100
+    election_timeout_ms: int = 1000
+    quota_backend_bytes: int = 2 * 1024**3
+    max_request_bytes: int = 1572864
+    max_txn_ops: int = 128
+    auto_compaction_mode: str = "periodic"
+    auto_compaction_retention: str = "0"
+    listen_metrics_urls: list = field(default_factory=list)
+    backend_batch_limit: int = 10000
+    backend_batch_interval_ms: int = 100
+
+    def __post_init__(self):
+        if not self.data_dir:
+            self.data_dir = f"{self.name}.fastkv"
+        if not self.initial_cluster:
+            self.initial_cluster = ",".join(f"{self.name}={u}" for u in self.initial_advertise_peer_urls)
+
+    def cluster_members(self) -> dict:
+        """name -> [peer urls] from --initial-cluster."""
+        out: dict = {}
+        for part in filter(None, (p.strip() for p in self.initial_cluster.split(","))):
+            if "=" not in part:
+                raise ValueError(f"--initial-cluster entry {part!r} is not NAME=URL")
+            name, url = part.split("=", 1)
+            out.setdefault(name, []).append(url)
+        return out
+
+    def member_id(self) -> int:
+        return member_id_for(self.cluster_members().get(self.name, self.initial_advertise_peer_urls),
+                             self.initial_cluster_token)
+
+    def cluster_id(self) -> int:
+        ids = sorted(member_id_for(urls, self.initial_cluster_token) for urls in self.cluster_members().values())
+        h = hashlib.sha1(b"".join(struct.pack(">Q", i) for i in ids)).digest()
+        return struct.unpack(">Q", h[:8])[0]
+
+
+def member_id_for(peer_urls, token: str) -> int:
+    """A member's ID from its peer URLs and the cluster token (etcd derives it the same way)."""
+    h = hashlib.sha1(("".join(sorted(peer_urls)) + token).encode()).digest()
+    return struct.unpack(">Q", h[:8])[0]
+
+
+def host_port(url: str) -> str:
+    """'http://127.0.0.1:2379' -> '127.0.0.1:2379' (for binding)."""
+    u = urlparse(url if "://" in url else "http://" + url)
+    if u.scheme not in ("http", "https", "unix", "unixs"):
+        raise ValueError(f"URL {url!r}: scheme must be http or https")
+    if u.scheme == "https":
+        raise ValueError(f"URL {url!r}: TLS is not supported yet; use http://")
+    if not u.hostname or not u.port:
+        raise ValueError(f"URL {url!r} needs a host and a port")
+    return f"{u.hostname}:{u.port}"

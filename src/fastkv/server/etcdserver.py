@@ -1,0 +1,491 @@
+"""EtcdServer: one member. Storage (backend, MVCC, lessor, watchable store), the raft node, and the
+operations the gRPC services call.
+
+Writes (put, delete, txn, compact, lease grant/revoke, alarms) become proposals: encoded, handed to
+the Ready loop, and answered when the applier reaches them (the wait registry resolves the
+request's future). Reads are local: linearizable ones first wait for a ReadIndex round (batched:
+every read that arrives while a round is out joins the next one) and for the applier to catch up,
+serializable ones read at once. Everything runs on the event loop thread; disk syncs run in worker
+threads (the WAL in the Ready loop's, the backend in its interval committer).
+
+Data dir layout: <data-dir>/member/wal (WAL segments), <data-dir>/member/snap (raft snapshot files),
+<data-dir>/member/db (the LMDB backend).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import struct
+import time
+
+from fastkv import __version__
+from fastkv.api import convert
+from fastkv.api.etcdpb import rpc_pb2
+from fastkv.backend.lmdb_backend import LMDBBackend
+from fastkv.errors import (
+    EtcdError, ErrEmptyKey, ErrLeaseNotFound, ErrNoLeader, ErrNoSpace, ErrRequestTooLarge, ErrTimeout,
+)
+from fastkv.lease.lessor import Lessor
+from fastkv.mvcc import KVStore
+from fastkv.mvcc import txncheck
+from fastkv.mvcc.ops import RangeOp
+from fastkv.server import request as rq
+from fastkv.server.apply import NOSPACE, Alarms, Applier
+from fastkv.server.config import ServerConfig
+from fastkv.server.metrics import Metrics
+from fastkv.server.raftnode import RaftNode
+from fastkv.server.wait import Wait
+from fastkv.transport import LocalTransport
+
+log = logging.getLogger(__name__)
+
+ETCD_VERSION = "3.4.23"  # the etcd API level fastkv matches (what Status and /version report)
+CLUSTER_VERSION = "3.4.0"
+_META = struct.Struct("<QQ")  # WAL metadata: member id, cluster id
+
+
+class EtcdServer:
+    def __init__(self, cfg: ServerConfig):
+        self.cfg = cfg
+        members = cfg.cluster_members()
+        if cfg.name not in members:
+            raise ValueError(f"--initial-cluster has no entry for this member's --name {cfg.name!r}")
+        if len(members) > 1:
+            raise ValueError("fastkv serves one-member clusters for now; --initial-cluster lists "
+                             f"{len(members)} members")
+        self.member_id = cfg.member_id()
+        self.cluster_id = cfg.cluster_id()
+        self.metrics = Metrics()
+        self.start_time = time.time()
+        self._stopped = asyncio.Event()
+        self._tasks: list = []
+        self.member_dir = os.path.join(cfg.data_dir, "member")
+        os.makedirs(self.member_dir, exist_ok=True)
+        self.request_timeout = 5.0 + 2 * cfg.election_timeout_ms / 1000.0
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        cfg = self.cfg
+        self.backend = LMDBBackend(
+            os.path.join(self.member_dir, "db"), batch_limit=cfg.backend_batch_limit,
+            batch_interval=cfg.backend_batch_interval_ms / 1000.0,
+            max_size=max(cfg.quota_backend_bytes, 1 << 20) + 256 * 1024**2)
+        self.backend.commit_observer = self.metrics.backend_commit.observe
+        min_ttl = math.ceil(1.5 * cfg.election_timeout_ms / 1000.0)
+        self.lessor = Lessor(self.backend, min_ttl=min_ttl)
+        self.kv = KVStore(self.backend, quota_bytes=None, max_txn_ops=cfg.max_txn_ops, lessor=self.lessor)
+        self.lessor.set_range_deleter(self.kv.delete_keys)
+        self.lessor.recover((kv.key, kv.lease) for kv in self.kv.range(RangeOp(b"\x00", b"\x00")).kvs if kv.lease)
+        from fastkv.mvcc.watchable import WatchableStore
+
+        self.watchable = WatchableStore(self.kv)
+        self.alarms = Alarms(self.backend)
+        self.wait = Wait(self.member_id)
+        self.applier = Applier(self.kv, self.lessor, self.alarms, self.wait)
+        self.raft = RaftNode(
+            member_id=self.member_id, peers=[self.member_id], waldir=os.path.join(self.member_dir, "wal"),
+            snapdir=os.path.join(self.member_dir, "snap"), metadata=_META.pack(self.member_id, self.cluster_id),
+            election_tick=max(1, cfg.election_timeout_ms // cfg.heartbeat_interval_ms),
+            heartbeat_interval=cfg.heartbeat_interval_ms / 1000.0, applied=self.kv.consistent_index,
+            transport=LocalTransport(), on_fsync=self.metrics.wal_fsync.observe)
+        stored_member, stored_cluster = _META.unpack(self.raft.metadata[:_META.size])
+        self.member_id, self.cluster_id = stored_member, stored_cluster
+        self.raft.apply_entries = self._apply_entries
+        self.raft.on_leader_change = self._on_leader_change
+        self.raft.on_read_states = self._on_read_states
+        self.raft.on_dropped = self._on_dropped
+        self.raft.after_apply = self._after_apply
+        self._snapshot_applied = self.raft.snapshot_index
+        self._reads: dict = {}          # read ctx -> futures of that ReadIndex round
+        self._read_waiters: list = []   # futures waiting for the next round
+        self._reads_after_apply: list = []  # (index, futures) waiting for the applier
+        self._read_seq = 0
+        self._proposal_ids: dict = {}   # proposal bytes id -> request id, to fail dropped ones
+        self._register_metrics()
+        self.raft.start()
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._lease_loop(), name="lease-expiry"))
+        self._tasks.append(loop.create_task(self._compaction_loop(), name="auto-compaction"))
+        await self._wait_leader()
+
+    async def _wait_leader(self) -> None:
+        deadline = time.monotonic() + 10 * self.cfg.election_timeout_ms / 1000.0 + 5
+        while not self.raft.is_leader and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        # the new term's no-op must be applied before reads are answered at the right revision
+        while self.applier.applied_index < self.raft.commit_index and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        await self.raft.stop()
+        self.wait.fail_all(EtcdError("etcdserver: server stopped", "UNAVAILABLE"))
+        self.watchable.close()
+        self.backend.close()
+        self._stopped.set()
+
+    # --- headers ------------------------------------------------------------------------------
+    def header(self, revision: int = 0) -> rpc_pb2.ResponseHeader:
+        return rpc_pb2.ResponseHeader(cluster_id=self.cluster_id, member_id=self.member_id,
+                                      raft_term=self.raft.term, revision=revision or self.kv.current_revision)
+
+    def fill(self, resp):
+        convert.fill_header(resp.header, cluster_id=self.cluster_id, member_id=self.member_id,
+                            raft_term=self.raft.term, revision=self.kv.current_revision)
+        return resp
+
+    # --- proposals ----------------------------------------------------------------------------
+    async def propose(self, kind: int, msg):
+        if not self.raft.is_leader:
+            raise ErrNoLeader()
+        request_id = self.wait.next_id()
+        data = rq.encode(request_id, kind, msg)
+        if len(data) > self.cfg.max_request_bytes:
+            raise ErrRequestTooLarge()
+        fut = self.wait.register(request_id)
+        self.raft.propose(data)
+        try:
+            result = await asyncio.wait_for(fut, self.request_timeout)
+        except asyncio.TimeoutError:
+            self.wait.cancel(request_id)
+            self.metrics.proposals_failed_total += 1
+            raise ErrTimeout() from None
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _on_dropped(self, batch, exc) -> None:
+        for data in batch:
+            request_id = struct.unpack_from("<Q", data, 0)[0]
+            self.metrics.proposals_failed_total += 1
+            self.wait.trigger(request_id, ErrNoLeader())
+
+    def _apply_entries(self, entries) -> None:
+        applier = self.applier
+        conf_change = self.raft.node.pb.ENTRY_CONF_CHANGE
+        for e in entries:
+            if e.type == conf_change:
+                pb = self.raft.node.pb
+                cs = self.raft.node.apply_conf_change(pb.decode_conf_change(e.data))
+                self.raft.conf_state = cs
+                applier.mark_applied(e.index)
+            else:
+                applier.apply_normal(e.index, e.data)
+        if self._reads_after_apply:
+            applied = applier.applied_index
+            keep = []
+            for index, futs in self._reads_after_apply:
+                if index <= applied:
+                    _resolve(futs)
+                else:
+                    keep.append((index, futs))
+            self._reads_after_apply = keep
+
+    async def _after_apply(self) -> None:
+        applied = self.applier.applied_index
+        if applied - self._snapshot_applied >= self.cfg.snapshot_count:
+            # the snapshot's index must be durable in the backend before the WAL forgets it
+            await asyncio.get_running_loop().run_in_executor(None, self.backend.force_commit)
+            self._snapshot_applied = applied
+            await self.raft.snapshot(applied)
+
+    def _on_leader_change(self, was_leader: bool, is_leader: bool, leader: int) -> None:
+        if is_leader and not was_leader:
+            self.lessor.promote(self.cfg.election_timeout_ms / 1000.0)
+        elif was_leader and not is_leader:
+            self.lessor.demote()
+
+    # --- linearizable reads -------------------------------------------------------------------
+    async def linearizable_barrier(self) -> None:
+        """Return once this member has applied everything committed when the call was made."""
+        if not self.raft.is_leader:
+            raise ErrNoLeader()
+        fut = asyncio.get_running_loop().create_future()
+        self._read_waiters.append(fut)
+        if not self._reads:
+            self._issue_read_round()
+        try:
+            await asyncio.wait_for(fut, self.request_timeout)
+        except asyncio.TimeoutError:
+            raise ErrTimeout() from None
+
+    def _issue_read_round(self) -> None:
+        if not self._read_waiters:
+            return
+        self._read_seq += 1
+        ctx = struct.pack(">QQ", self.member_id, self._read_seq)
+        self._reads[ctx] = self._read_waiters
+        self._read_waiters = []
+        self.raft.read_index(ctx)
+
+    def _on_read_states(self, states) -> None:
+        applied = self.applier.applied_index
+        for rs in states:
+            futs = self._reads.pop(bytes(rs.request_ctx), None)
+            if futs is None:
+                continue
+            if rs.index <= applied:
+                _resolve(futs)
+            else:
+                self._reads_after_apply.append((rs.index, futs))
+        if not self._reads:
+            self._issue_read_round()
+
+    # --- KV -----------------------------------------------------------------------------------
+    async def range(self, req) -> rpc_pb2.RangeResponse:
+        if not req.serializable:
+            await self.linearizable_barrier()
+        return self.fill(convert.range_response(self.kv.range(convert.range_op(req))))
+
+    def _check_quota(self, cost: int) -> None:
+        if self.backend.size_in_use() + cost > self.cfg.quota_backend_bytes or self.alarms.has(NOSPACE):
+            if not self.alarms.has(NOSPACE):
+                alarm = rpc_pb2.AlarmRequest(action=rpc_pb2.AlarmRequest.ACTIVATE, memberID=self.member_id,
+                                             alarm=NOSPACE)
+                asyncio.get_running_loop().create_task(self._propose_quiet(rq.ALARM, alarm))
+            raise ErrNoSpace()
+
+    async def _propose_quiet(self, kind, msg) -> None:
+        try:
+            await self.propose(kind, msg)
+        except EtcdError as exc:
+            log.warning("internal proposal failed: %s", exc)
+
+    async def put(self, req) -> rpc_pb2.PutResponse:
+        txncheck.check_put(convert.put_op(req))
+        self._check_quota(len(req.key) + len(req.value))
+        return self.fill(await self.propose(rq.PUT, req))
+
+    async def delete_range(self, req) -> rpc_pb2.DeleteRangeResponse:
+        if not req.key:
+            raise ErrEmptyKey()
+        return self.fill(await self.propose(rq.DELETE_RANGE, req))
+
+    async def txn(self, req) -> rpc_pb2.TxnResponse:
+        t = convert.txn_op(req)
+        txncheck.check_txn(t, self.cfg.max_txn_ops)
+        if _txn_read_only(req):
+            if not _txn_serializable(req):
+                await self.linearizable_barrier()
+            return self.fill(convert.txn_response(self.kv.txn(t)))
+        if _txn_has_puts(req):
+            self._check_quota(req.ByteSize())
+        return self.fill(await self.propose(rq.TXN, req))
+
+    async def compact(self, req) -> rpc_pb2.CompactionResponse:
+        resp = await self.propose(rq.COMPACT, req)
+        return self.fill(resp)
+
+    # --- leases -------------------------------------------------------------------------------
+    def _new_lease_id(self) -> int:
+        while True:
+            lid = int.from_bytes(os.urandom(8), "big") & ((1 << 63) - 1)
+            if lid and self.lessor.lookup(lid) is None:
+                return lid
+
+    async def lease_grant(self, req) -> rpc_pb2.LeaseGrantResponse:
+        if req.ID == 0:
+            req = rpc_pb2.LeaseGrantRequest(TTL=req.TTL, ID=self._new_lease_id())
+        self._check_quota(0)
+        return self.fill(await self.propose(rq.LEASE_GRANT, req))
+
+    async def lease_revoke(self, req) -> rpc_pb2.LeaseRevokeResponse:
+        return self.fill(await self.propose(rq.LEASE_REVOKE, req))
+
+    async def lease_renew(self, lease_id: int) -> int:
+        """Keep-alive (leader-local, as etcd): the lease's TTL, or 0 if it does not exist."""
+        # a renew must not beat the grant it follows through the log
+        await self.linearizable_barrier()
+        try:
+            return self.lessor.renew(lease_id)
+        except ErrLeaseNotFound:
+            return 0
+
+    async def lease_time_to_live(self, req) -> rpc_pb2.LeaseTimeToLiveResponse:
+        await self.linearizable_barrier()
+        try:
+            granted, remaining, keys = self.lessor.time_to_live(req.ID, req.keys)
+        except ErrLeaseNotFound:
+            return self.fill(rpc_pb2.LeaseTimeToLiveResponse(header=rpc_pb2.ResponseHeader(), ID=req.ID, TTL=-1))
+        return self.fill(rpc_pb2.LeaseTimeToLiveResponse(header=rpc_pb2.ResponseHeader(), ID=req.ID,
+                                                         TTL=int(remaining), grantedTTL=granted, keys=list(keys)))
+
+    async def lease_leases(self) -> rpc_pb2.LeaseLeasesResponse:
+        await self.linearizable_barrier()
+        return self.fill(rpc_pb2.LeaseLeasesResponse(
+            header=rpc_pb2.ResponseHeader(), leases=[rpc_pb2.LeaseStatus(ID=l.id) for l in self.lessor.leases()]))
+
+    async def _lease_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            if not self.raft.is_leader:
+                continue
+            for lid in self.lessor.expired_leases():
+                asyncio.get_running_loop().create_task(
+                    self._propose_quiet(rq.LEASE_REVOKE, rpc_pb2.LeaseRevokeRequest(ID=lid)))
+            due = self.lessor.checkpoint_due()
+            if due:
+                cps = [rpc_pb2.LeaseCheckpoint(ID=i, remaining_TTL=t) for i, t in due]
+                asyncio.get_running_loop().create_task(
+                    self._propose_quiet(rq.LEASE_CHECKPOINT, rpc_pb2.LeaseCheckpointRequest(checkpoints=cps)))
+
+    # --- auto compaction ----------------------------------------------------------------------
+    async def _compaction_loop(self) -> None:
+        mode, retention = self.cfg.auto_compaction_mode, self.cfg.auto_compaction_retention
+        seconds = parse_retention(mode, retention)
+        if not seconds:
+            return
+        samples: list = []  # (time, revision)
+        if mode == "periodic":
+            interval = seconds / 10 if seconds < 3600 else 3600.0
+            interval = min(interval, seconds)
+            while True:
+                await asyncio.sleep(min(interval, 60.0) if interval > 60 else interval)
+                now = time.monotonic()
+                samples.append((now, self.kv.current_revision))
+                old = [r for t, r in samples if now - t >= seconds]
+                samples = [(t, r) for t, r in samples if now - t < seconds + interval]
+                if old and self.raft.is_leader and old[-1] > max(self.kv.compact_revision, 0):
+                    await self._propose_quiet(rq.COMPACT, rpc_pb2.CompactionRequest(revision=old[-1]))
+        else:  # revision mode: keep the last `retention` revisions, checked every 5 minutes
+            keep = int(retention)
+            while True:
+                await asyncio.sleep(300)
+                target = self.kv.current_revision - keep
+                if target > max(self.kv.compact_revision, 0) and self.raft.is_leader:
+                    await self._propose_quiet(rq.COMPACT, rpc_pb2.CompactionRequest(revision=target))
+
+    # --- maintenance --------------------------------------------------------------------------
+    async def alarm(self, req) -> rpc_pb2.AlarmResponse:
+        if req.action == rpc_pb2.AlarmRequest.GET:
+            return self.fill(rpc_pb2.AlarmResponse(header=rpc_pb2.ResponseHeader(),
+                                                   alarms=self.alarms.members(req.alarm)))
+        return self.fill(await self.propose(rq.ALARM, req))
+
+    def status(self) -> rpc_pb2.StatusResponse:
+        return self.fill(rpc_pb2.StatusResponse(
+            header=rpc_pb2.ResponseHeader(), version=ETCD_VERSION, dbSize=self.backend.size(),
+            leader=self.raft.leader, raftIndex=self.raft.commit_index, raftTerm=self.raft.term,
+            raftAppliedIndex=self.applier.applied_index, dbSizeInUse=self.backend.size_in_use(),
+            errors=[_alarm_text(a) for _m, a in sorted(self.alarms.active)],
+            isLearner=False))
+
+    def members(self) -> list:
+        return [rpc_pb2.Member(ID=self.member_id, name=self.cfg.name, peerURLs=self.cfg.initial_advertise_peer_urls,
+                               clientURLs=self.cfg.advertise_client_urls, isLearner=False)]
+
+    async def defragment(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.backend.defrag)
+
+    def hash_kv(self, revision: int) -> tuple[int, int, int]:
+        """(hash, compact revision, revision): CRC-32C of every revision <= `revision` still stored."""
+        from fastkv._native import load
+
+        crc = load("crc32c")
+        rev = revision or self.kv.current_revision
+        if rev > self.kv.current_revision:
+            from fastkv.errors import ErrFutureRev
+
+            raise ErrFutureRev()
+        from fastkv.backend import KEY
+        from fastkv._native import load as _load
+
+        codec = _load("mvcccodec")
+        h = 0
+        with self.backend.read_tx() as tx:
+            for k, v in tx.unsafe_range(KEY, b"", codec.rev_key(rev + 1, 0)):
+                h = crc.crc32c(k, h)
+                h = crc.crc32c(v, h)
+        return h, max(self.kv.compact_revision, 0), rev
+
+    def metrics_text(self) -> str:
+        return self.metrics.render()
+
+    def _register_metrics(self) -> None:
+        m, raft = self.metrics, self.raft
+        m.gauge("etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.",
+                lambda: 1 if raft.leader else 0)
+        m.gauge("etcd_server_is_leader", "Whether or not this member is a leader.", lambda: 1 if raft.is_leader else 0)
+        m.counter("etcd_server_proposals_committed_total", "The total number of consensus proposals committed.",
+                  lambda: raft.commit_index)
+        m.counter("etcd_server_proposals_applied_total", "The total number of consensus proposals applied.",
+                  lambda: self.applier.applied_index)
+        m.gauge("etcd_server_proposals_pending", "The current number of pending proposals to commit.",
+                lambda: len(self.wait))
+        m.counter("etcd_server_proposals_failed_total", "The total number of failed proposals seen.",
+                  lambda: m.proposals_failed_total)
+        m.gauge("etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes.",
+                lambda: self.backend.size())
+        m.gauge("etcd_mvcc_db_total_size_in_use_in_bytes", "Total size of the underlying database logically in use in bytes.",
+                lambda: self.backend.size_in_use())
+        m.gauge("etcd_debugging_mvcc_keys_total", "Total number of keys.", lambda: len(self.kv.index))
+        m.gauge("etcd_server_version", "Which version is running. 1 for 'server_version' label with current version.",
+                lambda: 1)
+
+    def version_json(self) -> str:
+        import json
+
+        return json.dumps({"etcdserver": ETCD_VERSION, "etcdcluster": CLUSTER_VERSION, "fastkv": __version__})
+
+
+def _resolve(futs) -> None:
+    for f in futs:
+        if not f.done():
+            f.set_result(None)
+
+
+def _alarm_text(alarm: int) -> str:
+    return "memberID:%d alarm:%s " % (0, rpc_pb2.AlarmType.Name(alarm))
+
+
+def _ops(req):
+    for op in (*req.success, *req.failure):
+        yield op
+
+
+def _txn_read_only(req) -> bool:
+    for op in _ops(req):
+        which = op.WhichOneof("request")
+        if which in ("request_put", "request_delete_range"):
+            return False
+        if which == "request_txn" and not _txn_read_only(op.request_txn):
+            return False
+    return True
+
+
+def _txn_serializable(req) -> bool:
+    for op in _ops(req):
+        which = op.WhichOneof("request")
+        if which == "request_range" and not op.request_range.serializable:
+            return False
+        if which == "request_txn" and not _txn_serializable(op.request_txn):
+            return False
+    return True
+
+
+def _txn_has_puts(req) -> bool:
+    for op in _ops(req):
+        which = op.WhichOneof("request")
+        if which == "request_put" or (which == "request_txn" and _txn_has_puts(op.request_txn)):
+            return True
+    return False
+
+
+def parse_retention(mode: str, retention: str) -> float:
+    """--auto-compaction-retention: periodic takes a duration ("1h", "30m", "90s") or plain hours
+    ("1"); revision takes a revision count. Returns seconds (periodic) or the count (revision)."""
+    retention = (retention or "0").strip()
+    if mode == "revision":
+        return float(int(retention))
+    units = {"h": 3600, "m": 60, "s": 1}
+    if retention[-1:] in units and retention[:-1]:
+        return float(retention[:-1]) * units[retention[-1]]
+    return float(retention) * 3600
