@@ -175,6 +175,9 @@ class Raft:
         pr = self.prs.progress.get(self.id)
         if pr is not None:
             pr.become_replicate()
+            # The leader is always active to itself: without this a one-voter cluster fails its
+            # own CheckQuorum and steps down every election timeout (etcd sets it here too).
+            pr.recent_active = True
         # Conf changes already in the log may be uncommitted: allow no new one until they apply.
         self.pending_conf_index = self.raft_log.last_index()
         # An entry of our own term, so that committing it commits everything before it (§5.4.2).

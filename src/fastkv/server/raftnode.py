@@ -105,19 +105,18 @@ class RaftNode:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._ticker(), name="raft-ticker"),
                        loop.create_task(self._run(), name="raft-ready-loop")]
-        self._campaigned = False
         self._maybe_campaign()
         self._wake.set()
 
     def _maybe_campaign(self) -> None:
         """A one-member cluster need not wait an election timeout: campaign as soon as membership
         (from bootstrap, snapshot or replayed conf changes) shows this member as the only voter."""
-        if not self._campaigned and not self.is_leader and self._single_voter():
-            self._campaigned = True
+        if self.is_leader:
+            return
+        st = self.node.status()
+        # raft refuses to campaign while committed conf changes are unapplied, so wait for those
+        if st.raft_state == 0 and list(st.voters) == [self.member_id] and st.applied >= st.commit:
             self.node.campaign()
-
-    def _single_voter(self) -> bool:
-        return list(self.node.status().voters) == [self.member_id]
 
     async def _ticker(self) -> None:
         while not self._stopped:

@@ -1,0 +1,117 @@
+"""`fastkv serve`: run one member, with etcd's command-line flags and defaults."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+DESCRIPTION = """Run a fastkv member that speaks etcd's v3 gRPC API (etcdctl and etcd clients work
+against it). Flags and defaults follow etcd's: with no flags it serves clients on 127.0.0.1:2379 and
+keeps its data in ./default.fastkv. Restarting with the same --data-dir resumes; SIGTERM or Ctrl-C
+shuts down cleanly; nothing acknowledged is lost on SIGKILL. This build runs one-member clusters."""
+
+
+def _urls(s: str) -> list:
+    urls = [u.strip() for u in s.split(",") if u.strip()]
+    if not urls:
+        raise argparse.ArgumentTypeError("expected one or more comma-separated URLs")
+    from fastkv.server.config import host_port
+
+    for u in urls:
+        try:
+            host_port(u)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return urls
+
+
+def _positive(s: str) -> int:
+    v = int(s)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
+    return v
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("serve", help="run a member (etcd-compatible server)", description=DESCRIPTION,
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--name", default="default", help="human-readable name for this member")
+    p.add_argument("--data-dir", default="", help="path to the data directory (default: <name>.fastkv)")
+    p.add_argument("--listen-client-urls", type=_urls, default=["http://127.0.0.1:2379"],
+                   help="comma-separated URLs to serve clients (gRPC) on")
+    p.add_argument("--advertise-client-urls", type=_urls, default=["http://127.0.0.1:2379"],
+                   help="client URLs advertised to the rest of the cluster and clients")
+    p.add_argument("--listen-peer-urls", type=_urls, default=["http://127.0.0.1:2380"],
+                   help="URLs to listen on for peer traffic")
+    p.add_argument("--initial-advertise-peer-urls", type=_urls, default=["http://127.0.0.1:2380"],
+                   help="this member's peer URLs to advertise to the rest of the cluster")
+    p.add_argument("--initial-cluster", default="", help="initial cluster configuration: name=peer-url,... "
+                   "(default: <name>=<initial-advertise-peer-urls>)")
+    p.add_argument("--initial-cluster-state", default="new", choices=["new", "existing"],
+                   help="new for a new cluster, existing to join one")
+    p.add_argument("--initial-cluster-token", default="etcd-cluster", help="token distinguishing clusters")
+    p.add_argument("--snapshot-count", type=_positive, default=100000,
+                   help="committed entries between raft snapshots (which let the WAL be released)")
+    p.add_argument("--heartbeat-interval", type=_positive, default=100, help="heartbeat interval in ms")
+    p.add_argument("--election-timeout", type=_positive, default=1000, help="election timeout in ms")
+    p.add_argument("--quota-backend-bytes", type=int, default=2 * 1024**3,
+                   help="raise a NOSPACE alarm and refuse writes when the backend exceeds this (0 = 2 GiB)")
+    p.add_argument("--max-request-bytes", type=_positive, default=1572864, help="maximum client request size")
+    p.add_argument("--max-txn-ops", type=_positive, default=128, help="maximum operations in one txn")
+    p.add_argument("--auto-compaction-mode", default="periodic", choices=["periodic", "revision"],
+                   help="interpret --auto-compaction-retention as a duration or a revision count")
+    p.add_argument("--auto-compaction-retention", default="0",
+                   help="periodic: keep this much history ('1h', '30m', or hours); revision: this many "
+                        "revisions; 0 disables auto compaction")
+    p.add_argument("--listen-metrics-urls", type=_urls, default=[],
+                   help="extra URLs serving /metrics, /health and /version over HTTP")
+    p.add_argument("--backend-batch-limit", type=_positive, default=10000,
+                   help="fastkv: commit the backend after this many pending writes")
+    p.add_argument("--backend-batch-interval", type=_positive, default=100,
+                   help="fastkv: commit the backend at least this often (ms)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                   help="logging verbosity")
+    p.set_defaults(func=run)
+
+
+def config_from_args(args):
+    from fastkv.server.config import ServerConfig
+
+    if args.election_timeout < 5 * args.heartbeat_interval:
+        raise SystemExit("fastkv serve: --election-timeout must be at least 5 times --heartbeat-interval "
+                         f"(got {args.election_timeout} and {args.heartbeat_interval})")
+    quota = args.quota_backend_bytes or 2 * 1024**3
+    return ServerConfig(
+        name=args.name, data_dir=args.data_dir, listen_client_urls=args.listen_client_urls,
+        advertise_client_urls=args.advertise_client_urls, listen_peer_urls=args.listen_peer_urls,
+        initial_advertise_peer_urls=args.initial_advertise_peer_urls, initial_cluster=args.initial_cluster,
+        initial_cluster_state=args.initial_cluster_state, initial_cluster_token=args.initial_cluster_token,
+        snapshot_count=args.snapshot_count, heartbeat_interval_ms=args.heartbeat_interval,
+        election_timeout_ms=args.election_timeout, quota_backend_bytes=quota,
+        max_request_bytes=args.max_request_bytes, max_txn_ops=args.max_txn_ops,
+        auto_compaction_mode=args.auto_compaction_mode, auto_compaction_retention=args.auto_compaction_retention,
+        listen_metrics_urls=args.listen_metrics_urls, backend_batch_limit=args.backend_batch_limit,
+        backend_batch_interval_ms=args.backend_batch_interval)
+
+
+def run(args) -> int:
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    cfg = config_from_args(args)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; keep serving without it
+        uvloop = None
+    from fastkv.server.runner import serve
+
+    try:
+        if uvloop is not None:
+            uvloop.run(serve(cfg))
+        else:
+            asyncio.run(serve(cfg))
+    except (ValueError, OSError) as exc:
+        print(f"fastkv serve: {exc}", file=sys.stderr)
+        return 1
+    return 0

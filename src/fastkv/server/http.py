@@ -1,0 +1,38 @@
+"""/metrics, /health and /version over plain HTTP/1.1 on asyncio (for --listen-metrics-urls)."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+
+async def serve_http(server, host: str, port: int) -> asyncio.AbstractServer:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), 10)
+            parts = line.decode("latin-1").split()
+            while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+                pass
+            path = parts[1].split("?", 1)[0] if len(parts) >= 2 else "/"
+            status, ctype, body = route(server, path)
+            writer.write(f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                         f"Connection: close\r\n\r\n".encode() + body)
+            await writer.drain()
+        except (asyncio.TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(handle, host, port)
+
+
+def route(server, path: str):
+    if path == "/metrics":
+        return "200 OK", "text/plain; version=0.0.4", server.metrics_text().encode()
+    if path == "/health":
+        ok = bool(server.raft.leader) and not server.alarms.active
+        reason = "" if ok else ("no leader" if not server.raft.leader else "alarm activated")
+        body = json.dumps({"health": "true" if ok else "false", "reason": reason}).encode()
+        return ("200 OK" if ok else "503 Service Unavailable"), "application/json", body
+    if path == "/version":
+        return "200 OK", "application/json", server.version_json().encode()
+    return "404 Not Found", "text/plain", b"404 page not found\n"

@@ -1,0 +1,64 @@
+"""Start an EtcdServer with its gRPC and HTTP listeners, and stop it on SIGTERM/SIGINT."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import grpc
+
+from fastkv.api.services import add_services
+from fastkv.server.config import host_port
+from fastkv.server.etcdserver import EtcdServer
+from fastkv.server.http import serve_http
+
+log = logging.getLogger("fastkv.serve")
+GRPC_OVERHEAD_BYTES = 512 * 1024  # etcd accepts requests up to max-request-bytes plus this
+
+
+async def start(cfg):
+    """Start a member; returns (server, grpc_server, http_servers)."""
+    server = EtcdServer(cfg)
+    await server.start()
+    limit = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES
+    grpc_server = grpc.aio.server(options=[
+        ("grpc.max_receive_message_length", limit),
+        ("grpc.max_send_message_length", 2**31 - 1),
+        ("grpc.max_concurrent_streams", 2**31 - 1),
+        ("grpc.so_reuseport", 0),
+    ])
+    add_services(grpc_server, server)
+    for url in cfg.listen_client_urls:
+        try:
+            grpc_server.add_insecure_port(host_port(url))
+        except RuntimeError:
+            await server.stop()
+            raise OSError(f"cannot listen for clients on {url}: the address is in use or not local; "
+                          "pick another with --listen-client-urls") from None
+    await grpc_server.start()
+    http_servers = []
+    for url in cfg.listen_metrics_urls:
+        host, port = host_port(url).rsplit(":", 1)
+        http_servers.append(await serve_http(server, host, int(port)))
+    log.info("fastkv member %x (%s) serving clients on %s, data dir %s", server.member_id, cfg.name,
+             ",".join(cfg.listen_client_urls), cfg.data_dir)
+    return server, grpc_server, http_servers
+
+
+async def shutdown(server, grpc_server, http_servers) -> None:
+    await grpc_server.stop(grace=1.0)
+    for h in http_servers:
+        h.close()
+    await server.stop()
+
+
+async def serve(cfg) -> None:
+    server, grpc_server, http_servers = await start(cfg)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"ready to serve client requests on {', '.join(cfg.listen_client_urls)}", flush=True)
+    await stop.wait()
+    log.info("shutting down")
+    await shutdown(server, grpc_server, http_servers)
