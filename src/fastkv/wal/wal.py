@@ -190,25 +190,19 @@ class WAL:
         found_marker = False
         last_index = 0
         crc = 0
-        ENTRY, STATE, META, SNAP = codec.ENTRY_TYPE, codec.STATE_TYPE, codec.METADATA_TYPE, codec.SNAPSHOT_TYPE
+        STATE, META, SNAP = codec.STATE_TYPE, codec.METADATA_TYPE, codec.SNAPSHOT_TYPE
         for k, seg in enumerate(segments):
             path = self._path(seg)
             is_tail = k == len(segments) - 1
             records, end, crc, err, size, torn_reason = self._decode_file(path, crc, is_tail, tail_fd)
-            for rtype, value in records:
-                if rtype == ENTRY:
-                    last_index = value.index
-                    if last_index > snap_index:
-                        pos = last_index - snap_index - 1
-                        if pos == len(entries):
-                            entries.append(value)
-                        elif pos < len(entries):
-                            del entries[pos:]  # a later leader overwrote this suffix
-                            entries.append(value)
-                        else:
-                            raise WALCorruptError(path, None, f"entry {last_index} follows entry "
-                                                  f"{snap_index + len(entries)}: the log has a gap")
-                elif rtype == STATE:
+            try:
+                others, seen = codec.collect_entries(records, entries, snap_index + 1)
+            except ValueError as exc:
+                raise WALCorruptError(path, None, str(exc)) from None
+            if seen is not None:
+                last_index = seen
+            for rtype, value in others:
+                if rtype == STATE:
                     hard_state = raftpb.decode_hard_state(value)
                 elif rtype == META:
                     if metadata is not None and metadata != value:
