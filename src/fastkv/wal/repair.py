@@ -23,6 +23,7 @@ import shutil
 import struct
 
 from fastkv._native import load
+from fastkv.wal import failpoints
 from fastkv.wal.segment import BROKEN_SUFFIX, fsync_dir, is_all_zero, preallocate
 
 log = logging.getLogger("fastkv.wal")
@@ -106,6 +107,7 @@ def truncate_tail(path: str, good_end: int, segment_size: int, reason: str) -> s
     shutil.copyfile(path, broken)
     with open(broken, "rb+") as f:
         os.fsync(f.fileno())
+    failpoints.hit("wal.repair.before_truncate")
     fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
     try:
         os.ftruncate(fd, good_end)  # drops the torn bytes; the extension below reads as zeros

@@ -32,7 +32,7 @@ import time
 from typing import Callable
 
 from fastkv._native import load
-from fastkv.wal import repair
+from fastkv.wal import failpoints, repair
 from fastkv.wal.errors import (
     WALClosedError,
     WALCorruptError,
@@ -296,16 +296,35 @@ class WAL:
     def _write_synced(self, buf: bytes) -> None:
         fd = self._fd_or_raise()
         try:
+            if failpoints.ACTIVE:
+                failpoints.hit("wal.save.before_write")
+                if failpoints.fires("wal.save.torn_write"):
+                    self._write_with_a_hole(fd, buf)
+                    failpoints.trigger("wal.save.torn_write")
             pwrite_all(fd, buf, self._off)
+            if failpoints.ACTIVE:
+                failpoints.hit("wal.save.before_fsync")
             t0 = time.perf_counter()
             os.fdatasync(fd)
             elapsed = time.perf_counter() - t0
+            if failpoints.ACTIVE:
+                failpoints.hit("wal.save.after_fsync")
         except OSError:
             self._abandon()
             raise
         self._off += len(buf)
         if self.on_fsync is not None:
             self.on_fsync(elapsed)
+
+    def _write_with_a_hole(self, fd: int, buf: bytes) -> None:
+        """Failpoint helper: write `buf` except the batch's part of its middle 512-byte sector,
+        which is what a crash leaves when the disk persisted the other sectors of an unsynced
+        write."""
+        start, end = self._off, self._off + len(buf)
+        hole = (start // 512 + (end - 1) // 512) // 2
+        lo, hi = max(start, hole * 512), min(end, (hole + 1) * 512)
+        pwrite_all(fd, buf[: lo - start], start)
+        pwrite_all(fd, buf[hi - start :], hi)
 
     def save(self, hard_state, entries) -> None:
         """Append `entries` then `hard_state` (either may be empty/None) with one write and one
@@ -354,7 +373,9 @@ class WAL:
                 header = rec1 + rec2 + rec3
                 pwrite_all(nfd, header, 0)
                 os.fsync(nfd)
+                failpoints.hit("wal.cut.before_rename")
                 os.rename(tmp, final)
+                failpoints.hit("wal.cut.after_rename")
                 fsync_dir(self.dirpath)
                 fcntl.flock(nfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BaseException:
