@@ -193,3 +193,27 @@ def test_segment_names():
     n = parse_name("000000000000000a-00000000000000ff.wal")
     assert (n.seq, n.index) == (10, 255) and n.filename == "000000000000000a-00000000000000ff.wal"
     assert parse_name("0-0.wal") is None and parse_name("000000000000000a-00000000000000ff.wal.tmp") is None
+
+
+def test_fsync_only_when_raft_needs_it(tmp_path):
+    """etcd's MustSync: entries, or a new term or vote, are fsynced; a commit-only hard state is
+    written without a flush; an unchanged one writes nothing."""
+    d = str(tmp_path / "wal")
+    syncs = []
+    w = WAL.create(d, b"m", on_fsync=syncs.append)
+    w.save(pb.HardState(1, 1, 0), entries(1, 3))
+    assert len(syncs) == 1
+    off = w.tail_offset
+    w.save(pb.HardState(1, 1, 3), [])  # commit only
+    assert len(syncs) == 1 and w.tail_offset > off
+    off = w.tail_offset
+    w.save(pb.HardState(1, 1, 3), [])  # unchanged
+    w.save(None, [])
+    assert len(syncs) == 1 and w.tail_offset == off
+    w.save(pb.HardState(2, 0, 3), [])  # new term
+    w.save(pb.HardState(2, 3, 3), [])  # new vote
+    assert len(syncs) == 3
+    w.close()
+    with WAL.open(d) as w:
+        _, hs, ents = w.read_all()
+    assert hs == pb.HardState(2, 3, 3) and ents == entries(1, 3)

@@ -154,9 +154,6 @@ class WAL:
     def _recover(self, marker: tuple[int, int]) -> None:
         if not os.path.isdir(self.dirpath):
             raise WALNotFoundError(f"no WAL directory {self.dirpath}")
-        for f in os.listdir(self.dirpath):
-            if f.endswith(".wal" + TMP_SUFFIX):  # a cut that crashed before its rename
-                os.unlink(os.path.join(self.dirpath, f))
         segments = list_segments(self.dirpath)
         if not segments:
             raise WALNotFoundError(f"no WAL segments in {self.dirpath}")
@@ -176,6 +173,10 @@ class WAL:
         fd = os.open(tail_path, os.O_RDWR | os.O_CLOEXEC)
         _lock(fd, tail_path)
         try:
+            # under the lock: a .tmp segment is a cut that crashed before its rename
+            for f in os.listdir(self.dirpath):
+                if f.endswith(".wal" + TMP_SUFFIX):
+                    os.unlink(os.path.join(self.dirpath, f))
             self._read_segments(segments[start:], snap_index, snap_term, fd)
             preallocate(fd, self.segment_size)
         except BaseException:
@@ -195,6 +196,11 @@ class WAL:
             path = self._path(seg)
             is_tail = k == len(segments) - 1
             records, end, crc, err, size, torn_reason = self._decode_file(path, crc, is_tail, tail_fd)
+            # every segment opens with its CRC and metadata records, fsynced before the segment
+            # was put in place: no torn write can reach them
+            if len(records) < 2 or records[0][0] != codec.CRC_TYPE or records[1][0] != META:
+                raise WALCorruptError(path, 0 if not records else end, "the segment's opening CRC and "
+                                      "metadata records are damaged")
             try:
                 others, seen = codec.collect_entries(records, entries, snap_index + 1)
             except ValueError as exc:
@@ -218,11 +224,13 @@ class WAL:
                     if index > last_index:
                         last_index = index
             if is_tail:
-                if torn_reason is not None:
-                    repair.truncate_tail(path, end, self.segment_size, torn_reason)
+                tail_repair = (path, end, torn_reason)
                 self._off = end
         if not found_marker:
             raise WALSnapshotNotFoundError(f"snapshot marker ({snap_index}, {snap_term}) is not in the WAL")
+        path, end, torn_reason = tail_repair
+        if torn_reason is not None:  # only once everything else checked out
+            repair.truncate_tail(path, end, self.segment_size, torn_reason)
         self._crc = crc
         self._last_index = last_index
         self._metadata = metadata if metadata is not None else b""
@@ -293,7 +301,7 @@ class WAL:
             raise WALClosedError("the WAL is closed")
         return self._fd
 
-    def _write_synced(self, buf: bytes) -> None:
+    def _write_synced(self, buf: bytes, sync: bool = True) -> None:
         fd = self._fd_or_raise()
         try:
             if failpoints.ACTIVE:
@@ -302,6 +310,9 @@ class WAL:
                     self._write_with_a_hole(fd, buf)
                     failpoints.trigger("wal.save.torn_write")
             pwrite_all(fd, buf, self._off)
+            if not sync:
+                self._off += len(buf)
+                return
             if failpoints.ACTIVE:
                 failpoints.hit("wal.save.before_fsync")
             t0 = time.perf_counter()
@@ -328,13 +339,21 @@ class WAL:
 
     def save(self, hard_state, entries) -> None:
         """Append `entries` then `hard_state` (either may be empty/None) with one write and one
-        fdatasync; durable when this returns."""
+        fdatasync; durable when this returns.
+
+        As etcd does (raft's MustSync), a save that carries no entries and changes neither term
+        nor vote is written without the fdatasync: the commit index is volatile in raft and is
+        re-learned from the leader, and followers update it on every heartbeat. An unchanged hard
+        state with no entries writes nothing."""
         if type(entries) is not list:
             entries = list(entries)
-        if not entries and hard_state is None:
-            return
+        if not entries:
+            if hard_state is None or hard_state == self._hard_state:
+                return
+        must_sync = bool(entries) or hard_state is None or (
+            hard_state.term != self._hard_state.term or hard_state.vote != self._hard_state.vote)
         buf, crc = codec.encode_batch(hard_state, entries, self._crc)
-        self._write_synced(buf)
+        self._write_synced(buf, must_sync)
         self._crc = crc
         if entries:
             self._last_index = entries[-1].index
