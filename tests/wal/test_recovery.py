@@ -10,7 +10,7 @@ import pytest
 from fastkv._native import load
 from fastkv.wal import WAL, WALCorruptError
 from fastkv.wal.segment import list_segments
-from tests.wal.helpers import entries, entry, pb
+from .helpers import entries, entry, pb
 
 codec = load("walcodec")
 SEG = 256 * 1024

@@ -16,7 +16,7 @@ import time
 
 from fastkv.wal import WAL
 from fastkv.wal.segment import list_segments
-from tests.wal.helpers import entries
+from .helpers import entries
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SEG = 256 * 1024

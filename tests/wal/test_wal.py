@@ -14,7 +14,7 @@ from fastkv.wal import (
     WALSnapshotNotFoundError,
 )
 from fastkv.wal.segment import list_segments, parse_name
-from tests.wal.helpers import entries, entry, pb
+from .helpers import entries, entry, pb
 
 SMALL = 16 * 1024  # segment size that makes cuts frequent
 
