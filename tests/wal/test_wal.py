@@ -217,3 +217,36 @@ def test_fsync_only_when_raft_needs_it(tmp_path):
     with WAL.open(d) as w:
         _, hs, ents = w.read_all()
     assert hs == pb.HardState(2, 3, 3) and ents == entries(1, 3)
+
+
+def test_disk_full_during_a_cut_keeps_every_acknowledged_batch(tmp_path, monkeypatch):
+    """ENOSPC while preallocating the next segment: save() raises, the WAL closes itself, and
+    reopening recovers every batch that save() acknowledged (the half-made .tmp is discarded)."""
+    import errno
+
+    import fastkv.wal.segment as segment
+
+    d = str(tmp_path / "wal")
+    w = WAL.create(d, b"m", segment_size=SMALL)
+    acked = 0
+    real = os.posix_fallocate
+    calls = {"n": 0}
+
+    def full_disk(fd, off, size):
+        calls["n"] += 1
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError):
+        for b in range(200):
+            if b == 5:
+                monkeypatch.setattr(segment.os, "posix_fallocate", full_disk)
+            w.save(pb.HardState(1, 1, b), entries(b * 10 + 1, b * 10 + 10))
+            acked = b * 10 + 10
+    monkeypatch.setattr(segment.os, "posix_fallocate", real)
+    assert calls["n"] == 1 and acked >= 50
+    with pytest.raises(WALClosedError):
+        w.save(None, [entry(acked + 1)])
+    with WAL.open(d, segment_size=SMALL) as w2:
+        ents = w2.read_all()[2]
+    assert ents[:acked] == entries(1, acked) and ents == entries(1, len(ents))
+    assert not [f for f in os.listdir(d) if f.endswith(".tmp")]

@@ -13,7 +13,9 @@ Contract for the server (the single Ready loop is the only writer; a WAL is not 
 
 `save` returning means the batch is on disk; an OSError from it leaves the WAL closed, because after
 a failed fsync the kernel may have dropped the dirty pages and nothing written since the last good
-fsync can be trusted: reopen (recovery decides what survived) or stop the member.
+fsync can be trusted: reopen (recovery decides what survived) or stop the member. The failed batch
+may or may not have survived (e.g. ENOSPC while cutting the next segment comes after the batch's
+own fdatasync); raft tolerates either.
 
 Metrics hooks: on_fsync(seconds) after every fdatasync of a save/marker, on_cut(seconds) after every
 segment cut (feed etcd_disk_wal_fsync_duration_seconds and a cut-duration histogram).
