@@ -9,7 +9,8 @@ fires on the N-th time the point is reached (default the first):
 Points:
   wal.save.before_write     before a batch's pwrite
   wal.save.torn_write       write the batch except its middle 512-byte sector, then fire: the torn
-                            tail a crash leaves when the disk persisted the other sectors
+                            tail a crash leaves when the disk persisted the other sectors (counts
+                            only batches over 1024 bytes: smaller ones cannot tear that way)
   wal.save.before_fsync     after the pwrite, before its fdatasync
   wal.save.after_fsync      after the fdatasync, before save() returns
   wal.cut.before_rename     new segment written and fsynced under its .tmp name
