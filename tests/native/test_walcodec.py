@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 from fastkv._native import load
 from fastkv._native import raftpb_py as pb
-from tests.conftest import native_and_twin
+from conftest import native_and_twin
 
 impl = native_and_twin("walcodec")
 
@@ -214,3 +214,39 @@ def test_decode_leaves_gc_state_alone(impl):
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    indexes=st.lists(st.integers(1, 12), max_size=25),
+    first=st.integers(1, 5),
+    others_at=st.sets(st.integers(0, 25), max_size=4),
+)
+def test_collect_entries_native_equals_twin_and_model(indexes, first, others_at):
+    records = []
+    for k, idx in enumerate(indexes):
+        if k in others_at:
+            records.append((NATIVE.STATE_TYPE, b"hs%d" % k))
+        records.append((NATIVE.ENTRY_TYPE, pb.Entry(k, idx, 0, b"")))
+    # model: the raft log as a dict index -> entry, truncated on overwrite
+    model, error, last = [], None, None
+    for t, v in records:
+        if t != NATIVE.ENTRY_TYPE:
+            continue
+        last = v.index
+        if v.index < first:
+            continue
+        pos = v.index - first
+        if pos > len(model):
+            error = ValueError
+            break
+        model = model[:pos] + [v]
+    for mod in (NATIVE, TWIN):
+        ents = []
+        if error:
+            with pytest.raises(ValueError, match="gap"):
+                mod.collect_entries(records, ents, first)
+            continue
+        others, seen = mod.collect_entries(records, ents, first)
+        assert ents == model and seen == last
+        assert others == [r for r in records if r[0] != NATIVE.ENTRY_TYPE]

@@ -10,7 +10,7 @@ import pytest
 from fastkv._native import load
 from fastkv.wal import WAL, WALCorruptError
 from fastkv.wal.segment import list_segments
-from tests.wal.helpers import entries, entry, pb
+from .helpers import entries, entry, pb
 
 codec = load("walcodec")
 SEG = 256 * 1024
@@ -233,3 +233,55 @@ def test_zeroed_length_word_of_the_opening_crc_record_is_refused(pristine, tmp_p
     path = os.path.join(d, tail)
     _zero(path, 0, 1)  # the CRC record's length word is 8: one flipped bit makes it 0
     _assert_refused(d, path, offset_hint=0)
+
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=int(os.environ.get("FASTKV_FUZZ_EXAMPLES", "80")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    kind=st.sampled_from(["bytes", "zeros", "truncate"]),
+    pos=st.floats(0, 1),
+    length=st.integers(1, 1500),
+    values=st.binary(min_size=1, max_size=8),
+    last_batch_only=st.booleans(),
+)
+def test_damage_never_yields_wrong_data(pristine, tmp_path, kind, pos, length, values, last_batch_only):
+    """Whatever is done to the tail segment, open() either refuses with WALCorruptError or returns
+    exactly entries 1..k -- never an altered, invented or reordered entry. When the damage is a
+    torn write (zeros/truncation) confined to the last batch, nothing before it is lost."""
+    src, tail, start, end = pristine
+    d = _copy(src, tmp_path)
+    path = os.path.join(d, tail)
+    lo = start if last_batch_only else 0
+    at = lo + int(pos * (end - lo - 1))
+    if kind == "truncate":
+        os.truncate(path, at)
+    elif kind == "zeros" and last_batch_only:
+        # a torn write is sector-granular: the batch's part of whole sectors never arrived
+        s_lo, s_hi = at // SECTOR, (at + length) // SECTOR
+        _zero(path, max(start, s_lo * SECTOR), min(end, (s_hi + 1) * SECTOR))
+    else:
+        hi = min(end, at + length) if last_batch_only else at + length
+        with open(path, "r+b") as f:
+            f.seek(at)
+            f.write(bytes(hi - at) if kind == "zeros" else (values * (1 + (hi - at) // len(values)))[: hi - at])
+    try:
+        with WAL.open(d, segment_size=SEG) as w:
+            _, _, ents = w.read_all()
+    except WALCorruptError:
+        assert not (last_batch_only and kind in ("zeros", "truncate")), "a torn last batch must be repaired"
+        return
+    assert ents == entries(1, len(ents))
+    if last_batch_only and kind in ("zeros", "truncate"):
+        assert len(ents) >= 50
+
+
+def test_damaged_segment_header_is_refused_not_repaired(pristine, tmp_path):
+    """The opening CRC + metadata records were fsynced before the segment existed under its name:
+    a zeroed first sector is corruption, and the segment must be left as it is."""
+    src, tail, start, end = pristine
+    d = _copy(src, tmp_path)
+    path = os.path.join(d, tail)
+    _zero(path, 0, SECTOR)
+    _assert_refused(d, path)

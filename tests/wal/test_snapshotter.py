@@ -6,7 +6,7 @@ import pytest
 
 from fastkv.wal import WAL, SnapshotError, Snapshotter
 from fastkv.wal.snapshotter import decode_snapshot_file, encode_snapshot_file, snap_name
-from tests.wal.helpers import entries, pb
+from .helpers import entries, pb
 
 
 def snap(index, term, data=b"backend@", voters=(1, 2, 3)):

@@ -14,7 +14,7 @@ from fastkv.wal import (
     WALSnapshotNotFoundError,
 )
 from fastkv.wal.segment import list_segments, parse_name
-from tests.wal.helpers import entries, entry, pb
+from .helpers import entries, entry, pb
 
 SMALL = 16 * 1024  # segment size that makes cuts frequent
 
@@ -193,3 +193,60 @@ def test_segment_names():
     n = parse_name("000000000000000a-00000000000000ff.wal")
     assert (n.seq, n.index) == (10, 255) and n.filename == "000000000000000a-00000000000000ff.wal"
     assert parse_name("0-0.wal") is None and parse_name("000000000000000a-00000000000000ff.wal.tmp") is None
+
+
+def test_fsync_only_when_raft_needs_it(tmp_path):
+    """etcd's MustSync: entries, or a new term or vote, are fsynced; a commit-only hard state is
+    written without a flush; an unchanged one writes nothing."""
+    d = str(tmp_path / "wal")
+    syncs = []
+    w = WAL.create(d, b"m", on_fsync=syncs.append)
+    w.save(pb.HardState(1, 1, 0), entries(1, 3))
+    assert len(syncs) == 1
+    off = w.tail_offset
+    w.save(pb.HardState(1, 1, 3), [])  # commit only
+    assert len(syncs) == 1 and w.tail_offset > off
+    off = w.tail_offset
+    w.save(pb.HardState(1, 1, 3), [])  # unchanged
+    w.save(None, [])
+    assert len(syncs) == 1 and w.tail_offset == off
+    w.save(pb.HardState(2, 0, 3), [])  # new term
+    w.save(pb.HardState(2, 3, 3), [])  # new vote
+    assert len(syncs) == 3
+    w.close()
+    with WAL.open(d) as w:
+        _, hs, ents = w.read_all()
+    assert hs == pb.HardState(2, 3, 3) and ents == entries(1, 3)
+
+
+def test_disk_full_during_a_cut_keeps_every_acknowledged_batch(tmp_path, monkeypatch):
+    """ENOSPC while preallocating the next segment: save() raises, the WAL closes itself, and
+    reopening recovers every batch that save() acknowledged (the half-made .tmp is discarded)."""
+    import errno
+
+    import fastkv.wal.segment as segment
+
+    d = str(tmp_path / "wal")
+    w = WAL.create(d, b"m", segment_size=SMALL)
+    acked = 0
+    real = os.posix_fallocate
+    calls = {"n": 0}
+
+    def full_disk(fd, off, size):
+        calls["n"] += 1
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError):
+        for b in range(200):
+            if b == 5:
+                monkeypatch.setattr(segment.os, "posix_fallocate", full_disk)
+            w.save(pb.HardState(1, 1, b), entries(b * 10 + 1, b * 10 + 10))
+            acked = b * 10 + 10
+    monkeypatch.setattr(segment.os, "posix_fallocate", real)
+    assert calls["n"] == 1 and acked >= 50
+    with pytest.raises(WALClosedError):
+        w.save(None, [entry(acked + 1)])
+    with WAL.open(d, segment_size=SMALL) as w2:
+        ents = w2.read_all()[2]
+    assert ents[:acked] == entries(1, acked) and ents == entries(1, len(ents))
+    assert not [f for f in os.listdir(d) if f.endswith(".tmp")]

@@ -141,3 +141,27 @@ def _decode_records(buf, offset, crc, entry_factory):
             crc = got
         records.append((rtype, value))
         offset += 8 + body + pad
+
+
+def collect_entries(records: list, entries: list, first_index: int):
+    """See walcodec.pyx: fold ENTRY records into `entries` (the log from first_index on, mutated)
+    with later entries replacing a conflicting suffix; returns (others, last_index)."""
+    others = []
+    last = None
+    for item in records:
+        if item[0] != ENTRY_TYPE:
+            others.append(item)
+            continue
+        value = item[1]
+        index = last = value.index
+        if index < first_index:
+            continue
+        pos = index - first_index
+        if pos == len(entries):
+            entries.append(value)
+        elif pos < len(entries):
+            del entries[pos:]
+            entries.append(value)
+        else:
+            raise ValueError(f"entry {index} follows entry {first_index + len(entries) - 1}: the log has a gap")
+    return others, last

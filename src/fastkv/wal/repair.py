@@ -23,6 +23,7 @@ import shutil
 import struct
 
 from fastkv._native import load
+from fastkv.wal import failpoints
 from fastkv.wal.segment import BROKEN_SUFFIX, fsync_dir, is_all_zero, preallocate
 
 log = logging.getLogger("fastkv.wal")
@@ -31,6 +32,7 @@ codec = load("walcodec")
 SECTOR_SIZE = 512
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
+_ZERO_PAGE = bytes(4096)
 _LEN_MASK = (1 << 56) - 1
 
 
@@ -51,6 +53,9 @@ def has_intact_records(buf, size: int, lo: int, hi: int, seed: int) -> bool:
     misframed corruption, e.g. a flipped bit in a length word that makes it swallow successors."""
     p = lo + (-lo & 7)
     while p < hi and size - p >= 16:
+        if not p & 4095 and buf[p : p + 4096] == _ZERO_PAGE[: min(4096, size - p)]:
+            p += 4096  # preallocated zeros: nothing can start here (keeps a 64 MB scan ~10 ms)
+            continue
         (word,) = _U64.unpack_from(buf, p)
         body, top = word & _LEN_MASK, word >> 56
         pad = top & 0x7F
@@ -106,6 +111,7 @@ def truncate_tail(path: str, good_end: int, segment_size: int, reason: str) -> s
     shutil.copyfile(path, broken)
     with open(broken, "rb+") as f:
         os.fsync(f.fileno())
+    failpoints.hit("wal.repair.before_truncate")
     fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
     try:
         os.ftruncate(fd, good_end)  # drops the torn bytes; the extension below reads as zeros

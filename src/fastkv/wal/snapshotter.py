@@ -24,6 +24,7 @@ import re
 import struct
 
 from fastkv._native import load
+from fastkv.wal import failpoints
 from fastkv.wal.errors import SnapshotError
 from fastkv.wal.segment import BROKEN_SUFFIX, TMP_SUFFIX, fsync_dir, pwrite_all
 
@@ -91,6 +92,7 @@ class Snapshotter:
             os.fsync(fd)
         finally:
             os.close(fd)
+        failpoints.hit("snap.save.before_rename")
         os.rename(tmp, final)
         fsync_dir(self.dirpath)
         return final

@@ -13,7 +13,9 @@ Contract for the server (the single Ready loop is the only writer; a WAL is not 
 
 `save` returning means the batch is on disk; an OSError from it leaves the WAL closed, because after
 a failed fsync the kernel may have dropped the dirty pages and nothing written since the last good
-fsync can be trusted: reopen (recovery decides what survived) or stop the member.
+fsync can be trusted: reopen (recovery decides what survived) or stop the member. The failed batch
+may or may not have survived (e.g. ENOSPC while cutting the next segment comes after the batch's
+own fdatasync); raft tolerates either.
 
 Metrics hooks: on_fsync(seconds) after every fdatasync of a save/marker, on_cut(seconds) after every
 segment cut (feed etcd_disk_wal_fsync_duration_seconds and a cut-duration histogram).
@@ -32,7 +34,7 @@ import time
 from typing import Callable
 
 from fastkv._native import load
-from fastkv.wal import repair
+from fastkv.wal import failpoints, repair
 from fastkv.wal.errors import (
     WALClosedError,
     WALCorruptError,
@@ -154,9 +156,6 @@ class WAL:
     def _recover(self, marker: tuple[int, int]) -> None:
         if not os.path.isdir(self.dirpath):
             raise WALNotFoundError(f"no WAL directory {self.dirpath}")
-        for f in os.listdir(self.dirpath):
-            if f.endswith(".wal" + TMP_SUFFIX):  # a cut that crashed before its rename
-                os.unlink(os.path.join(self.dirpath, f))
         segments = list_segments(self.dirpath)
         if not segments:
             raise WALNotFoundError(f"no WAL segments in {self.dirpath}")
@@ -176,6 +175,10 @@ class WAL:
         fd = os.open(tail_path, os.O_RDWR | os.O_CLOEXEC)
         _lock(fd, tail_path)
         try:
+            # under the lock: a .tmp segment is a cut that crashed before its rename
+            for f in os.listdir(self.dirpath):
+                if f.endswith(".wal" + TMP_SUFFIX):
+                    os.unlink(os.path.join(self.dirpath, f))
             self._read_segments(segments[start:], snap_index, snap_term, fd)
             preallocate(fd, self.segment_size)
         except BaseException:
@@ -190,25 +193,24 @@ class WAL:
         found_marker = False
         last_index = 0
         crc = 0
-        ENTRY, STATE, META, SNAP = codec.ENTRY_TYPE, codec.STATE_TYPE, codec.METADATA_TYPE, codec.SNAPSHOT_TYPE
+        STATE, META, SNAP = codec.STATE_TYPE, codec.METADATA_TYPE, codec.SNAPSHOT_TYPE
         for k, seg in enumerate(segments):
             path = self._path(seg)
             is_tail = k == len(segments) - 1
             records, end, crc, err, size, torn_reason = self._decode_file(path, crc, is_tail, tail_fd)
-            for rtype, value in records:
-                if rtype == ENTRY:
-                    last_index = value.index
-                    if last_index > snap_index:
-                        pos = last_index - snap_index - 1
-                        if pos == len(entries):
-                            entries.append(value)
-                        elif pos < len(entries):
-                            del entries[pos:]  # a later leader overwrote this suffix
-                            entries.append(value)
-                        else:
-                            raise WALCorruptError(path, None, f"entry {last_index} follows entry "
-                                                  f"{snap_index + len(entries)}: the log has a gap")
-                elif rtype == STATE:
+            # every segment opens with its CRC and metadata records, fsynced before the segment
+            # was put in place: no torn write can reach them
+            if len(records) < 2 or records[0][0] != codec.CRC_TYPE or records[1][0] != META:
+                raise WALCorruptError(path, 0 if not records else end, "the segment's opening CRC and "
+                                      "metadata records are damaged")
+            try:
+                others, seen = codec.collect_entries(records, entries, snap_index + 1)
+            except ValueError as exc:
+                raise WALCorruptError(path, None, str(exc)) from None
+            if seen is not None:
+                last_index = seen
+            for rtype, value in others:
+                if rtype == STATE:
                     hard_state = raftpb.decode_hard_state(value)
                 elif rtype == META:
                     if metadata is not None and metadata != value:
@@ -224,11 +226,13 @@ class WAL:
                     if index > last_index:
                         last_index = index
             if is_tail:
-                if torn_reason is not None:
-                    repair.truncate_tail(path, end, self.segment_size, torn_reason)
+                tail_repair = (path, end, torn_reason)
                 self._off = end
         if not found_marker:
             raise WALSnapshotNotFoundError(f"snapshot marker ({snap_index}, {snap_term}) is not in the WAL")
+        path, end, torn_reason = tail_repair
+        if torn_reason is not None:  # only once everything else checked out
+            repair.truncate_tail(path, end, self.segment_size, torn_reason)
         self._crc = crc
         self._last_index = last_index
         self._metadata = metadata if metadata is not None else b""
@@ -299,13 +303,27 @@ class WAL:
             raise WALClosedError("the WAL is closed")
         return self._fd
 
-    def _write_synced(self, buf: bytes) -> None:
+    def _write_synced(self, buf: bytes, sync: bool = True) -> None:
         fd = self._fd_or_raise()
         try:
+            if failpoints.ACTIVE:
+                failpoints.hit("wal.save.before_write")
+                # a batch inside one or two sectors cannot tear (sector writes are atomic): count
+                # only batches spanning three or more
+                if len(buf) > 1024 and failpoints.fires("wal.save.torn_write"):
+                    self._write_with_a_hole(fd, buf)
+                    failpoints.trigger("wal.save.torn_write")
             pwrite_all(fd, buf, self._off)
+            if not sync:
+                self._off += len(buf)
+                return
+            if failpoints.ACTIVE:
+                failpoints.hit("wal.save.before_fsync")
             t0 = time.perf_counter()
             os.fdatasync(fd)
             elapsed = time.perf_counter() - t0
+            if failpoints.ACTIVE:
+                failpoints.hit("wal.save.after_fsync")
         except OSError:
             self._abandon()
             raise
@@ -313,15 +331,33 @@ class WAL:
         if self.on_fsync is not None:
             self.on_fsync(elapsed)
 
+    def _write_with_a_hole(self, fd: int, buf: bytes) -> None:
+        """Failpoint helper: write `buf` except the batch's part of its middle 512-byte sector,
+        which is what a crash leaves when the disk persisted the other sectors of an unsynced
+        write."""
+        start, end = self._off, self._off + len(buf)
+        hole = (start // 512 + (end - 1) // 512) // 2
+        lo, hi = max(start, hole * 512), min(end, (hole + 1) * 512)
+        pwrite_all(fd, buf[: lo - start], start)
+        pwrite_all(fd, buf[hi - start :], hi)
+
     def save(self, hard_state, entries) -> None:
         """Append `entries` then `hard_state` (either may be empty/None) with one write and one
-        fdatasync; durable when this returns."""
+        fdatasync; durable when this returns.
+
+        As etcd does (raft's MustSync), a save that carries no entries and changes neither term
+        nor vote is written without the fdatasync: the commit index is volatile in raft and is
+        re-learned from the leader, and followers update it on every heartbeat. An unchanged hard
+        state with no entries writes nothing."""
         if type(entries) is not list:
             entries = list(entries)
-        if not entries and hard_state is None:
-            return
+        if not entries:
+            if hard_state is None or hard_state == self._hard_state:
+                return
+        must_sync = bool(entries) or hard_state is None or (
+            hard_state.term != self._hard_state.term or hard_state.vote != self._hard_state.vote)
         buf, crc = codec.encode_batch(hard_state, entries, self._crc)
-        self._write_synced(buf)
+        self._write_synced(buf, must_sync)
         self._crc = crc
         if entries:
             self._last_index = entries[-1].index
@@ -360,7 +396,9 @@ class WAL:
                 header = rec1 + rec2 + rec3
                 pwrite_all(nfd, header, 0)
                 os.fsync(nfd)
+                failpoints.hit("wal.cut.before_rename")
                 os.rename(tmp, final)
+                failpoints.hit("wal.cut.after_rename")
                 fsync_dir(self.dirpath)
                 fcntl.flock(nfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BaseException:
