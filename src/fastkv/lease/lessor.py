@@ -53,9 +53,9 @@ _RECOVER_CHUNK = 10000
 
 class ErrNotPrimary(EtcdError):
     """Raised by leader-only calls (renew) on a member that is not the leader. The server forwards
-    the request to the leader instead of showing this to a client."""
+    the request to the leader instead of showing this to a client. Text: etcd's lease.ErrNotPrimary."""
 
-    message = "etcdserver: lessor is not the primary (not the leader)"
+    message = "not a primary lessor"
     code = "UNAVAILABLE"
 
 
