@@ -176,7 +176,7 @@ def test_revoke_that_fails_keeps_the_lease(member):
     assert member.get(b"a") is None
 
 
-def test_revoke_without_deleter_refuses_when_keys_are_attached(backend_kind, open_member):
+def test_revoke_without_deleter_refuses_when_keys_are_attached(open_member):
     m = open_member()
     m.lessor.set_range_deleter(None)
     m.lessor.grant(1, 10)
