@@ -103,3 +103,9 @@ def open_lmdb_member(tmp_path, clock):
 @pytest.fixture
 def member(open_member):
     return open_member()
+
+
+@pytest.fixture
+def wire_member(clock):
+    """wire_member(backend, **opts) -> Member over a backend the test opened itself."""
+    return lambda backend, **opts: Member(backend, clock, **opts)

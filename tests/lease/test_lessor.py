@@ -171,7 +171,7 @@ def test_revoke_that_fails_keeps_the_lease(member):
     assert member.get(b"a") is None
 
 
-def test_revoke_without_deleter_refuses_when_keys_are_attached(backend_kind, open_member):
+def test_revoke_without_deleter_refuses_when_keys_are_attached(open_member):
     m = open_member()
     m.lessor.set_range_deleter(None)
     m.lessor.grant(1, 10)
@@ -232,3 +232,14 @@ def test_time_to_live_on_a_follower_reports_granted_ttl(member, clock):
     clock.advance(1000)
     assert member.lessor.time_to_live(1) == (30, 30, [])
     assert member.lessor.lookup(1).remaining == float("inf")
+
+
+def test_counters_for_metrics(member, clock):
+    lessor = member.lessor
+    lessor.grant(1, 10)
+    lessor.grant(2, 10)
+    lessor.promote(0.0)
+    lessor.renew(1)
+    lessor.renew(1)
+    lessor.revoke(2)
+    assert (lessor.granted_total, lessor.revoked_total, lessor.renewed_total) == (2, 1, 2)

@@ -163,3 +163,26 @@ def test_sigkill_keeps_revoke_atomic(tmp_path, clock):
     assert _state(path, clock) == after_setup
     _crash(path, "revoke-synced")
     assert _state(path, clock) == (4, [], [])
+
+
+def test_recover_after_a_failed_commit_drops_unacknowledged_leases(wire_member):
+    # Durable-mode contract with the KV store: a commit that fails (disk full) was never
+    # acknowledged; KVStore.reload() drops the buffer and the lessor follows with recover().
+    be = open_backend("memory", batch_interval=0, max_size=4096)
+    m = wire_member(be)
+    m.lessor.grant(1, 10)
+    m.kv.put(PutOp(b"kept", b"v", lease=1))
+    be.force_commit()
+    m.lessor.grant(2, 10)
+    m.kv.put(PutOp(b"big", b"x" * 8192, lease=2))
+    m.kv.put(PutOp(b"kept", b"w", lease=2))
+    try:
+        be.force_commit()
+        raise AssertionError("commit over the size limit succeeded")
+    except Exception as exc:  # noqa: BLE001
+        assert type(exc).__name__ == "ErrNoSpace"
+    m.kv.reload()
+    m.lessor.recover(m.leased_keys())
+    assert snapshot(m.lessor) == [(1, 10, 0, [b"kept"])]
+    assert m.get(b"kept").lease == 1
+    be.close()

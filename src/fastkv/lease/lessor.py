@@ -53,9 +53,9 @@ _RECOVER_CHUNK = 10000
 
 class ErrNotPrimary(EtcdError):
     """Raised by leader-only calls (renew) on a member that is not the leader. The server forwards
-    the request to the leader instead of showing this to a client."""
+    the request to the leader instead of showing this to a client. Text: etcd's lease.ErrNotPrimary."""
 
-    message = "etcdserver: lessor is not the primary (not the leader)"
+    message = "not a primary lessor"
     code = "UNAVAILABLE"
 
 
@@ -82,6 +82,10 @@ class Lessor:
         self._clear_remaining: dict[int, None] = {}  # ordered set: renewed leases whose remainder must go
         self._primary = False
         self._range_deleter = None
+        # Counters for /metrics (etcd_debugging_lease_granted_total, _revoked_total, _renewed_total).
+        self.granted_total = 0
+        self.revoked_total = 0
+        self.renewed_total = 0
         with self._tx as tx, self._mu:
             self._load(tx)
 
@@ -123,6 +127,7 @@ class Lessor:
             lease = Lease(lease_id, max(ttl, self.min_ttl), self.clock)
             tx.unsafe_put(LEASE, lease_key(lease_id), encode_lease_row(lease.ttl, 0))
             self._leases[lease_id] = lease
+            self.granted_total += 1
             if self._primary:
                 now = self.clock()
                 self._start_countdown(lease, now, 0.0)
@@ -149,6 +154,7 @@ class Lessor:
                     tx.unsafe_put(LEASE, row, encode_lease_row(lease.ttl, lease.remaining_ttl))
                     raise
             del self._leases[lease_id]
+            self.revoked_total += 1
             self._expiries.discard(lease_id)
             self._checkpoints.discard(lease_id)
             self._clear_remaining.pop(lease_id, None)
@@ -203,6 +209,7 @@ class Lessor:
             self._expiries.set(lease_id, lease.expiry)
             if lease.remaining_ttl > 0:
                 self._clear_remaining[lease_id] = None
+            self.renewed_total += 1
             return lease.ttl
 
     def promote(self, extend: float) -> None:
