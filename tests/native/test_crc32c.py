@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from fastkv._native import load
-from conftest import native_and_twin
+from tests.conftest import native_and_twin
 
 impl = native_and_twin("crc32c")
 

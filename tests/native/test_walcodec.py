@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 from fastkv._native import load
 from fastkv._native import raftpb_py as pb
-from conftest import native_and_twin
+from tests.conftest import native_and_twin
 
 impl = native_and_twin("walcodec")
 
