@@ -124,3 +124,44 @@ def test_concurrent_writers_consumers_and_late_watchers(store):
                 assert r.events[0].kv.mod_revision > last  # no revision split across responses
                 last = r.events[-1].kv.mod_revision
     ws.close()
+
+
+def test_progress_responses_never_run_ahead_of_events(store):
+    """Bookmarkable: after a progress response at revision P, no event at or below P may follow.
+    A writer raises the store's revision before its notification takes the watch lock, so a progress
+    answer read from the store's revision (instead of the last notified one) would break this."""
+    ws = WatchableStore(store, sync_interval=0.005)  # the writer may outrun us: victims resync
+    s = ws.new_stream()
+    s.watch(b"", b"\x00")
+    s.take()
+    stop = threading.Event()
+
+    def writer():
+        i = 0
+        while not stop.is_set():
+            store.put(PutOp(b"p%d" % (i % 17), b"x"))
+            i += 1
+
+    t = threading.Thread(target=writer)
+    t.start()
+    bookmark = 0
+    progress_seen = 0
+    last_event = 0
+    deadline = time.monotonic() + 1.5
+    try:
+        while time.monotonic() < deadline:
+            s.request_progress()
+            for r in s.take():
+                if r.watch_id == -1:
+                    assert r.revision >= bookmark
+                    bookmark = r.revision
+                    progress_seen += 1
+                for e in r.events:
+                    assert e.kv.mod_revision > bookmark, "an event arrived after a bookmark that covered it"
+                    assert e.kv.mod_revision == last_event + 1 or last_event == 0
+                    last_event = e.kv.mod_revision
+    finally:
+        stop.set()
+        t.join()
+    assert progress_seen > 10 and last_event > 100
+    ws.close()

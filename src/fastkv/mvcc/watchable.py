@@ -81,7 +81,7 @@ class WatchStream:
         every watcher of the stream is synced, so it bookmarks all of them; otherwise deferred."""
         if self._progress_requested and self._all_synced():
             self._progress_requested = False
-            self._push(WatchResponse(PROGRESS_WATCH_ID, [], self._store.kv.current_revision), None, False)
+            self._push(WatchResponse(PROGRESS_WATCH_ID, [], self._store._notified_rev), None, False)
 
     # --- public API ------------------------------------------------------------------------------
     def watch(self, key: bytes, range_end: bytes = b"", start_revision: int = 0, prev_kv: bool = False,
@@ -246,6 +246,10 @@ class WatchableStore:
         self._wake: list = []
         self._kick = threading.Event()
         self._closed = False
+        # The last revision whose events went to the synced group. Progress responses carry this
+        # rather than kv.current_revision: a writer raises current_revision before its notification
+        # gets `_lock`, and a bookmark must not run ahead of events still on their way.
+        self._notified_rev = kvstore.current_revision
         self._prev_observer = kvstore.observer
         kvstore.observer = self._on_write
         self._thread = None
@@ -301,6 +305,7 @@ class WatchableStore:
             self._prev_observer(events, rev)
         new_victims = False
         with self._lock:
+            self._notified_rev = rev
             if not len(self._synced):
                 return
             for w, evs in self._synced.batches(events).items():
@@ -432,7 +437,7 @@ class WatchableStore:
         progress_notify and got no events since the previous tick receives an empty response with
         the current revision."""
         with self._lock:
-            cur = self.kv.current_revision
+            cur = self._notified_rev
             for s in self._streams:
                 for w in s._watchers.values():
                     if not w.progress_notify:
