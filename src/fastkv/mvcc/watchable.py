@@ -12,6 +12,18 @@ Guarantees (ETCD-FACTS.md): per watcher, events arrive in revision order, each o
 from the start revision on (or the watch is canceled with compact_revision when history it still
 needs was compacted), and a revision's events are never split across responses.
 
+Use from the gRPC Watch service (one WatchStream per Watch RPC):
+    stream = ws.new_stream(lambda: loop.call_soon_threadsafe(wakeup.set))   # must not block
+    create -> stream.watch(req.key, req.range_end, req.start_revision, req.prev_kv, req.filters,
+                           req.progress_notify, req.fragment, req.watch_id)   # errors come as responses
+    cancel -> stream.cancel(id); progress -> stream.request_progress()
+    on wakeup: for r in stream.take(): send WatchResponse(header revision r.revision, watch_id,
+               events, compact_revision, canceled, created, cancel_reason, fragment)
+    end of RPC -> stream.close()
+take() may read the KV store (prev_kv), so it can wait for the backend lock during a commit: call it
+off the event loop (run_in_executor) if that matters. Event objects in responses are shared between
+watchers: treat them as read-only.
+
 Locking. Lock order is: sync lock -> backend lock (inside KVStore methods) -> `_lock`. The writer
 thread calls `_on_write` holding the backend lock, so code holding `_lock` must never call into the
 KVStore (reading its `current_revision` / `compact_revision` attributes is fine). History reads and
