@@ -89,9 +89,10 @@ watch_op = st.tuples(st.just("watch"), st.sampled_from(KEYS), st.sampled_from(RA
 take_op = st.tuples(st.just("take"), st.integers(0, 2), st.integers(0, 3))
 sync_op = st.tuples(st.just("sync"))
 cancel_op = st.tuples(st.just("cancel"), st.integers(0, 2), st.integers(0, 5))
+progress_op = st.tuples(st.just("progress"), st.integers(0, 2))
 burst_op = st.tuples(st.just("burst"), st.integers(2, 12))  # many puts in a row: fills small buffers
 step = st.one_of(put_op, put_op, del_op, txn_op, burst_op, compact_op, watch_op, watch_op, take_op, take_op, sync_op,
-                 cancel_op)
+                 cancel_op, progress_op)
 steps_st = st.lists(step, min_size=15, max_size=80)
 
 
@@ -118,14 +119,16 @@ def _run(be, steps, bounds, per_response, history_batch, allow_compact):
         s._max_pending = b  # tiny buffers make slow consumers and victims common
         streams.append(s)
     got = [dict() for _ in streams]  # watch id -> list of responses
+    order = [[] for _ in streams]  # every response of the stream, in the order taken
     watches = []  # (stream index, watch id, key, range_end, start, filters, prev_kv, created at rev)
     canceled_by_client = set()
     compactions = []
 
     def take(i, n=0):
         for r in streams[i].take(n):
+            order[i].append(r)
             if r.watch_id == -1:
-                continue  # refused watches
+                continue  # refused watches and progress responses
             got[i].setdefault(r.watch_id, []).append(r)
 
     for op in steps:
@@ -173,6 +176,8 @@ def _run(be, steps, bounds, per_response, history_batch, allow_compact):
             watches.append((si, wid, key, end, start, filters, prev, model.rev))
         elif kind == "take":
             take(op[1], op[2])
+        elif kind == "progress":
+            streams[op[1]].request_progress()
         elif kind == "sync":
             ws.sync_unsynced()
         elif kind == "cancel":
@@ -252,7 +257,30 @@ def _run(be, steps, bounds, per_response, history_batch, allow_compact):
                 assert want is None or e.kv.mod_revision - 1 < compact_rev
             else:
                 assert want is not None and (e.prev_kv.key, kv_tuple(e.prev_kv)) == (e.kv.key, want)
+    check_bookmarks(order, watches, model)
     ws.close()
+
+
+def check_bookmarks(order, watches, model):
+    """A progress response (watch id -1) at revision P promises that every watcher of its stream
+    which existed then had already been sent all its events up to P."""
+    for si, resps in enumerate(order):
+        for idx, r in enumerate(resps):
+            if r.watch_id != -1 or r.created:
+                continue
+            before = resps[:idx]
+            for wsi, wid, key, end, start, filters, _prev, created_at in watches:
+                if wsi != si or not any(b.watch_id == wid and b.created for b in before):
+                    continue
+                if any(b.watch_id == wid and b.canceled for b in before):
+                    continue
+                effective = created_at + 1 if start == 0 else start
+                want = [(e[0], e[2]) for e in model.log
+                        if effective <= e[0] <= r.revision and in_range(e[2], key, end)
+                        and not (e[1] == EventType.PUT and 0 in filters)
+                        and not (e[1] == EventType.DELETE and 1 in filters)]
+                sent = [(e.kv.mod_revision, e.kv.key) for b in before if b.watch_id == wid for e in b.events]
+                assert sent == want, f"progress at {r.revision} ran ahead of watch {wid}"
 
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -7,6 +7,7 @@ plain data those places are made of; all locking lives in watchable.py.
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -90,21 +91,26 @@ class Watcher:
 
 
 class WatcherGroup:
-    """Watchers indexed for the write path: single-key watchers by key, range watchers in a list
-    (scanned per event; an interval tree would pay off only with many range watchers)."""
+    """Watchers indexed for the write path: single-key watchers by key, range watchers by their
+    (key, end) range. Distinct ranges are kept sorted by start key so an event only tests those
+    starting at or below its key (many watchers on one prefix cost one test; an interval tree would
+    pay off only with many overlapping distinct ranges)."""
 
-    __slots__ = ("keys", "ranges", "count")
+    __slots__ = ("keys", "ranges", "count", "_starts", "_spans")
 
     def __init__(self):
         self.keys: dict = {}
-        self.ranges: set = set()
+        self.ranges: dict = {}  # (key, end) -> set of watchers
         self.count = 0
+        self._starts: list | None = None  # sorted range starts, rebuilt after a change
+        self._spans: list = []  # (key, end, watchers) in the order of _starts
 
     def add(self, w: Watcher) -> None:
         if w.end is None:
             self.keys.setdefault(w.key, set()).add(w)
         else:
-            self.ranges.add(w)
+            self.ranges.setdefault((w.key, w.end), set()).add(w)
+            self._starts = None
         self.count += 1
 
     def remove(self, w: Watcher) -> bool:
@@ -116,9 +122,13 @@ class WatcherGroup:
             if not s:
                 del self.keys[w.key]
         else:
-            if w not in self.ranges:
+            s = self.ranges.get((w.key, w.end))
+            if not s or w not in s:
                 return False
-            self.ranges.discard(w)
+            s.discard(w)
+            if not s:
+                del self.ranges[(w.key, w.end)]
+                self._starts = None
         self.count -= 1
         return True
 
@@ -127,6 +137,10 @@ class WatcherGroup:
         out: dict = {}
         keys = self.keys
         ranges = self.ranges
+        if ranges and self._starts is None:
+            self._spans = sorted((lo, hi, ws) for (lo, hi), ws in ranges.items())
+            self._starts = [sp[0] for sp in self._spans]
+        starts, spans = self._starts, self._spans
         for ev in events:
             k = ev.kv.key
             ws = keys.get(k)
@@ -134,9 +148,11 @@ class WatcherGroup:
                 for w in ws:
                     out.setdefault(w, []).append(ev)
             if ranges:
-                for w in ranges:
-                    if w.contains(k):
-                        out.setdefault(w, []).append(ev)
+                for j in range(bisect_right(starts, k)):
+                    hi = spans[j][1]
+                    if hi == b"" or k < hi:
+                        for w in spans[j][2]:
+                            out.setdefault(w, []).append(ev)
         return out
 
     def __len__(self) -> int:

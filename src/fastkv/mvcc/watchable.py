@@ -12,6 +12,18 @@ Guarantees (ETCD-FACTS.md): per watcher, events arrive in revision order, each o
 from the start revision on (or the watch is canceled with compact_revision when history it still
 needs was compacted), and a revision's events are never split across responses.
 
+Use from the gRPC Watch service (one WatchStream per Watch RPC):
+    stream = ws.new_stream(lambda: loop.call_soon_threadsafe(wakeup.set))   # must not block
+    create -> stream.watch(req.key, req.range_end, req.start_revision, req.prev_kv, req.filters,
+                           req.progress_notify, req.fragment, req.watch_id)   # errors come as responses
+    cancel -> stream.cancel(id); progress -> stream.request_progress()
+    on wakeup: for r in stream.take(): send WatchResponse(header revision r.revision, watch_id,
+               events, compact_revision, canceled, created, cancel_reason, fragment)
+    end of RPC -> stream.close()
+take() may read the KV store (prev_kv), so it can wait for the backend lock during a commit: call it
+off the event loop (run_in_executor) if that matters. Event objects in responses are shared between
+watchers: treat them as read-only.
+
 Locking. Lock order is: sync lock -> backend lock (inside KVStore methods) -> `_lock`. The writer
 thread calls `_on_write` holding the backend lock, so code holding `_lock` must never call into the
 KVStore (reading its `current_revision` / `compact_revision` attributes is fine). History reads and
@@ -81,7 +93,7 @@ class WatchStream:
         every watcher of the stream is synced, so it bookmarks all of them; otherwise deferred."""
         if self._progress_requested and self._all_synced():
             self._progress_requested = False
-            self._push(WatchResponse(PROGRESS_WATCH_ID, [], self._store.kv.current_revision), None, False)
+            self._push(WatchResponse(PROGRESS_WATCH_ID, [], self._store._notified_rev), None, False)
 
     # --- public API ------------------------------------------------------------------------------
     def watch(self, key: bytes, range_end: bytes = b"", start_revision: int = 0, prev_kv: bool = False,
@@ -246,6 +258,10 @@ class WatchableStore:
         self._wake: list = []
         self._kick = threading.Event()
         self._closed = False
+        # The last revision whose events went to the synced group. Progress responses carry this
+        # rather than kv.current_revision: a writer raises current_revision before its notification
+        # gets `_lock`, and a bookmark must not run ahead of events still on their way.
+        self._notified_rev = kvstore.current_revision
         self._prev_observer = kvstore.observer
         kvstore.observer = self._on_write
         self._thread = None
@@ -301,6 +317,7 @@ class WatchableStore:
             self._prev_observer(events, rev)
         new_victims = False
         with self._lock:
+            self._notified_rev = rev
             if not len(self._synced):
                 return
             for w, evs in self._synced.batches(events).items():
@@ -432,7 +449,7 @@ class WatchableStore:
         progress_notify and got no events since the previous tick receives an empty response with
         the current revision."""
         with self._lock:
-            cur = self.kv.current_revision
+            cur = self._notified_rev
             for s in self._streams:
                 for w in s._watchers.values():
                     if not w.progress_notify:
