@@ -85,3 +85,51 @@ def etcd_endpoint(tmp_path):
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def start_fastkv(data_dir, *extra, port=None, env=None):
+    """Start `fastkv serve` on free loopback ports; returns (Popen, endpoint 'http://127.0.0.1:P')."""
+    import sys
+
+    cport = port or free_port()
+    pport = free_port()
+    cmd = [sys.executable, "-m", "fastkv.cli", "serve", "--data-dir", str(data_dir),
+           "--listen-client-urls", f"http://127.0.0.1:{cport}", "--advertise-client-urls", f"http://127.0.0.1:{cport}",
+           "--listen-peer-urls", f"http://127.0.0.1:{pport}", "--initial-advertise-peer-urls",
+           f"http://127.0.0.1:{pport}", "--initial-cluster", f"default=http://127.0.0.1:{pport}", *extra]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"fastkv serve exited with {proc.wait()} before it was ready")
+        if line.startswith("ready to serve"):
+            break
+    else:
+        proc.kill()
+        raise TimeoutError("fastkv serve did not become ready")
+    # keep draining its output so a chatty server never blocks on a full pipe
+    import threading
+
+    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+    return proc, f"http://127.0.0.1:{cport}"
+
+
+def stop_process(proc, timeout: float = 10) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def fastkv_endpoint(tmp_path):
+    """A fresh `fastkv serve` (one member) on loopback; yields 'http://127.0.0.1:PORT'."""
+    proc, endpoint = start_fastkv(tmp_path / "fastkv-data")
+    try:
+        yield endpoint
+    finally:
+        stop_process(proc)
