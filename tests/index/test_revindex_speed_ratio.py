@@ -24,3 +24,25 @@ def test_native_at_least_3x_faster_than_twin():
             best["twin"][w] = min(best["twin"][w], twin.time(w))
     ratio = sum(best["twin"].values()) / sum(best["native"].values())
     assert ratio >= 3.0, (ratio, best)
+
+
+def test_get_at_latest_does_not_walk_a_hot_keys_history():
+    """get(key, latest) on a key with 20000 revisions costs about what it costs on a fresh key."""
+    import time
+
+    idx = load("revindex", pure=False).TreeIndex()
+    for main in range(1, 20001):
+        idx.put(b"hot", main, 0)
+    idx.put(b"cold", 20001, 0)
+
+    def best(key):
+        get = idx.get
+        t_best = math.inf
+        for _ in range(5):
+            t = time.perf_counter()
+            for _ in range(2000):
+                get(key, 20001)
+            t_best = min(t_best, time.perf_counter() - t)
+        return t_best
+
+    assert best(b"hot") < 5 * best(b"cold")  # decoding the history would be ~100x

@@ -15,6 +15,11 @@
  * version 1 (a fresh put); RI_GENHDR carries them explicitly (restore, or a generation whose
  * head was trimmed by compaction). Each later entry of a generation has version + 1.
  * A put of a 16-byte key at a 6-digit revision thus costs 20 (header) + 16 + 3 bytes.
+ *
+ * Records whose stream outgrows RI_BIG_MIN bytes (about 6+ revisions) carry a 24-byte extension
+ * between header and key caching the open generation's created revision and the newest version,
+ * so that get() at or above the newest revision (every MVCC put asks it) stays O(1) on hot keys;
+ * older revisions are found by decoding the stream.
  */
 #ifndef FASTKV_REVINDEX_H
 #define FASTKV_REVINDEX_H
@@ -31,6 +36,8 @@
 #define RI_GENHDR 4
 
 #define RI_CLOSED 0x80000000u /* in key_len: the last generation ended with a tombstone */
+#define RI_BIG 0x80000000u    /* in nbytes: the record carries an ri_ext_t before the key */
+#define RI_BIG_MIN 24         /* stream bytes above which a record gets its ri_ext_t */
 #define RI_KLEN_MASK 0x7fffffffu
 #define RI_CHUNK_MAX 512
 #define RI_MAX_ENTRY 40 /* head 10 + flags 1 + sub 5 + created 10 + csub 5 + version 10 */
@@ -38,14 +45,40 @@
 typedef struct {
     int64_t last_main;     /* newest revision of the key: O(1) ordering checks and latest reads */
     uint32_t key_len;      /* low 31 bits: key length; RI_CLOSED flag */
-    uint32_t nbytes;       /* bytes used in the revision stream */
+    uint32_t nbytes;       /* low 31 bits: bytes used in the revision stream; RI_BIG flag */
     int32_t last_sub;
-    unsigned char data[];  /* key bytes, then the revision stream */
+    unsigned char data[];  /* [ri_ext_t when RI_BIG] key bytes, then the revision stream */
 } ri_key_t;
 
+/* The newest generation's created revision and newest version (big records only). Stored
+ * unaligned after the 20-byte header: always accessed through memcpy. */
+typedef struct {
+    int64_t cmain;
+    int64_t ver;
+    int32_t csub;
+    int32_t unused;
+} ri_ext_t;
+
 #define RI_KLEN(k) ((size_t)((k)->key_len & RI_KLEN_MASK))
-#define RI_STREAM(k) ((k)->data + RI_KLEN(k))
+#define RI_IS_BIG(k) (((k)->nbytes & RI_BIG) != 0)
+#define RI_NB(k) ((size_t)((k)->nbytes & ~RI_BIG))
+#define RI_EXTLEN(k) (RI_IS_BIG(k) ? sizeof(ri_ext_t) : 0)
+#define RI_KEY(k) ((k)->data + RI_EXTLEN(k))
+#define RI_STREAM(k) (RI_KEY(k) + RI_KLEN(k))
+#define RI_PREFIX(k) (offsetof(ri_key_t, data) + RI_EXTLEN(k) + RI_KLEN(k)) /* bytes before stream */
 #define RI_IS_CLOSED(k) (((k)->key_len & RI_CLOSED) != 0)
+
+static inline void ri_set_nb(ri_key_t *k, size_t nb) {
+    k->nbytes = (k->nbytes & RI_BIG) | (uint32_t)nb;
+}
+
+static inline ri_ext_t ri_ext_load(const ri_key_t *k) {
+    ri_ext_t e;
+    memcpy(&e, k->data, sizeof e);
+    return e;
+}
+
+static inline void ri_ext_store(ri_key_t *k, const ri_ext_t *e) { memcpy(k->data, e, sizeof *e); }
 
 typedef struct {
     uint32_t n, cap;
@@ -97,7 +130,7 @@ typedef struct {
 
 static inline void ri_dec_init(ri_dec_t *d, const ri_key_t *k) {
     d->p = RI_STREAM(k);
-    d->end = d->p + k->nbytes;
+    d->end = d->p + RI_NB(k);
     d->main = 0;
     d->prev_tomb = 1; /* the first entry opens a generation */
     d->ver = 0;
@@ -137,6 +170,19 @@ static inline int ri_dec_next(ri_dec_t *d) {
     return 1;
 }
 
+/* Recompute a big record's cache from its stream: the last entry's generation and version. */
+static void ri_ext_refresh(ri_key_t *k) {
+    ri_dec_t d;
+    ri_ext_t e = {0, 0, 0, 0};
+    ri_dec_init(&d, k);
+    while (ri_dec_next(&d)) {
+        e.cmain = d.cmain;
+        e.csub = d.csub;
+        e.ver = d.ver;
+    }
+    ri_ext_store(k, &e);
+}
+
 /* ---------------------------------------------------------------- encoding */
 
 /* Encode one revision after `prev_main`; `gen_start` says whether it opens a generation, in
@@ -161,7 +207,7 @@ static inline unsigned char *ri_encode(unsigned char *p, int64_t prev_main, int6
 }
 
 static inline size_t ri_capacity(const ri_key_t *k) {
-    return malloc_usable_size((void *)k) - offsetof(ri_key_t, data) - RI_KLEN(k);
+    return malloc_usable_size((void *)k) - RI_PREFIX(k);
 }
 
 static ri_key_t *ri_key_new(const unsigned char *key, size_t klen, size_t stream_cap) {
@@ -171,29 +217,26 @@ static ri_key_t *ri_key_new(const unsigned char *key, size_t klen, size_t stream
     k->last_sub = 0;
     k->key_len = (uint32_t)klen;
     k->nbytes = 0;
-    memcpy(k->data, key, klen);
+    memcpy(RI_KEY(k), key, klen);
     return k;
 }
 
-/* Append a revision; *kp may move (realloc). gen_start/cmain/csub/ver as in ri_encode; the
- * caller guarantees (main, sub) is above the key's last revision. Returns -1 on OOM. */
+/* Append a revision to a record that is not (yet) in the index: only for a key's first entry.
+ * *kp may move (realloc). gen_start/cmain/csub/ver as in ri_encode. Returns -1 on OOM. */
 static int ri_append(ri_key_t **kp, int64_t main, int32_t sub, int tomb, int gen_start,
                      int64_t cmain, int32_t csub, int64_t ver) {
     ri_key_t *k = *kp;
     unsigned char buf[RI_MAX_ENTRY];
-    size_t len = (size_t)(ri_encode(buf, k->nbytes ? k->last_main : 0, main, sub, tomb,
+    size_t len = (size_t)(ri_encode(buf, RI_NB(k) ? k->last_main : 0, main, sub, tomb,
                                     gen_start, cmain, csub, ver) - buf);
-    size_t need = k->nbytes + len;
+    size_t need = RI_NB(k) + len;
     if (need > ri_capacity(k)) {
-        /* grow by ~1/4 so a hot key's appends stay amortized O(1), without bloating the
-         * single-version case (the first put allocates exactly) */
-        size_t cap = need + need / 4;
-        ri_key_t *nk = (ri_key_t *)realloc(k, offsetof(ri_key_t, data) + RI_KLEN(k) + cap);
+        ri_key_t *nk = (ri_key_t *)realloc(k, RI_PREFIX(k) + need);
         if (!nk) return -1;
         k = *kp = nk;
     }
-    memcpy(RI_STREAM(k) + k->nbytes, buf, len);
-    k->nbytes += (uint32_t)len;
+    memcpy(RI_STREAM(k) + RI_NB(k), buf, len);
+    ri_set_nb(k, need);
     k->last_main = main;
     k->last_sub = sub;
     if (tomb)
@@ -212,6 +255,17 @@ static int ri_get(const ri_key_t *k, int64_t at, int64_t *mmain, int32_t *msub, 
                   int32_t *csub, int64_t *ver) {
     ri_dec_t d;
     int found = 0;
+    if (at >= k->last_main && RI_IS_BIG(k)) {
+        ri_ext_t e;
+        if (RI_IS_CLOSED(k)) return 0;
+        e = ri_ext_load(k);
+        *mmain = k->last_main;
+        *msub = k->last_sub;
+        *cmain = e.cmain;
+        *csub = e.csub;
+        *ver = e.ver;
+        return 1;
+    }
     ri_dec_init(&d, k);
     while (ri_dec_next(&d)) {
         if (d.main > at) break;
@@ -349,7 +403,7 @@ static int ri_compact_key(ri_key_t **kp, int64_t at, int mutate, ri_rev_t *avail
          * tombstone and restore never build one, a closed generation has >= 2 revisions) */
         have = 0;
         ri_dec_next(&start);
-        if (start.p >= RI_STREAM(k) + k->nbytes) {
+        if (start.p >= RI_STREAM(k) + RI_NB(k)) {
             *empty = 1;
             return 0;
         }
@@ -361,8 +415,8 @@ static int ri_compact_key(ri_key_t **kp, int64_t at, int mutate, ri_rev_t *avail
          * the first encode exactly as before, so the new stream is at most RI_MAX_ENTRY longer
          * than the kept suffix. */
         unsigned char stack[256], *buf = stack, *w;
-        size_t klen = RI_KLEN(k), cap = ri_capacity(k), len;
-        size_t bound = (size_t)(RI_STREAM(k) + k->nbytes - start.p) + RI_MAX_ENTRY;
+        size_t cap = ri_capacity(k), len;
+        size_t bound = (size_t)(RI_STREAM(k) + RI_NB(k) - start.p) + RI_MAX_ENTRY;
         int64_t prev = 0;
         int first = 1;
         if (bound > sizeof(stack) && !(buf = (unsigned char *)malloc(bound))) return -1;
@@ -375,7 +429,7 @@ static int ri_compact_key(ri_key_t **kp, int64_t at, int mutate, ri_rev_t *avail
         }
         len = (size_t)(w - buf);
         if (len > cap) {
-            ri_key_t *nk = (ri_key_t *)realloc(k, offsetof(ri_key_t, data) + klen + len);
+            ri_key_t *nk = (ri_key_t *)realloc(k, RI_PREFIX(k) + len);
             if (!nk) {
                 if (buf != stack) free(buf);
                 return -1;
@@ -383,11 +437,12 @@ static int ri_compact_key(ri_key_t **kp, int64_t at, int mutate, ri_rev_t *avail
             k = *kp = nk;
         }
         memcpy(RI_STREAM(k), buf, len);
-        k->nbytes = (uint32_t)len;
+        ri_set_nb(k, len);
         if (buf != stack) free(buf);
+        if (RI_IS_BIG(k)) ri_ext_refresh(k);
         /* give memory back when a quarter or more of a sizeable stream went unused */
         if (cap >= 64 && cap - len >= cap / 4) {
-            ri_key_t *nk = (ri_key_t *)realloc(k, offsetof(ri_key_t, data) + klen + len);
+            ri_key_t *nk = (ri_key_t *)realloc(k, RI_PREFIX(k) + len);
             if (nk) *kp = nk;
         }
     }
@@ -398,7 +453,7 @@ static int ri_compact_key(ri_key_t **kp, int64_t at, int mutate, ri_rev_t *avail
 
 static inline int ri_cmp(const unsigned char *a, size_t alen, const ri_key_t *k) {
     size_t klen = RI_KLEN(k);
-    int c = memcmp(a, k->data, alen < klen ? alen : klen);
+    int c = memcmp(a, RI_KEY(k), alen < klen ? alen : klen);
     if (c) return c;
     return (alen > klen) - (alen < klen);
 }
@@ -621,7 +676,7 @@ static inline uint64_t *ri_hash_find(const ri_hash_t *t, const unsigned char *ke
         if (v == 0) return NULL;
         if ((v & ~RI_PTR_MASK) == tag) {
             const ri_key_t *k = (const ri_key_t *)(uintptr_t)(v & RI_PTR_MASK);
-            if (RI_KLEN(k) == klen && memcmp(k->data, key, klen) == 0) return &t->slots[i];
+            if (RI_KLEN(k) == klen && memcmp(RI_KEY(k), key, klen) == 0) return &t->slots[i];
         }
         if (++i == t->cap) i = 0;
     }
@@ -657,7 +712,7 @@ static int ri_hash_resize(ri_hash_t *t, size_t cap, ri_tree_t *tree) {
         for (si = 0; si < c->n; si++) {
             ri_key_t *k = c->slots[si];
             ri_check_addr(k);
-            ri_hash_place(t, k, ri_hash_bytes(k->data, RI_KLEN(k), t->seed));
+            ri_hash_place(t, k, ri_hash_bytes(RI_KEY(k), RI_KLEN(k), t->seed));
         }
     }
     return 0;
@@ -685,15 +740,20 @@ static int ri_append_at(ri_tree_t *tree, uint64_t *hs, int64_t main, int32_t sub
                         int gen_start, int64_t cmain, int32_t csub, int64_t ver) {
     ri_key_t *k = ri_hash_ptr(*hs), *nk;
     unsigned char buf[RI_MAX_ENTRY];
-    size_t len = (size_t)(ri_encode(buf, k->nbytes ? k->last_main : 0, main, sub, tomb,
-                                    gen_start, cmain, csub, ver) - buf);
-    size_t need = k->nbytes + len;
+    size_t nb = RI_NB(k);
+    size_t len = (size_t)(ri_encode(buf, nb ? k->last_main : 0, main, sub, tomb, gen_start, cmain,
+                                    csub, ver) - buf);
+    int convert = !RI_IS_BIG(k) && nb + len > RI_BIG_MIN;
+    size_t need = nb + len + (convert ? sizeof(ri_ext_t) : 0); /* bytes after the key */
+    if (nb + len > 0x7fffffffu) return -1;
     if (need > ri_capacity(k)) {
+        /* grow by ~1/4 so a hot key's appends stay amortized O(1), without bloating the
+         * single-version case (the first put allocates exactly) */
         size_t ci, si, cap = need + need / 4;
         ri_key_t **tslot;
-        ri_tree_find(tree, k->data, RI_KLEN(k), &ci, &si);
+        ri_tree_find(tree, RI_KEY(k), RI_KLEN(k), &ci, &si);
         tslot = &tree->chunks[ci]->slots[si];
-        nk = (ri_key_t *)realloc(k, offsetof(ri_key_t, data) + RI_KLEN(k) + cap);
+        nk = (ri_key_t *)realloc(k, RI_PREFIX(k) + cap);
         if (!nk) return -1;
         if (nk != k) {
             ri_check_addr(nk);
@@ -702,14 +762,31 @@ static int ri_append_at(ri_tree_t *tree, uint64_t *hs, int64_t main, int32_t sub
             k = nk;
         }
     }
-    memcpy(RI_STREAM(k) + k->nbytes, buf, len);
-    k->nbytes += (uint32_t)len;
+    if (convert) {
+        /* make room for the cache before the key, then fill it from the stream */
+        memmove(k->data + sizeof(ri_ext_t), k->data, RI_KLEN(k) + nb);
+        k->nbytes |= RI_BIG;
+        ri_ext_refresh(k);
+    }
+    memcpy(RI_STREAM(k) + nb, buf, len);
+    ri_set_nb(k, nb + len);
     k->last_main = main;
     k->last_sub = sub;
     if (tomb)
         k->key_len |= RI_CLOSED;
     else
         k->key_len &= RI_KLEN_MASK;
+    if (RI_IS_BIG(k)) {
+        ri_ext_t e = ri_ext_load(k);
+        if (gen_start) {
+            e.cmain = cmain;
+            e.csub = csub;
+            e.ver = ver;
+        } else {
+            e.ver++;
+        }
+        ri_ext_store(k, &e);
+    }
     return 0;
 }
 

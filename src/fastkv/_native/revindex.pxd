@@ -41,6 +41,7 @@ cdef extern from "revindex.h" nogil:
 
     int RI_TOMB
     size_t RI_KLEN(const ri_key_t *k)
+    unsigned char *RI_KEY(const ri_key_t *k)
     bint RI_IS_CLOSED(const ri_key_t *k)
 
     void ri_dec_init(ri_dec_t *d, const ri_key_t *k)

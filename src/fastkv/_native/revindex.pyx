@@ -28,9 +28,10 @@ class RevisionNotFoundError(KeyError):
 
 
 cdef inline bytes _as_key(object key):
+    """bytes, or a copy of any bytes-like object (ints and str are refused with TypeError)."""
     if type(key) is bytes:
         return <bytes>key
-    return bytes(key)
+    return bytes(memoryview(key))
 
 
 cdef inline void _check_rev(int64_t main, int64_t sub) except *:
@@ -261,7 +262,7 @@ cdef class TreeIndex:
                 if elen and ri_cmp(ep, elen, k) <= 0:
                     return keys, revs
                 if ri_get_mod(k, at_rev, &mmain, &msub):
-                    keys.append(PyBytes_FromStringAndSize(<char *>k.data, RI_KLEN(k)))
+                    keys.append(PyBytes_FromStringAndSize(<char *>RI_KEY(k), RI_KLEN(k)))
                     revs.append((mmain, msub))
                 si += 1
             ci += 1
@@ -371,6 +372,6 @@ cdef class TreeIndex:
                     revs.append((d.main, d.sub))
                     if d.flags & RI_TOMB:
                         gens[len(gens) - 1][3] = True
-                out.append((PyBytes_FromStringAndSize(<char *>k.data, RI_KLEN(k)),
+                out.append((PyBytes_FromStringAndSize(<char *>RI_KEY(k), RI_KLEN(k)),
                             [tuple(g) for g in gens]))
         return out
