@@ -9,8 +9,7 @@ marked inside the stream), ordered by key in sorted chunks of pointers. No Pytho
 key or per revision; Python objects are made only for what a call returns.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from libc.stdint cimport int32_t, int64_t
-from libc.stdint cimport uint64_t
+from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.stdlib cimport abort, free
 
 import os
@@ -39,10 +38,6 @@ cdef inline void _check_rev(int64_t main, int64_t sub) except *:
         raise ValueError(f"main revision must be in 1..2**63-1, got {main}")
     if sub < 0 or sub > INT32_MAX:
         raise ValueError(f"sub revision must be in 0..2**31-1, got {sub}")
-
-
-cdef inline tuple _rev(int64_t main, int32_t sub):
-    return (main, sub)
 
 
 cdef class TreeIndex:
