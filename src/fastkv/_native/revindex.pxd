@@ -82,6 +82,11 @@ cdef extern from "revindex.h" nogil:
 cdef class TreeIndex:
     cdef ri_tree_t tree
     cdef ri_hash_t hash
+    cdef int _readers        # scans in progress (they allocate Python objects as they go)
+    cdef bint _compacting    # a compaction is rewriting records
+    cdef int _writable(self) except -1
+    cdef int _readable(self) except -1
+    cdef _dump_into(self, list out)
     cdef uint64_t *_bucket(self, bytes key, uint64_t *h)
     cdef int _insert_new(self, bytes key, uint64_t h, int64_t main, int32_t sub, int64_t cmain,
                          int32_t csub, int64_t ver) except -1

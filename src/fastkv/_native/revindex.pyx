@@ -40,8 +40,18 @@ cdef inline void _check_rev(int64_t main, int64_t sub) except *:
         raise ValueError(f"sub revision must be in 0..2**31-1, got {sub}")
 
 
+_REENTRY = ("TreeIndex used while one of its scans or compactions is in progress (a garbage "
+            "collector callback or finalizer, or another thread, re-entered it; callers serialize)")
+
+
 cdef class TreeIndex:
-    """key (bytes) -> revision history, ordered by key. Not thread-safe: callers serialize."""
+    """key (bytes) -> revision history, ordered by key. Not thread-safe: callers serialize.
+
+    Every call runs under the GIL without releasing it, but scans allocate their Python results as
+    they go, and an allocation may run a garbage-collector callback or finalizer that calls back
+    into the index (or lets another thread in). Such re-entry cannot corrupt the C storage: a
+    mutation during a scan, or any use during compaction, raises RuntimeError instead.
+    """
 
     def __cinit__(self):
         ri_tree_init(&self.tree)
@@ -56,6 +66,16 @@ cdef class TreeIndex:
 
     def __len__(self):
         return self.tree.nkeys
+
+    cdef int _writable(self) except -1:
+        if self._readers or self._compacting:
+            raise RuntimeError(_REENTRY)
+        return 0
+
+    cdef int _readable(self) except -1:
+        if self._compacting:
+            raise RuntimeError(_REENTRY)
+        return 0
 
     cdef uint64_t *_bucket(self, bytes key, uint64_t *h):
         """The hash bucket of key (NULL when absent); *h receives the key's hash."""
@@ -92,6 +112,7 @@ cdef class TreeIndex:
     # -- writes ---------------------------------------------------------------------------------
 
     def put(self, key, int64_t main, int64_t sub):
+        self._writable()
         _check_rev(main, sub)
         cdef bytes bkey = _as_key(key)
         cdef uint64_t h
@@ -110,6 +131,7 @@ cdef class TreeIndex:
             raise MemoryError()
 
     def tombstone(self, key, int64_t main, int64_t sub):
+        self._writable()
         _check_rev(main, sub)
         cdef bytes bkey = _as_key(key)
         cdef uint64_t h
@@ -125,6 +147,7 @@ cdef class TreeIndex:
             raise MemoryError()
 
     def restore(self, key, int64_t created_main, int64_t main, int64_t sub, int64_t version):
+        self._writable()
         _check_rev(main, sub)
         if not (0 < created_main <= main):
             raise ValueError(f"created_main must be in 1..main, got {created_main} (main {main})")
@@ -149,6 +172,7 @@ cdef class TreeIndex:
     # -- reads ----------------------------------------------------------------------------------
 
     def get(self, key, int64_t at_rev):
+        self._readable()
         cdef bytes bkey = _as_key(key)
         cdef uint64_t h
         cdef uint64_t *b = self._bucket(bkey, &h)
@@ -168,6 +192,7 @@ cdef class TreeIndex:
         return ci[0] < self.tree.nchunks
 
     def revisions(self, key, end, int64_t at_rev, Py_ssize_t limit=0):
+        self._readable()
         cdef bytes bkey = _as_key(key)
         cdef uint64_t h
         cdef uint64_t *b
@@ -187,21 +212,26 @@ cdef class TreeIndex:
         cdef Py_ssize_t total = 0
         if not self._start(bkey, &ci, &si):
             return revs, 0
-        while ci < self.tree.nchunks:
-            c = self.tree.chunks[ci]
-            while si < c.n:
-                if elen and ri_cmp(ep, elen, c.slots[si]) <= 0:
-                    return revs, total
-                if ri_get_mod(c.slots[si], at_rev, &mmain, &msub):
-                    if limit <= 0 or total < limit:
-                        revs.append((mmain, msub))
-                    total += 1
-                si += 1
-            ci += 1
-            si = 0
-        return revs, total
+        self._readers += 1  # appending to revs allocates: see the class docstring
+        try:
+            while ci < self.tree.nchunks:
+                c = self.tree.chunks[ci]
+                while si < c.n:
+                    if elen and ri_cmp(ep, elen, c.slots[si]) <= 0:
+                        return revs, total
+                    if ri_get_mod(c.slots[si], at_rev, &mmain, &msub):
+                        if limit <= 0 or total < limit:
+                            revs.append((mmain, msub))
+                        total += 1
+                    si += 1
+                ci += 1
+                si = 0
+            return revs, total
+        finally:
+            self._readers -= 1
 
     def count_revisions(self, key, end, int64_t at_rev):
+        self._readable()
         cdef bytes bkey = _as_key(key)
         cdef uint64_t h
         cdef uint64_t *b
@@ -231,6 +261,7 @@ cdef class TreeIndex:
         return total
 
     def range(self, key, end, int64_t at_rev):
+        self._readable()
         cdef bytes bkey = _as_key(key)
         cdef uint64_t h
         cdef uint64_t *b
@@ -250,21 +281,27 @@ cdef class TreeIndex:
         cdef list keys = [], revs = []
         if not self._start(bkey, &ci, &si):
             return keys, revs
-        while ci < self.tree.nchunks:
-            c = self.tree.chunks[ci]
-            while si < c.n:
-                k = c.slots[si]
-                if elen and ri_cmp(ep, elen, k) <= 0:
-                    return keys, revs
-                if ri_get_mod(k, at_rev, &mmain, &msub):
-                    keys.append(PyBytes_FromStringAndSize(<char *>RI_KEY(k), RI_KLEN(k)))
-                    revs.append((mmain, msub))
-                si += 1
-            ci += 1
-            si = 0
-        return keys, revs
+        self._readers += 1  # building keys/revs allocates: see the class docstring
+        try:
+            while ci < self.tree.nchunks:
+                c = self.tree.chunks[ci]
+                while si < c.n:
+                    k = c.slots[si]
+                    if elen and ri_cmp(ep, elen, k) <= 0:
+                        return keys, revs
+                    if ri_get_mod(k, at_rev, &mmain, &msub):
+                        keys.append(PyBytes_FromStringAndSize(<char *>RI_KEY(k), RI_KLEN(k)))
+                        revs.append((mmain, msub))
+                    si += 1
+                ci += 1
+                si = 0
+            return keys, revs
+        finally:
+            self._readers -= 1
 
     def range_since(self, key, end, int64_t rev):
+        # collects into a C buffer first and builds Python objects after the scan
+        self._readable()
         cdef bytes bkey = _as_key(key)
         cdef uint64_t h
         cdef uint64_t *b
@@ -316,6 +353,13 @@ cdef class TreeIndex:
         cdef ri_key_t *before
         cdef int empty, r, swept = 0, moved = 0
         avail.main = avail.sub = 0
+        # available.add() allocates mid-scan: see the class docstring
+        if mutate:
+            self._writable()
+            self._compacting = 1
+        else:
+            self._readable()
+            self._readers += 1
         try:
             for ci in range(self.tree.nchunks):
                 c = self.tree.chunks[ci]
@@ -338,6 +382,10 @@ cdef class TreeIndex:
             if swept or moved:
                 if ri_hash_rebuild(&self.hash, &self.tree) != 0:
                     abort()  # the table would point at freed records; nothing sane is left
+            if mutate:
+                self._compacting = 0
+            else:
+                self._readers -= 1
         return available
 
     def compact(self, int64_t rev):
@@ -351,7 +399,17 @@ cdef class TreeIndex:
     def dump(self):
         """Every key with its generations as (created, version_of_first_rev, revs, closed), in key
         order; the same shape as the twin's dump(), for differential tests."""
-        cdef list out = [], gens, revs
+        cdef list out = []
+        self._readable()
+        self._readers += 1
+        try:
+            self._dump_into(out)
+        finally:
+            self._readers -= 1
+        return out
+
+    cdef _dump_into(self, list out):
+        cdef list gens, revs
         cdef size_t ci, si
         cdef ri_key_t *k
         cdef ri_dec_t d
@@ -369,4 +427,3 @@ cdef class TreeIndex:
                         gens[len(gens) - 1][3] = True
                 out.append((PyBytes_FromStringAndSize(<char *>RI_KEY(k), RI_KLEN(k)),
                             [tuple(g) for g in gens]))
-        return out
