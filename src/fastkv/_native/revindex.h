@@ -14,7 +14,9 @@
  * its generation). A starting entry without RI_GENHDR means created = this revision and
  * version 1 (a fresh put); RI_GENHDR carries them explicitly (restore, or a generation whose
  * head was trimmed by compaction). Each later entry of a generation has version + 1.
- * A put of a 16-byte key at a 6-digit revision thus costs 20 (header) + 16 + 3 bytes.
+ * A put of a 16-byte key at a 6-digit revision thus costs 17 (header) + 16 + 3 bytes, which with
+ * malloc's 8-byte chunk header fits glibc's 48-byte size class up to revision 2**41 (or 2**34
+ * with a sub revision).
  *
  * Records whose stream outgrows RI_BIG_MIN bytes (about 6+ revisions) carry a 24-byte extension
  * between header and key caching the open generation's created revision and the newest version,
@@ -43,15 +45,15 @@
 #define RI_MAX_ENTRY 40 /* head 10 + flags 1 + sub 5 + created 10 + csub 5 + version 10 */
 
 typedef struct {
-    int64_t last_main;     /* newest revision of the key: O(1) ordering checks and latest reads */
+    int64_t last_main;     /* newest revision's main: O(1) ordering checks and latest reads */
     uint32_t key_len;      /* low 31 bits: key length; RI_CLOSED flag */
     uint32_t nbytes;       /* low 31 bits: bytes used in the revision stream; RI_BIG flag */
-    int32_t last_sub;
+    uint8_t last_len;      /* encoded length of the newest entry (its sub is read from there) */
     unsigned char data[];  /* [ri_ext_t when RI_BIG] key bytes, then the revision stream */
 } ri_key_t;
 
 /* The newest generation's created revision and newest version (big records only). Stored
- * unaligned after the 20-byte header: always accessed through memcpy. */
+ * unaligned after the 17-byte header: always accessed through memcpy. */
 typedef struct {
     int64_t cmain;
     int64_t ver;
@@ -116,6 +118,10 @@ static inline const unsigned char *ri_get_varint(const unsigned char *p, uint64_
 
 /* ---------------------------------------------------------------- decoding */
 
+/* Sub revision of the newest entry, decoded from the stream's tail (its main is last_main). */
+static inline int32_t ri_last_sub(const ri_key_t *k);
+
+
 typedef struct {
     const unsigned char *p, *end;
     int64_t main;     /* current revision */
@@ -170,6 +176,18 @@ static inline int ri_dec_next(ri_dec_t *d) {
     return 1;
 }
 
+static inline int32_t ri_last_sub(const ri_key_t *k) {
+    const unsigned char *p = RI_STREAM(k) + RI_NB(k) - k->last_len;
+    uint64_t v;
+    int flags;
+    if (k->last_len == 0) return 0;
+    p = ri_get_varint(p, &v);
+    flags = (v & 1) ? *p++ : 0;
+    if (!(flags & RI_SUB)) return 0;
+    ri_get_varint(p, &v);
+    return (int32_t)v;
+}
+
 /* Recompute a big record's cache from its stream: the last entry's generation and version. */
 static void ri_ext_refresh(ri_key_t *k) {
     ri_dec_t d;
@@ -214,7 +232,7 @@ static ri_key_t *ri_key_new(const unsigned char *key, size_t klen, size_t stream
     ri_key_t *k = (ri_key_t *)malloc(offsetof(ri_key_t, data) + klen + stream_cap);
     if (!k) return NULL;
     k->last_main = 0;
-    k->last_sub = 0;
+    k->last_len = 0;
     k->key_len = (uint32_t)klen;
     k->nbytes = 0;
     memcpy(RI_KEY(k), key, klen);
@@ -238,7 +256,7 @@ static int ri_append(ri_key_t **kp, int64_t main, int32_t sub, int tomb, int gen
     memcpy(RI_STREAM(k) + RI_NB(k), buf, len);
     ri_set_nb(k, need);
     k->last_main = main;
-    k->last_sub = sub;
+    k->last_len = (uint8_t)len;
     if (tomb)
         k->key_len |= RI_CLOSED;
     else
@@ -260,7 +278,7 @@ static int ri_get(const ri_key_t *k, int64_t at, int64_t *mmain, int32_t *msub, 
         if (RI_IS_CLOSED(k)) return 0;
         e = ri_ext_load(k);
         *mmain = k->last_main;
-        *msub = k->last_sub;
+        *msub = ri_last_sub(k);
         *cmain = e.cmain;
         *csub = e.csub;
         *ver = e.ver;
@@ -286,7 +304,7 @@ static inline int ri_get_mod(const ri_key_t *k, int64_t at, int64_t *mmain, int3
     if (at >= k->last_main) {
         if (RI_IS_CLOSED(k)) return 0;
         *mmain = k->last_main;
-        *msub = k->last_sub;
+        *msub = ri_last_sub(k);
         return 1;
     }
     return ri_get(k, at, mmain, msub, &cm, &cs, &v);
@@ -419,11 +437,14 @@ static int ri_compact_key(ri_key_t **kp, int64_t at, int mutate, ri_rev_t *avail
         size_t bound = (size_t)(RI_STREAM(k) + RI_NB(k) - start.p) + RI_MAX_ENTRY;
         int64_t prev = 0;
         int first = 1;
+        size_t last_len = 0;
         if (bound > sizeof(stack) && !(buf = (unsigned char *)malloc(bound))) return -1;
         w = buf;
         while (ri_dec_next(&start)) {
+            unsigned char *e = w;
             w = ri_encode(w, prev, start.main, start.sub, start.flags & RI_TOMB,
                           first || start.gen_start, start.cmain, start.csub, start.ver);
+            last_len = (size_t)(w - e);
             prev = start.main;
             first = 0;
         }
@@ -438,6 +459,7 @@ static int ri_compact_key(ri_key_t **kp, int64_t at, int mutate, ri_rev_t *avail
         }
         memcpy(RI_STREAM(k), buf, len);
         ri_set_nb(k, len);
+        k->last_len = (uint8_t)last_len; /* the newest entry may have been re-encoded */
         if (buf != stack) free(buf);
         if (RI_IS_BIG(k)) ri_ext_refresh(k);
         /* give memory back when a quarter or more of a sizeable stream went unused */
@@ -771,7 +793,7 @@ static int ri_append_at(ri_tree_t *tree, uint64_t *hs, int64_t main, int32_t sub
     memcpy(RI_STREAM(k) + nb, buf, len);
     ri_set_nb(k, nb + len);
     k->last_main = main;
-    k->last_sub = sub;
+    k->last_len = (uint8_t)len;
     if (tomb)
         k->key_len |= RI_CLOSED;
     else

@@ -1,5 +1,5 @@
 # cdef view of revindex.h (compact C storage of the revision index) and the TreeIndex type.
-from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
 
 cdef extern from "revindex.h" nogil:
@@ -7,7 +7,7 @@ cdef extern from "revindex.h" nogil:
         int64_t last_main
         uint32_t key_len
         uint32_t nbytes
-        int32_t last_sub
+        uint8_t last_len
         unsigned char data[1]
 
     ctypedef struct ri_chunk_t:
@@ -41,6 +41,7 @@ cdef extern from "revindex.h" nogil:
 
     int RI_TOMB
     size_t RI_KLEN(const ri_key_t *k)
+    int32_t ri_last_sub(const ri_key_t *k)
     unsigned char *RI_KEY(const ri_key_t *k)
     bint RI_IS_CLOSED(const ri_key_t *k)
 

@@ -122,9 +122,9 @@ cdef class TreeIndex:
             self._insert_new(bkey, h, main, <int32_t>sub, main, <int32_t>sub, 1)
             return
         k = ri_hash_ptr(b[0])
-        if main < k.last_main or (main == k.last_main and sub <= k.last_sub):
+        if main < k.last_main or (main == k.last_main and sub <= ri_last_sub(k)):
             raise ValueError(f"put with revision {(main, sub)} not above "
-                             f"{(k.last_main, k.last_sub)} for {bkey!r}")
+                             f"{(k.last_main, ri_last_sub(k))} for {bkey!r}")
         # after a tombstone this opens a fresh generation: created = this revision, version 1
         if ri_append_at(&self.tree, b, main, <int32_t>sub, 0, RI_IS_CLOSED(k), main,
                         <int32_t>sub, 1) != 0:
@@ -140,9 +140,9 @@ cdef class TreeIndex:
         if b == NULL or RI_IS_CLOSED(ri_hash_ptr(b[0])):
             raise RevisionNotFoundError()
         k = ri_hash_ptr(b[0])
-        if main < k.last_main or (main == k.last_main and sub <= k.last_sub):
+        if main < k.last_main or (main == k.last_main and sub <= ri_last_sub(k)):
             raise ValueError(f"tombstone with revision {(main, sub)} not above "
-                             f"{(k.last_main, k.last_sub)} for {bkey!r}")
+                             f"{(k.last_main, ri_last_sub(k))} for {bkey!r}")
         if ri_append_at(&self.tree, b, main, <int32_t>sub, 1, 0, 0, 0, 0) != 0:
             raise MemoryError()
 
@@ -163,9 +163,9 @@ cdef class TreeIndex:
         k = ri_hash_ptr(b[0])
         if not RI_IS_CLOSED(k):
             raise ValueError(f"restore over a live generation of {bkey!r}")
-        if main < k.last_main or (main == k.last_main and sub <= k.last_sub):
+        if main < k.last_main or (main == k.last_main and sub <= ri_last_sub(k)):
             raise ValueError(f"restore with revision {(main, sub)} not above "
-                             f"{(k.last_main, k.last_sub)} for {bkey!r}")
+                             f"{(k.last_main, ri_last_sub(k))} for {bkey!r}")
         if ri_append_at(&self.tree, b, main, <int32_t>sub, 0, 1, created_main, 0, version) != 0:
             raise MemoryError()
 

@@ -82,9 +82,9 @@ def _child(args) -> dict:
     gc.collect()
     idx = mod.TreeIndex()
     rss0, mem0 = proc.memory_info().rss, measure()
-    rev = 1
+    rev, sub = args.start_revision, args.sub
     for key in _keys(n, args.key_size, args.order):
-        idx.put(key, rev, 0)
+        idx.put(key, rev, sub)
         rev += 1
         if rev & 0xFFFF == 0:
             progress.update(rev)
@@ -92,7 +92,7 @@ def _child(args) -> dict:
     rss1, mem1 = proc.memory_info().rss, measure()
     for _ in range(versions - 1):
         for key in _keys(n, args.key_size, args.order):
-            idx.put(key, rev, 0)
+            idx.put(key, rev, sub)
             rev += 1
             if rev & 0xFFFF == 0:
                 progress.update(rev)
@@ -109,6 +109,8 @@ def _child(args) -> dict:
         "versions": versions,
         "key_size": args.key_size,
         "order": args.order,
+        "start_revision": args.start_revision,
+        "sub": args.sub,
         "bytes_per_key": per_key,
         "bytes_per_key_beyond_key": per_key - args.key_size,
         "bytes_per_extra_version": (mem2 - mem1) / extra if extra else None,
@@ -120,7 +122,8 @@ def _child(args) -> dict:
 def run(args) -> int:
     cmd = [sys.executable, "-m", "fastkv.bench.index_memory", "--child", "--impl", args.impl,
            "--keys", str(args.keys), "--versions", str(args.versions),
-           "--key-size", str(args.key_size), "--order", args.order]
+           "--key-size", str(args.key_size), "--order", args.order,
+           "--start-revision", str(args.start_revision), "--sub", str(args.sub)]
     import fastkv
 
     # the child imports this very fastkv tree, and inherits stderr for the progress line
@@ -133,7 +136,8 @@ def run(args) -> int:
     res["etcd_documented_bytes_per_extra_version"] = ETCD_DOC_BYTES_PER_EXTRA_VERSION
     res["machine"] = machine_info()
     print(f"revision index memory ({res['impl']}, {res['keys']} keys of {res['key_size']} bytes, "
-          f"{res['versions']} version(s) each, {res['order']} insert order)")
+          f"{res['versions']} version(s) each, {res['order']} insert order, revisions from "
+          f"({res['start_revision']}, {res['sub']}))")
     print(f"  method: {res['method']}, in a fresh child process; RSS growth as a cross-check")
     print(f"  per key:            {res['bytes_per_key']:8.1f} bytes "
           f"({res['bytes_per_key_beyond_key']:.1f} beyond the key bytes; "
@@ -157,6 +161,11 @@ def _add_common(p) -> None:
                    help="compiled index (default) or the pure-Python twin")
     p.add_argument("--order", choices=("random", "sorted"), default="random",
                    help="key insertion order (default: a scrambled permutation)")
+    p.add_argument("--start-revision", type=int, default=1,
+                   help="main revision of the first put, then +1 per put (default 1); large values "
+                        "show the cost of long varints in a long-lived cluster")
+    p.add_argument("--sub", type=int, default=0,
+                   help="sub revision of every put (default 0; >0 as for later ops in a txn)")
 
 
 def add_parser(subparsers) -> None:
