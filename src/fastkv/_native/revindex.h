@@ -461,11 +461,25 @@ static int ri_compact_key(ri_key_t **kp, int64_t at, int mutate, ri_rev_t *avail
         ri_set_nb(k, len);
         k->last_len = (uint8_t)last_len; /* the newest entry may have been re-encoded */
         if (buf != stack) free(buf);
-        if (RI_IS_BIG(k)) ri_ext_refresh(k);
-        /* give memory back when a quarter or more of a sizeable stream went unused */
-        if (cap >= 64 && cap - len >= cap / 4) {
-            ri_key_t *nk = (ri_key_t *)realloc(k, RI_PREFIX(k) + len);
-            if (nk) *kp = nk;
+        if (RI_IS_BIG(k)) {
+            if (len <= RI_BIG_MIN) {
+                /* short history again: drop the cache, back to the compact layout */
+                memmove(k->data, k->data + sizeof(ri_ext_t), RI_KLEN(k) + len);
+                k->nbytes &= ~RI_BIG;
+                cap += sizeof(ri_ext_t);
+            } else {
+                ri_ext_refresh(k);
+            }
+        }
+        /* give memory back once at least one malloc size class (16 bytes) went unused; glibc's
+         * realloc keeps a chunk whose surplus is under 32 bytes, so move to a fresh one */
+        if (cap >= len + 16) {
+            ri_key_t *nk = (ri_key_t *)malloc(RI_PREFIX(k) + len);
+            if (nk) {
+                memcpy(nk, k, RI_PREFIX(k) + len);
+                free(k);
+                *kp = nk;
+            }
         }
     }
     return have;
