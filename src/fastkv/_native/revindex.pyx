@@ -1,4 +1,5 @@
 # distutils: extra_compile_args = -O3
+# distutils: depends = src/fastkv/_native/revindex.h src/fastkv/_native/revindex_tree.h
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """The in-memory revision index (etcd's treeIndex of keyIndex), compiled.
 
