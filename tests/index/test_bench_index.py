@@ -41,6 +41,14 @@ def test_index_memory_per_extra_version_target():
     assert res["bytes_per_key_beyond_key"] <= 60, res
 
 
+def test_index_memory_with_twin_reference():
+    res = fastkv_cli("bench", "index-memory", "--keys", "20000", "--versions", "4", "--with-twin",
+                     "--json")
+    assert res["twin"]["method"].startswith("tracemalloc")
+    assert res["ratio_twin_over_native_per_key"] > 2  # Python objects per key and per revision
+    assert res["ratio_twin_over_native_per_extra_version"] > 2
+
+
 def test_index_memory_twin_and_sorted_order_report():
     res = fastkv_cli("bench", "index-memory", "--impl", "twin", "--keys", "3000", "--versions", "2",
                      "--order", "sorted", "--key-size", "24", "--json")

@@ -285,3 +285,88 @@ def test_compaction_frees_keys_and_len(impl):
         idx.tombstone(b"key%06d" % i, 3 * n + i, 0)
     assert idx.compact(4 * n) == set()
     assert len(idx) == 0 and idx.range(b"", b"", 4 * n) == ([], [])
+
+
+def test_hot_key_long_history(impl):
+    """One key with thousands of revisions over several generations (the compiled side switches
+    such records to its cached layout): every historical read, then compaction step by step."""
+    idx = impl.TreeIndex()
+    expect = {}  # at_rev -> get() result
+    main, created, version = 0, None, 0
+    for gen in range(4):
+        for i in range(700):
+            main += 1
+            sub = i % 3
+            if i == 0 and gen == 2:
+                idx.restore(b"hot", main, main, sub, 40)
+                created, version = (main, 0), 40
+            else:
+                idx.put(b"hot", main, sub)
+                if i == 0:
+                    created, version = (main, sub), 1
+                else:
+                    version += 1
+            expect[main] = ((main, sub), created, version)
+            assert idx.get(b"hot", main) == expect[main]  # the newest revision: the fast path
+        if gen != 3:
+            main += 1
+            idx.tombstone(b"hot", main, 0)
+            expect[main] = NF
+    idx.put(b"other", main + 1, 0)
+    assert idx.range_since(b"hot", None, main - 1) == [(main - 1, (699 - 1) % 3), (main, 699 % 3)]
+    for at in range(0, main + 3):
+        check_get(idx, b"hot", at, expect.get(at, NF if at < 1 else expect[max(r for r in expect if r <= at)]))
+    for rev in (350, 701, 702, 1500, 2000, main, main + 1):
+        idx.compact(rev)
+        for at in range(rev, main + 2, 7):
+            want = expect.get(at) or expect[max(r for r in expect if r <= at)]
+            check_get(idx, b"hot", at, want)
+    assert idx.range_since(b"hot", None, 0) == [(main, 699 % 3)]
+    assert idx.dump()[0] == (b"hot", [(created, version, [(main, 699 % 3)], False)])
+
+
+def test_keys_must_be_bytes_like(impl):
+    idx = impl.TreeIndex()
+    with pytest.raises(TypeError):
+        idx.put(5, 1, 0)  # bytes(5) would silently mean five NUL bytes
+    with pytest.raises(TypeError):
+        idx.put("text", 1, 0)
+    idx.put(bytearray(b"ba"), 1, 0)
+    idx.put(memoryview(b"mv"), 2, 0)
+    assert idx.range(b"", b"", 2) == ([b"ba", b"mv"], [(1, 0), (2, 0)])
+    assert idx.get(bytearray(b"mv"), 2) == ((2, 0), (2, 0), 1)
+
+
+def test_reentry_during_a_scan_is_refused_not_corrupting(impl):
+    """A garbage-collector callback that runs while range() allocates its result and calls back
+    into the index gets RuntimeError from the compiled index (its C storage is being walked); the
+    twin (plain Python containers) simply serves it. Either way the index stays intact."""
+    import gc
+
+    idx = impl.TreeIndex()
+    for i in range(2000):
+        idx.put(b"k%05d" % i, i + 1, 0)
+    seen = []
+
+    def reenter(phase, info):
+        if phase == "start" and len(seen) < 3:
+            try:
+                idx.put(b"k00000", 10_000 + len(seen), 0)
+                seen.append("ok")
+            except RuntimeError:
+                seen.append("refused")
+
+    threshold = gc.get_threshold()
+    gc.callbacks.append(reenter)
+    gc.set_threshold(1)
+    try:
+        keys, revs = idx.range(b"", b"", 5000)
+    finally:
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(reenter)
+    assert len(keys) == 2000 and len(seen) == 3
+    compiled = type(idx).__module__.endswith("revindex")
+    assert set(seen) == ({"refused"} if compiled else {"ok"}), seen
+    assert idx.get(b"k00000", 20_000)[0] == ((1, 0) if compiled else (10_002, 0))
+    idx.put(b"k00000", 30_000, 0)  # usable again once the scan is over
+    assert idx.count_revisions(b"", b"", 30_000) == 2000

@@ -1,5 +1,5 @@
 # cdef view of revindex.h (compact C storage of the revision index) and the TreeIndex type.
-from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
 
 cdef extern from "revindex.h" nogil:
@@ -7,7 +7,7 @@ cdef extern from "revindex.h" nogil:
         int64_t last_main
         uint32_t key_len
         uint32_t nbytes
-        int32_t last_sub
+        uint8_t last_len
         unsigned char data[1]
 
     ctypedef struct ri_chunk_t:
@@ -41,6 +41,8 @@ cdef extern from "revindex.h" nogil:
 
     int RI_TOMB
     size_t RI_KLEN(const ri_key_t *k)
+    int32_t ri_last_sub(const ri_key_t *k)
+    unsigned char *RI_KEY(const ri_key_t *k)
     bint RI_IS_CLOSED(const ri_key_t *k)
 
     void ri_dec_init(ri_dec_t *d, const ri_key_t *k)
@@ -81,6 +83,11 @@ cdef extern from "revindex.h" nogil:
 cdef class TreeIndex:
     cdef ri_tree_t tree
     cdef ri_hash_t hash
+    cdef int _readers        # scans in progress (they allocate Python objects as they go)
+    cdef bint _compacting    # a compaction is rewriting records
+    cdef int _writable(self) except -1
+    cdef int _readable(self) except -1
+    cdef _dump_into(self, list out)
     cdef uint64_t *_bucket(self, bytes key, uint64_t *h)
     cdef int _insert_new(self, bytes key, uint64_t h, int64_t main, int32_t sub, int64_t cmain,
                          int32_t csub, int64_t ver) except -1

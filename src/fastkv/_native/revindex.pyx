@@ -1,4 +1,5 @@
 # distutils: extra_compile_args = -O3
+# distutils: depends = src/fastkv/_native/revindex.h src/fastkv/_native/revindex_tree.h
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """The in-memory revision index (etcd's treeIndex of keyIndex), compiled.
 
@@ -9,8 +10,7 @@ marked inside the stream), ordered by key in sorted chunks of pointers. No Pytho
 key or per revision; Python objects are made only for what a call returns.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from libc.stdint cimport int32_t, int64_t
-from libc.stdint cimport uint64_t
+from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.stdlib cimport abort, free
 
 import os
@@ -28,9 +28,10 @@ class RevisionNotFoundError(KeyError):
 
 
 cdef inline bytes _as_key(object key):
+    """bytes, or a copy of any bytes-like object (ints and str are refused with TypeError)."""
     if type(key) is bytes:
         return <bytes>key
-    return bytes(key)
+    return bytes(memoryview(key))
 
 
 cdef inline void _check_rev(int64_t main, int64_t sub) except *:
@@ -40,12 +41,18 @@ cdef inline void _check_rev(int64_t main, int64_t sub) except *:
         raise ValueError(f"sub revision must be in 0..2**31-1, got {sub}")
 
 
-cdef inline tuple _rev(int64_t main, int32_t sub):
-    return (main, sub)
+_REENTRY = ("TreeIndex used while one of its scans or compactions is in progress (a garbage "
+            "collector callback or finalizer, or another thread, re-entered it; callers serialize)")
 
 
 cdef class TreeIndex:
-    """key (bytes) -> revision history, ordered by key. Not thread-safe: callers serialize."""
+    """key (bytes) -> revision history, ordered by key. Not thread-safe: callers serialize.
+
+    Every call runs under the GIL without releasing it, but scans allocate their Python results as
+    they go, and an allocation may run a garbage-collector callback or finalizer that calls back
+    into the index (or lets another thread in). Such re-entry cannot corrupt the C storage: a
+    mutation during a scan, or any use during compaction, raises RuntimeError instead.
+    """
 
     def __cinit__(self):
         ri_tree_init(&self.tree)
@@ -60,6 +67,16 @@ cdef class TreeIndex:
 
     def __len__(self):
         return self.tree.nkeys
+
+    cdef int _writable(self) except -1:
+        if self._readers or self._compacting:
+            raise RuntimeError(_REENTRY)
+        return 0
+
+    cdef int _readable(self) except -1:
+        if self._compacting:
+            raise RuntimeError(_REENTRY)
+        return 0
 
     cdef uint64_t *_bucket(self, bytes key, uint64_t *h):
         """The hash bucket of key (NULL when absent); *h receives the key's hash."""
@@ -96,6 +113,7 @@ cdef class TreeIndex:
     # -- writes ---------------------------------------------------------------------------------
 
     def put(self, key, int64_t main, int64_t sub):
+        self._writable()
         _check_rev(main, sub)
         cdef bytes bkey = _as_key(key)
         cdef uint64_t h
@@ -105,15 +123,16 @@ cdef class TreeIndex:
             self._insert_new(bkey, h, main, <int32_t>sub, main, <int32_t>sub, 1)
             return
         k = ri_hash_ptr(b[0])
-        if main < k.last_main or (main == k.last_main and sub <= k.last_sub):
+        if main < k.last_main or (main == k.last_main and sub <= ri_last_sub(k)):
             raise ValueError(f"put with revision {(main, sub)} not above "
-                             f"{(k.last_main, k.last_sub)} for {bkey!r}")
+                             f"{(k.last_main, ri_last_sub(k))} for {bkey!r}")
         # after a tombstone this opens a fresh generation: created = this revision, version 1
         if ri_append_at(&self.tree, b, main, <int32_t>sub, 0, RI_IS_CLOSED(k), main,
                         <int32_t>sub, 1) != 0:
             raise MemoryError()
 
     def tombstone(self, key, int64_t main, int64_t sub):
+        self._writable()
         _check_rev(main, sub)
         cdef bytes bkey = _as_key(key)
         cdef uint64_t h
@@ -122,13 +141,14 @@ cdef class TreeIndex:
         if b == NULL or RI_IS_CLOSED(ri_hash_ptr(b[0])):
             raise RevisionNotFoundError()
         k = ri_hash_ptr(b[0])
-        if main < k.last_main or (main == k.last_main and sub <= k.last_sub):
+        if main < k.last_main or (main == k.last_main and sub <= ri_last_sub(k)):
             raise ValueError(f"tombstone with revision {(main, sub)} not above "
-                             f"{(k.last_main, k.last_sub)} for {bkey!r}")
+                             f"{(k.last_main, ri_last_sub(k))} for {bkey!r}")
         if ri_append_at(&self.tree, b, main, <int32_t>sub, 1, 0, 0, 0, 0) != 0:
             raise MemoryError()
 
     def restore(self, key, int64_t created_main, int64_t main, int64_t sub, int64_t version):
+        self._writable()
         _check_rev(main, sub)
         if not (0 < created_main <= main):
             raise ValueError(f"created_main must be in 1..main, got {created_main} (main {main})")
@@ -144,15 +164,16 @@ cdef class TreeIndex:
         k = ri_hash_ptr(b[0])
         if not RI_IS_CLOSED(k):
             raise ValueError(f"restore over a live generation of {bkey!r}")
-        if main < k.last_main or (main == k.last_main and sub <= k.last_sub):
+        if main < k.last_main or (main == k.last_main and sub <= ri_last_sub(k)):
             raise ValueError(f"restore with revision {(main, sub)} not above "
-                             f"{(k.last_main, k.last_sub)} for {bkey!r}")
+                             f"{(k.last_main, ri_last_sub(k))} for {bkey!r}")
         if ri_append_at(&self.tree, b, main, <int32_t>sub, 0, 1, created_main, 0, version) != 0:
             raise MemoryError()
 
     # -- reads ----------------------------------------------------------------------------------
 
     def get(self, key, int64_t at_rev):
+        self._readable()
         cdef bytes bkey = _as_key(key)
         cdef uint64_t h
         cdef uint64_t *b = self._bucket(bkey, &h)
@@ -172,6 +193,7 @@ cdef class TreeIndex:
         return ci[0] < self.tree.nchunks
 
     def revisions(self, key, end, int64_t at_rev, Py_ssize_t limit=0):
+        self._readable()
         cdef bytes bkey = _as_key(key)
         cdef uint64_t h
         cdef uint64_t *b
@@ -191,21 +213,26 @@ cdef class TreeIndex:
         cdef Py_ssize_t total = 0
         if not self._start(bkey, &ci, &si):
             return revs, 0
-        while ci < self.tree.nchunks:
-            c = self.tree.chunks[ci]
-            while si < c.n:
-                if elen and ri_cmp(ep, elen, c.slots[si]) <= 0:
-                    return revs, total
-                if ri_get_mod(c.slots[si], at_rev, &mmain, &msub):
-                    if limit <= 0 or total < limit:
-                        revs.append((mmain, msub))
-                    total += 1
-                si += 1
-            ci += 1
-            si = 0
-        return revs, total
+        self._readers += 1  # appending to revs allocates: see the class docstring
+        try:
+            while ci < self.tree.nchunks:
+                c = self.tree.chunks[ci]
+                while si < c.n:
+                    if elen and ri_cmp(ep, elen, c.slots[si]) <= 0:
+                        return revs, total
+                    if ri_get_mod(c.slots[si], at_rev, &mmain, &msub):
+                        if limit <= 0 or total < limit:
+                            revs.append((mmain, msub))
+                        total += 1
+                    si += 1
+                ci += 1
+                si = 0
+            return revs, total
+        finally:
+            self._readers -= 1
 
     def count_revisions(self, key, end, int64_t at_rev):
+        self._readable()
         cdef bytes bkey = _as_key(key)
         cdef uint64_t h
         cdef uint64_t *b
@@ -235,6 +262,7 @@ cdef class TreeIndex:
         return total
 
     def range(self, key, end, int64_t at_rev):
+        self._readable()
         cdef bytes bkey = _as_key(key)
         cdef uint64_t h
         cdef uint64_t *b
@@ -254,21 +282,27 @@ cdef class TreeIndex:
         cdef list keys = [], revs = []
         if not self._start(bkey, &ci, &si):
             return keys, revs
-        while ci < self.tree.nchunks:
-            c = self.tree.chunks[ci]
-            while si < c.n:
-                k = c.slots[si]
-                if elen and ri_cmp(ep, elen, k) <= 0:
-                    return keys, revs
-                if ri_get_mod(k, at_rev, &mmain, &msub):
-                    keys.append(PyBytes_FromStringAndSize(<char *>k.data, RI_KLEN(k)))
-                    revs.append((mmain, msub))
-                si += 1
-            ci += 1
-            si = 0
-        return keys, revs
+        self._readers += 1  # building keys/revs allocates: see the class docstring
+        try:
+            while ci < self.tree.nchunks:
+                c = self.tree.chunks[ci]
+                while si < c.n:
+                    k = c.slots[si]
+                    if elen and ri_cmp(ep, elen, k) <= 0:
+                        return keys, revs
+                    if ri_get_mod(k, at_rev, &mmain, &msub):
+                        keys.append(PyBytes_FromStringAndSize(<char *>RI_KEY(k), RI_KLEN(k)))
+                        revs.append((mmain, msub))
+                    si += 1
+                ci += 1
+                si = 0
+            return keys, revs
+        finally:
+            self._readers -= 1
 
     def range_since(self, key, end, int64_t rev):
+        # collects into a C buffer first and builds Python objects after the scan
+        self._readable()
         cdef bytes bkey = _as_key(key)
         cdef uint64_t h
         cdef uint64_t *b
@@ -320,6 +354,13 @@ cdef class TreeIndex:
         cdef ri_key_t *before
         cdef int empty, r, swept = 0, moved = 0
         avail.main = avail.sub = 0
+        # available.add() allocates mid-scan: see the class docstring
+        if mutate:
+            self._writable()
+            self._compacting = 1
+        else:
+            self._readable()
+            self._readers += 1
         try:
             for ci in range(self.tree.nchunks):
                 c = self.tree.chunks[ci]
@@ -342,6 +383,10 @@ cdef class TreeIndex:
             if swept or moved:
                 if ri_hash_rebuild(&self.hash, &self.tree) != 0:
                     abort()  # the table would point at freed records; nothing sane is left
+            if mutate:
+                self._compacting = 0
+            else:
+                self._readers -= 1
         return available
 
     def compact(self, int64_t rev):
@@ -355,7 +400,17 @@ cdef class TreeIndex:
     def dump(self):
         """Every key with its generations as (created, version_of_first_rev, revs, closed), in key
         order; the same shape as the twin's dump(), for differential tests."""
-        cdef list out = [], gens, revs
+        cdef list out = []
+        self._readable()
+        self._readers += 1
+        try:
+            self._dump_into(out)
+        finally:
+            self._readers -= 1
+        return out
+
+    cdef _dump_into(self, list out):
+        cdef list gens, revs
         cdef size_t ci, si
         cdef ri_key_t *k
         cdef ri_dec_t d
@@ -371,6 +426,5 @@ cdef class TreeIndex:
                     revs.append((d.main, d.sub))
                     if d.flags & RI_TOMB:
                         gens[len(gens) - 1][3] = True
-                out.append((PyBytes_FromStringAndSize(<char *>k.data, RI_KLEN(k)),
+                out.append((PyBytes_FromStringAndSize(<char *>RI_KEY(k), RI_KLEN(k)),
                             [tuple(g) for g in gens]))
-        return out

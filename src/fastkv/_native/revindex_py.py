@@ -33,6 +33,13 @@ class RevisionNotFoundError(KeyError):
         super().__init__(msg)
 
 
+def _as_key(key) -> bytes:
+    """bytes, or a copy of any bytes-like object (ints and str are refused with TypeError)."""
+    if type(key) is bytes:
+        return key
+    return bytes(memoryview(key))
+
+
 def _check_rev(main: int, sub: int) -> None:
     if not (0 < main <= _INT64_MAX):
         raise ValueError(f"main revision must be in 1..2**63-1, got {main}")
@@ -160,7 +167,7 @@ class TreeIndex:
 
     def put(self, key: bytes, main: int, sub: int) -> None:
         _check_rev(main, sub)
-        key = bytes(key)
+        key = _as_key(key)
         ki = self._tree.get(key)
         if ki is None:
             ki = _KeyIndex()
@@ -173,7 +180,7 @@ class TreeIndex:
 
     def tombstone(self, key: bytes, main: int, sub: int) -> None:
         _check_rev(main, sub)
-        ki = self._tree.get(bytes(key))
+        ki = self._tree.get(_as_key(key))
         if ki is None or not ki.generations[-1].revs:
             raise RevisionNotFoundError()
         if (main, sub) <= ki.modified:
@@ -187,7 +194,7 @@ class TreeIndex:
             raise ValueError(f"created_main must be in 1..main, got {created_main} (main {main})")
         if not (1 <= version <= _INT64_MAX):
             raise ValueError(f"version must be >= 1, got {version}")
-        key = bytes(key)
+        key = _as_key(key)
         ki = self._tree.get(key)
         if ki is None:
             ki = _KeyIndex()
@@ -206,7 +213,7 @@ class TreeIndex:
     # -- reads ----------------------------------------------------------------------------------
 
     def get(self, key: bytes, at_rev: int):
-        ki = self._tree.get(bytes(key))
+        ki = self._tree.get(_as_key(key))
         if ki is None:
             raise RevisionNotFoundError()
         return ki.get(at_rev)
@@ -221,7 +228,7 @@ class TreeIndex:
             yield k, tree[k]
 
     def revisions(self, key: bytes, end: bytes | None, at_rev: int, limit: int = 0):
-        key = bytes(key)
+        key = _as_key(key)
         if end is None:
             try:
                 rev = self.get(key, at_rev)[0]
@@ -230,7 +237,7 @@ class TreeIndex:
             return [rev], 1
         revs: list[tuple[int, int]] = []
         total = 0
-        for _, ki in self._visit(key, bytes(end)):
+        for _, ki in self._visit(key, _as_key(end)):
             try:
                 rev = ki.get(at_rev)[0]
             except RevisionNotFoundError:
@@ -244,7 +251,7 @@ class TreeIndex:
         return self.revisions(key, end, at_rev, 1)[1]
 
     def range(self, key: bytes, end: bytes | None, at_rev: int):
-        key = bytes(key)
+        key = _as_key(key)
         if end is None:
             try:
                 rev = self.get(key, at_rev)[0]
@@ -253,7 +260,7 @@ class TreeIndex:
             return [key], [rev]
         keys: list[bytes] = []
         revs: list[tuple[int, int]] = []
-        for k, ki in self._visit(key, bytes(end)):
+        for k, ki in self._visit(key, _as_key(end)):
             try:
                 rev = ki.get(at_rev)[0]
             except RevisionNotFoundError:
@@ -263,12 +270,12 @@ class TreeIndex:
         return keys, revs
 
     def range_since(self, key: bytes, end: bytes | None, rev: int):
-        key = bytes(key)
+        key = _as_key(key)
         if end is None:
             ki = self._tree.get(key)
             return ki.since(rev) if ki is not None else []
         out: list[tuple[int, int]] = []
-        for _, ki in self._visit(key, bytes(end)):
+        for _, ki in self._visit(key, _as_key(end)):
             out.extend(ki.since(rev))
         out.sort()
         return out

@@ -82,9 +82,9 @@ def _child(args) -> dict:
     gc.collect()
     idx = mod.TreeIndex()
     rss0, mem0 = proc.memory_info().rss, measure()
-    rev = 1
+    rev, sub = args.start_revision, args.sub
     for key in _keys(n, args.key_size, args.order):
-        idx.put(key, rev, 0)
+        idx.put(key, rev, sub)
         rev += 1
         if rev & 0xFFFF == 0:
             progress.update(rev)
@@ -92,7 +92,7 @@ def _child(args) -> dict:
     rss1, mem1 = proc.memory_info().rss, measure()
     for _ in range(versions - 1):
         for key in _keys(n, args.key_size, args.order):
-            idx.put(key, rev, 0)
+            idx.put(key, rev, sub)
             rev += 1
             if rev & 0xFFFF == 0:
                 progress.update(rev)
@@ -109,6 +109,8 @@ def _child(args) -> dict:
         "versions": versions,
         "key_size": args.key_size,
         "order": args.order,
+        "start_revision": args.start_revision,
+        "sub": args.sub,
         "bytes_per_key": per_key,
         "bytes_per_key_beyond_key": per_key - args.key_size,
         "bytes_per_extra_version": (mem2 - mem1) / extra if extra else None,
@@ -117,23 +119,32 @@ def _child(args) -> dict:
     }
 
 
-def run(args) -> int:
-    cmd = [sys.executable, "-m", "fastkv.bench.index_memory", "--child", "--impl", args.impl,
-           "--keys", str(args.keys), "--versions", str(args.versions),
-           "--key-size", str(args.key_size), "--order", args.order]
+def _measure(args, impl: str) -> dict:
+    """One measurement in a fresh child process."""
     import fastkv
 
+    cmd = [sys.executable, "-m", "fastkv.bench.index_memory", "--child", "--impl", impl,
+           "--keys", str(args.keys), "--versions", str(args.versions),
+           "--key-size", str(args.key_size), "--order", args.order,
+           "--start-revision", str(args.start_revision), "--sub", str(args.sub)]
     # the child imports this very fastkv tree, and inherits stderr for the progress line
     env = os.environ.copy()
     src = os.path.dirname(os.path.dirname(os.path.abspath(fastkv.__file__)))
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True, env=env)
-    res = json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run(args) -> int:
+    if args.keys < 1 or args.versions < 1:
+        raise SystemExit("--keys and --versions must be >= 1")
+    res = _measure(args, args.impl)
     res["etcd_documented_bytes_per_key_beyond_key"] = ETCD_DOC_BYTES_PER_KEY_BEYOND_KEY
     res["etcd_documented_bytes_per_extra_version"] = ETCD_DOC_BYTES_PER_EXTRA_VERSION
     res["machine"] = machine_info()
     print(f"revision index memory ({res['impl']}, {res['keys']} keys of {res['key_size']} bytes, "
-          f"{res['versions']} version(s) each, {res['order']} insert order)")
+          f"{res['versions']} version(s) each, {res['order']} insert order, revisions from "
+          f"({res['start_revision']}, {res['sub']}))")
     print(f"  method: {res['method']}, in a fresh child process; RSS growth as a cross-check")
     print(f"  per key:            {res['bytes_per_key']:8.1f} bytes "
           f"({res['bytes_per_key_beyond_key']:.1f} beyond the key bytes; "
@@ -144,6 +155,19 @@ def run(args) -> int:
     rss_v = res["rss_bytes_per_extra_version"]
     print(f"  RSS growth:         {res['rss_bytes_per_key']:8.1f} bytes per key"
           + (f", {rss_v:.1f} per extra version" if rss_v is not None else ""))
+    if args.with_twin and args.impl == "native":
+        twin = _measure(args, "twin")
+        res["twin"] = {k: twin[k] for k in ("method", "bytes_per_key", "bytes_per_extra_version",
+                                            "rss_bytes_per_key")}
+        res["ratio_twin_over_native_per_key"] = twin["bytes_per_key"] / res["bytes_per_key"]
+        line = (f"  twin (same run, {twin['method']}): {twin['bytes_per_key']:.1f} bytes per key, "
+                f"{res['ratio_twin_over_native_per_key']:.1f}x the compiled index")
+        if res["bytes_per_extra_version"] and twin["bytes_per_extra_version"] is not None:
+            res["ratio_twin_over_native_per_extra_version"] = (
+                twin["bytes_per_extra_version"] / res["bytes_per_extra_version"])
+            line += (f"; {twin['bytes_per_extra_version']:.1f} per extra version "
+                     f"({res['ratio_twin_over_native_per_extra_version']:.1f}x)")
+        print(line)
     emit(res, args.json)
     return 0
 
@@ -157,6 +181,11 @@ def _add_common(p) -> None:
                    help="compiled index (default) or the pure-Python twin")
     p.add_argument("--order", choices=("random", "sorted"), default="random",
                    help="key insertion order (default: a scrambled permutation)")
+    p.add_argument("--start-revision", type=int, default=1,
+                   help="main revision of the first put, then +1 per put (default 1); large values "
+                        "show the cost of long varints in a long-lived cluster")
+    p.add_argument("--sub", type=int, default=0,
+                   help="sub revision of every put (default 0; >0 as for later ops in a txn)")
 
 
 def add_parser(subparsers) -> None:
@@ -167,6 +196,8 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_common(p)
+    p.add_argument("--with-twin", action="store_true",
+                   help="also measure the pure-Python twin (another child) and report the ratio")
     add_json_flag(p)
     p.set_defaults(func=run)
 

@@ -1,8 +1,9 @@
 """`fastkv bench index-speed`: the compiled revision index against its pure-Python twin.
 
 Both implementations run the same workloads in the same process, interleaved (native, twin,
-native, twin, ...), and each figure is the best of --repeat runs, which is the least disturbed by
-other load on a shared machine. The result is a ratio per workload: twin time / native time.
+native, twin, ...). Each figure is the CPU time of the running thread (time.thread_time, so time
+spent descheduled by other load on a shared machine does not count), best of --repeat runs. The
+result is a ratio per workload: twin time / native time.
 
 Workloads on N keys like "/registry/pods/00012345" inserted in scrambled order, one revision each:
   put_new        N puts of new keys into an empty index
@@ -102,11 +103,11 @@ class Workloads:
         raise ValueError(f"unknown workload {name!r}")
 
     def time(self, name: str) -> float:
-        """Seconds taken by one run of workload `name` (state built beforehand, untimed)."""
+        """CPU seconds of one run of workload `name` (state built beforehand, untimed)."""
         op = self.prepare(name)
-        t = time.perf_counter()
+        t = time.thread_time()
         op()
-        return time.perf_counter() - t
+        return time.thread_time() - t
 
 
 def compare(n: int, repeat: int, workloads=WORKLOADS, progress: Progress | None = None) -> dict:
@@ -144,7 +145,7 @@ def run(args) -> int:
     progress.close()
     res["machine"] = machine_info()
     print(f"revision index: compiled vs pure-Python twin, {args.keys} keys, best of {args.repeat} "
-          f"(interleaved, same process)")
+          f"(interleaved, same process, thread CPU time)")
     print(f"  {'workload':<12} {'native ns/key':>14} {'twin ns/key':>12} {'twin/native':>12}")
     for w in workloads:
         print(f"  {w:<12} {res['native_ns_per_key'][w]:>14.1f} {res['twin_ns_per_key'][w]:>12.1f} "
