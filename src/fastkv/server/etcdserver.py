@@ -246,7 +246,9 @@ class EtcdServer:
         return self.fill(convert.range_response(self.kv.range(convert.range_op(req))))
 
     def _check_quota(self, cost: int) -> None:
-        if self.backend.size_in_use() + cost > self.cfg.quota_backend_bytes or self.alarms.has(NOSPACE):
+        # the store tracks its size at the last commit plus what it buffered since: no LMDB call per put
+        used = self.kv._size_at_commit + self.kv._bytes_since_commit
+        if used + cost > self.cfg.quota_backend_bytes or self.alarms.has(NOSPACE):
             if not self.alarms.has(NOSPACE):
                 alarm = rpc_pb2.AlarmRequest(action=rpc_pb2.AlarmRequest.ACTIVATE, memberID=self.member_id,
                                              alarm=NOSPACE)
