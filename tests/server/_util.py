@@ -73,3 +73,22 @@ def etcdctl(endpoint: str, *args, timeout: float = 30.0) -> subprocess.Completed
 
 def all_kvs(client, serializable: bool = False):
     return list(client.get(b"\0", b"\0", serializable=serializable).kvs)
+
+
+def start_etcd(data_dir, *flags):
+    """A real etcd with extra flags; returns (Popen, endpoint)."""
+    import shutil
+
+    from tests.conftest import wait_port
+
+    binary = shutil.which("etcd")
+    assert binary, "real etcd is needed: apt-get install -y etcd-server etcd-client"
+    cport, pport = free_port(), free_port()
+    proc = subprocess.Popen(
+        [binary, "--name", "default", "--data-dir", str(data_dir),
+         "--listen-client-urls", f"http://127.0.0.1:{cport}", "--advertise-client-urls", f"http://127.0.0.1:{cport}",
+         "--listen-peer-urls", f"http://127.0.0.1:{pport}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{pport}",
+         "--initial-cluster", f"default=http://127.0.0.1:{pport}", *flags],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(cport)
+    return proc, f"http://127.0.0.1:{cport}"
