@@ -131,6 +131,31 @@ cdef class TreeIndex:
                         <int32_t>sub, 1) != 0:
             raise MemoryError()
 
+    def put_versioned(self, key, int64_t main, int64_t sub):
+        """put(), returning (created_main, version) of the key after it: what the MVCC write path
+        needs for the record it stores, in one call and without an exception for a new key."""
+        self._writable()
+        _check_rev(main, sub)
+        cdef bytes bkey = _as_key(key)
+        cdef uint64_t h
+        cdef uint64_t *b = self._bucket(bkey, &h)
+        cdef ri_key_t *k
+        cdef int64_t mmain = 0, cmain = 0, ver = 0
+        cdef int32_t msub = 0, csub = 0
+        if b == NULL:
+            self._insert_new(bkey, h, main, <int32_t>sub, main, <int32_t>sub, 1)
+            return main, 1
+        k = ri_hash_ptr(b[0])
+        if main < k.last_main or (main == k.last_main and sub <= ri_last_sub(k)):
+            raise ValueError(f"put with revision {(main, sub)} not above "
+                             f"{(k.last_main, ri_last_sub(k))} for {bkey!r}")
+        if RI_IS_CLOSED(k) or not ri_get(k, main, &mmain, &msub, &cmain, &csub, &ver):
+            cmain, ver = main, 0
+        if ri_append_at(&self.tree, b, main, <int32_t>sub, 0, RI_IS_CLOSED(k), main,
+                        <int32_t>sub, 1) != 0:
+            raise MemoryError()
+        return cmain, ver + 1
+
     def tombstone(self, key, int64_t main, int64_t sub):
         self._writable()
         _check_rev(main, sub)

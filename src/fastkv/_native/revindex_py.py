@@ -178,6 +178,17 @@ class TreeIndex:
             raise ValueError(f"put with revision {(main, sub)} not above {ki.modified} for {key!r}")
         ki.put((main, sub))
 
+    def put_versioned(self, key: bytes, main: int, sub: int) -> tuple[int, int]:
+        """put(), returning (created_main, version) of the key after it (one call for the MVCC write
+        path, no exception for a new key)."""
+        try:
+            _mod, created, ver = self.get(key, main)
+            out = (created[0], ver + 1)
+        except RevisionNotFoundError:
+            out = (main, 1)
+        self.put(key, main, sub)
+        return out
+
     def tombstone(self, key: bytes, main: int, sub: int) -> None:
         _check_rev(main, sub)
         ki = self._tree.get(_as_key(key))

@@ -204,14 +204,8 @@ class KVStore:
             if self.quota_bytes is not None:
                 self._check_quota(len(key) + len(value))
             rev = self.current_revision + 1
-            index = self.index
-            try:
-                _mod, c, ver = index.get(key, rev)
-                created, version = c[0], ver + 1
-            except _revindex.RevisionNotFoundError:
-                created, version = rev, 1
+            created, version = self.index.put_versioned(key, rev, 0)
             self._buf.put(KEY, rev_key(rev, 0), encode_record(key, value, created, rev, version, lease))
-            index.put(key, rev, 0)
             self.current_revision = rev
             self._bytes_since_commit += len(key) + len(value) + _PUT_OVERHEAD
             if self.observer is not None or self.collect_events:
@@ -270,14 +264,9 @@ class KVStore:
                 raise ErrKeyNotFound()
         value = prev.value if op.ignore_value else op.value
         lease = prev.lease if op.ignore_lease else op.lease
-        try:
-            _mod, created, ver = self.index.get(op.key, rev)
-            create_rev, version = created[0], ver + 1
-        except _revindex.RevisionNotFoundError:
-            create_rev, version = rev, 1
         sub = len(wt.changes)
+        create_rev, version = self.index.put_versioned(op.key, rev, sub)
         self._tx.unsafe_put(KEY, rev_key(rev, sub), encode_record(op.key, value, create_rev, rev, version, lease))
-        self.index.put(op.key, rev, sub)
         if lessor is not None:
             old_lease = prev.lease if prev is not None else 0
             if old_lease != lease:
