@@ -129,21 +129,29 @@ class BatchingBackend:
 
 
 class _Tx:
-    """The batch tx (and read tx) of a BatchingBackend: one per backend, guarded by its lock."""
+    """The batch tx (and read tx) of a BatchingBackend: one per backend, guarded by its lock.
 
-    __slots__ = ("_b", "_buf")
+    `with tx:` blocks nest (the lock is re-entrant). The batch-limit commit is considered only when
+    the OUTERMOST block exits: everything a caller does inside one block (an applied raft entry with
+    its consistent index, a lease revoke with its key deletions) lands in the same commit, never
+    split across two. `_depth` is only touched while holding the lock."""
+
+    __slots__ = ("_b", "_buf", "_depth")
 
     def __init__(self, backend: BatchingBackend):
         self._b = backend
         self._buf = backend._buffer
+        self._depth = 0
 
     def __enter__(self):
         self._b._lock.acquire()
+        self._depth += 1
         return self
 
     def __exit__(self, *exc):
         try:
-            if exc[0] is None:
+            self._depth -= 1
+            if exc[0] is None and self._depth == 0:
                 self._b._after_write()
         finally:
             self._b._lock.release()

@@ -214,7 +214,7 @@ class KVStore:
                     self.observer(events, rev)
                 else:
                     self.pending_events.extend(events)
-            if len(self._buf) >= backend.batch_limit:
+            if len(self._buf) >= backend.batch_limit and backend._tx._depth == 0:
                 backend._commit_locked(False)
         return rev
 

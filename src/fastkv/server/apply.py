@@ -78,16 +78,20 @@ class Applier:
             return
         request_id = 0
         result = None
-        if data:
-            try:
-                request_id, kind, msg = rq.decode(data)
-                result = self._dispatch(kind, msg)
-            except EtcdError as exc:
-                result = exc
-            except ValueError as exc:  # not a request we know: refuse it, identically on every member
-                log.error("entry %d is not a valid request: %s", index, exc)
-                result = exc
-        self.kv.set_consistent_index(index)
+        # One tx block around the whole entry, consistent index first (as etcd): a backend commit
+        # can then only ever hold an entry completely, together with its index, so replay after a
+        # crash neither re-applies it nor skips part of it.
+        with self.kv.backend.batch_tx():
+            self.kv.set_consistent_index(index)
+            if data:
+                try:
+                    request_id, kind, msg = rq.decode(data)
+                    result = self._dispatch(kind, msg)
+                except EtcdError as exc:
+                    result = exc
+                except ValueError as exc:  # not a request we know: refuse it, identically on every member
+                    log.error("entry %d is not a valid request: %s", index, exc)
+                    result = exc
         self.applied_index = index
         if request_id:
             self.wait.trigger(request_id, result)
@@ -95,7 +99,8 @@ class Applier:
     def mark_applied(self, index: int) -> None:
         """A conf change (or other non-request entry) at `index` was applied."""
         if index > self.kv.consistent_index:
-            self.kv.set_consistent_index(index)
+            with self.kv.backend.batch_tx():
+                self.kv.set_consistent_index(index)
         self.applied_index = max(self.applied_index, index)
 
     def _dispatch(self, kind: int, msg):

@@ -153,8 +153,10 @@ class EtcdServer:
         fut = self.wait.register(request_id)
         self.raft.propose(data)
         try:
-            result = await asyncio.wait_for(fut, self.request_timeout)
-        except asyncio.TimeoutError:
+            # asyncio.timeout, not wait_for: wait_for wraps the future in a new task per request
+            async with asyncio.timeout(self.request_timeout):
+                result = await fut
+        except TimeoutError:
             self.wait.cancel(request_id)
             self.metrics.proposals_failed_total += 1
             raise ErrTimeout() from None
@@ -213,8 +215,9 @@ class EtcdServer:
         if not self._reads:
             self._issue_read_round()
         try:
-            await asyncio.wait_for(fut, self.request_timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(self.request_timeout):
+                await fut
+        except TimeoutError:
             raise ErrTimeout() from None
 
     def _issue_read_round(self) -> None:
