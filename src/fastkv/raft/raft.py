@@ -679,6 +679,11 @@ class Raft:
         self.prs.remove(node_id)
         if node_id == self.id:
             self.is_learner = False
+            if self.state == LEADER:
+                # A leader outside the configuration cannot propose, yet its heartbeats would
+                # keep the others from electing a successor: step down (never to campaign again).
+                self.become_follower(self.term, 0)
+                return
         if not self.prs.voters:
             return
         # The quorum may be smaller now: entries may have become committed.
