@@ -78,6 +78,11 @@ class Raft:
         self.pending_read_index: list = []
         self.lead_transferee = 0
         self.pending_conf_index = 0
+        # A leader's broadcast after a proposal or a commit advance is deferred until the
+        # application collects a Ready: many proposals between two Readies then share one append
+        # per follower. (Messages only ever leave through Ready, so nothing is delayed in effect.)
+        self.bcast_pending = False
+        self._commit_sent: dict = {}  # follower -> commit index carried by its latest append
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
         self.check_quorum = cfg.check_quorum
@@ -139,6 +144,7 @@ class Raft:
                 fresh.match = last
             self.prs.progress[node_id] = fresh
         self.pending_conf_index = 0
+        self.bcast_pending = False
         self.read_only = ReadOnly()
         self.pending_read_index = []
 
@@ -244,6 +250,7 @@ class Raft:
             return False
         m = self._msg(type=pb.MSG_APP, to=to, index=pr.next - 1, log_term=log.term(pr.next - 1),
                       entries=ents, commit=log.committed)
+        self._commit_sent[to] = log.committed
         if ents:
             if pr.state == REPLICATE:
                 last = ents[-1].index
@@ -266,6 +273,20 @@ class Raft:
         for node_id in self.prs.progress:
             if node_id != self.id:
                 self._maybe_send_append(node_id, True)
+
+    def flush_bcast(self) -> None:
+        """Send the deferred broadcast, if any (called by RawNode before building a Ready)."""
+        if self.bcast_pending:
+            self.bcast_pending = False
+            if self.state == LEADER:
+                committed = self.raft_log.committed
+                sent = self._commit_sent
+                for node_id in self.prs.progress:
+                    if node_id != self.id:
+                        # An empty append only to tell a commit index this follower already got
+                        # in this batch would be a wasted message.
+                        self._maybe_send_append(node_id, sent.get(node_id) != committed)
+        self._commit_sent.clear()
 
     def bcast_heartbeat(self, ctx: bytes | None = None) -> None:
         if ctx is None:
@@ -482,7 +503,7 @@ class Raft:
                 else:
                     self.pending_conf_index = self.raft_log.last_index() + k + 1
         self._append_entry(ents)
-        self.bcast_append()
+        self.bcast_pending = True
 
     def _handle_read_index(self, m) -> None:
         if self.prs.quorum() == 1 and self.id in self.prs.voters:
@@ -523,7 +544,7 @@ class Raft:
         elif pr.state == REPLICATE:
             pr.inflights.free_le(m.index)
         if self._maybe_commit_and_release_reads():
-            self.bcast_append()
+            self.bcast_pending = True  # followers learn the new commit index
         elif old_paused:
             self.send_append(m.frm)
         # Drain what the flow control now allows (no empty appends).

@@ -184,7 +184,7 @@ class RawNode:
     def has_ready(self) -> bool:
         r = self.raft
         log = r.raft_log
-        if r.msgs or log.unstable.entries or r.read_states:
+        if r.msgs or r.bcast_pending or log.unstable.entries or r.read_states:
             return True
         if log.unstable.snapshot is not None or log.has_next_ents():
             return True
@@ -196,6 +196,7 @@ class RawNode:
     def ready(self) -> Ready:
         """Collect the current batch. Pass it back to advance() once handled (see Ready)."""
         r = self.raft
+        r.flush_bcast()
         log = r.raft_log
         rd = Ready()
         rd.entries = log.unstable_entries()
