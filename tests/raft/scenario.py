@@ -24,6 +24,7 @@ Commands:
   deliver-msgs ID... [drop=true]  step the queued messages addressed to ID
   stabilize [ID...]      process-ready / deliver-msgs until nothing moves
   isolate ID | heal      cut every link of ID / restore all links
+  partition ID,ID...     cut the listed members off from the others (both sides keep talking)
   crash ID | restart ID  drop the node keeping only its storage / rebuild it from storage
   compact ID INDEX       snapshot the node's applied state at INDEX and compact its log
   status ID | raft-state | raft-log ID
@@ -83,6 +84,7 @@ class Harness:
         self.nodes: dict = {}
         self.queues: dict = {}       # recipient id -> list of encoded messages
         self.isolated: set = set()
+        self.partitioned: set = set()  # a group cut off from everyone outside it
         self.cfg: dict = {}
         self.out: list = []
 
@@ -102,7 +104,9 @@ class Harness:
         return [int(a) for a in args] if args else sorted(self.nodes)
 
     def _linked(self, a, b) -> bool:
-        return a not in self.isolated and b not in self.isolated
+        if a in self.isolated or b in self.isolated:
+            return False
+        return (a in self.partitioned) == (b in self.partitioned)
 
     # --- the Ready loop ----------------------------------------------------------------------------
     def process_ready(self, n: Node, quiet: bool = False) -> bool:
@@ -259,8 +263,12 @@ class Harness:
     def cmd_isolate(self, args, kv):
         self.isolated.add(int(args[0]))
 
+    def cmd_partition(self, args, kv):
+        self.partitioned = {int(x) for x in args[0].split(",")}
+
     def cmd_heal(self, args, kv):
         self.isolated.clear()
+        self.partitioned = set()
 
     def cmd_crash(self, args, kv):
         n = self.nodes[int(args[0])]

@@ -453,7 +453,8 @@ class Raft:
             acks = self.read_only.recv_ack(m.frm, m.context)
             if acks is None:
                 return
-            if len(acks & self.prs.voters) + (1 if self.id in self.prs.voters else 0) < self.prs.quorum():
+            # The leader's own ack is already in `acks` (added with the request).
+            if len(acks & self.prs.voters) < self.prs.quorum():
                 return
             for rs in self.read_only.advance(m.context):
                 self._answer_read(rs.req, rs.index)
