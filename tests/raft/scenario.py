@@ -14,7 +14,7 @@ the diff is reviewed like code.
 
 Commands:
   add-nodes N [voters=1,2,3] [learners=..] [pre-vote=true] [check-quorum=true] [election=10]
-            [heartbeat=1] [max-inflight=N] [max-size=BYTES]
+            [heartbeat=1] [max-inflight=N] [max-size=BYTES] [max-inflight-bytes=BYTES]
             first call: bootstrap a cluster of N members (their bootstrap Ready is handled
             silently); later calls: add N empty members that join through conf changes
   campaign ID | tick ID [N] | tick-election ID (2 x election ticks)
@@ -98,6 +98,7 @@ class Harness:
                       election_tick=c["election"], heartbeat_tick=c["heartbeat"], applied=applied,
                       pre_vote=c["pre-vote"], check_quorum=c["check-quorum"],
                       max_inflight_msgs=c["max-inflight"], max_size_per_msg=c["max-size"],
+                      max_inflight_bytes=c["max-inflight-bytes"],
                       rng=random.Random(node_id), pure=True)
 
     def _ids(self, args):
@@ -195,7 +196,8 @@ class Harness:
                         "pre-vote": kv.get("pre-vote", "true") == "true",
                         "check-quorum": kv.get("check-quorum", "true") == "true",
                         "max-inflight": int(kv.get("max-inflight", 256)),
-                        "max-size": int(kv.get("max-size", 1 << 20))}
+                        "max-size": int(kv.get("max-size", 1 << 20)),
+                        "max-inflight-bytes": int(kv.get("max-inflight-bytes", 0))}
             voters = [int(x) for x in kv.get("voters", ",".join(str(i) for i in range(1, count + 1))).split(",")]
             learners = [int(x) for x in kv["learners"].split(",")] if "learners" in kv else None
             for i in range(1, count + 1):

@@ -286,6 +286,9 @@ class Raft:
                         # An empty append only to tell a commit index this follower already got
                         # in this batch would be a wasted message.
                         self._maybe_send_append(node_id, sent.get(node_id) != committed)
+                        # Fill the follower's window (replicate state) with what remains.
+                        while self._maybe_send_append(node_id, False):
+                            pass
         self._commit_sent.clear()
 
     def bcast_heartbeat(self, ctx: bytes | None = None) -> None:
