@@ -1,6 +1,6 @@
 """Options of the raft tests.
 
-  --seeds N   (or FASTKV_RAFT_SEEDS=N)  simulator seeds per fault profile (CI default: 60)
+  --seeds N   (or FASTKV_RAFT_SEEDS=N)  simulator seeds per fault profile (CI default: 100)
   --seed S    (or FASTKV_RAFT_SEED=S)   rerun exactly one seed in every profile (replay a failure)
   --regen     (or FASTKV_RAFT_REGEN=1)  rewrite tests/raft/testdata/*.txt expected outputs
 
@@ -36,7 +36,7 @@ def _seeds(config):
         one = int(os.environ["FASTKV_RAFT_SEED"])
     if one is not None:
         return [one]
-    n = _opt(config, "--seeds") or int(os.environ.get("FASTKV_RAFT_SEEDS", "60"))
+    n = _opt(config, "--seeds") or int(os.environ.get("FASTKV_RAFT_SEEDS", "100"))
     return list(range(n))
 
 
