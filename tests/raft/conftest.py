@@ -1,6 +1,6 @@
 """Options of the raft tests.
 
-  --seeds N   (or FASTKV_RAFT_SEEDS=N)  simulator seeds per fault profile (CI default: 60)
+  --seeds N   (or FASTKV_RAFT_SEEDS=N)  simulator seeds per fault profile (CI default: 100)
   --seed S    (or FASTKV_RAFT_SEED=S)   rerun exactly one seed in every profile (replay a failure)
   --regen     (or FASTKV_RAFT_REGEN=1)  rewrite tests/raft/testdata/*.txt expected outputs
 
@@ -29,16 +29,25 @@ def _opt(config, name):
         return None
 
 
-@pytest.fixture(scope="session")
-def sim_seeds(pytestconfig):
+def _seeds(config):
     """The seeds to run: one replayed seed, or range(N)."""
-    one = _opt(pytestconfig, "--seed")
+    one = _opt(config, "--seed")
     if one is None and os.environ.get("FASTKV_RAFT_SEED"):
         one = int(os.environ["FASTKV_RAFT_SEED"])
     if one is not None:
         return [one]
-    n = _opt(pytestconfig, "--seeds") or int(os.environ.get("FASTKV_RAFT_SEEDS", "60"))
+    n = _opt(config, "--seeds") or int(os.environ.get("FASTKV_RAFT_SEEDS", "100"))
     return list(range(n))
+
+
+SEED_CHUNK = 100  # seeds per test item, so that thousands of seeds never hit the per-test timeout
+
+
+def pytest_generate_tests(metafunc):
+    if "sim_seeds" in metafunc.fixturenames:
+        seeds = _seeds(metafunc.config)
+        chunks = [seeds[k:k + SEED_CHUNK] for k in range(0, len(seeds), SEED_CHUNK)]
+        metafunc.parametrize("sim_seeds", chunks, ids=[f"seeds{c[0]}-{c[-1]}" for c in chunks])
 
 
 @pytest.fixture(scope="session")

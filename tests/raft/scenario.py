@@ -14,7 +14,7 @@ the diff is reviewed like code.
 
 Commands:
   add-nodes N [voters=1,2,3] [learners=..] [pre-vote=true] [check-quorum=true] [election=10]
-            [heartbeat=1] [max-inflight=N] [max-size=BYTES]
+            [heartbeat=1] [max-inflight=N] [max-size=BYTES] [max-inflight-bytes=BYTES]
             first call: bootstrap a cluster of N members (their bootstrap Ready is handled
             silently); later calls: add N empty members that join through conf changes
   campaign ID | tick ID [N] | tick-election ID (2 x election ticks)
@@ -24,6 +24,7 @@ Commands:
   deliver-msgs ID... [drop=true]  step the queued messages addressed to ID
   stabilize [ID...]      process-ready / deliver-msgs until nothing moves
   isolate ID | heal      cut every link of ID / restore all links
+  partition ID,ID...     cut the listed members off from the others (both sides keep talking)
   crash ID | restart ID  drop the node keeping only its storage / rebuild it from storage
   compact ID INDEX       snapshot the node's applied state at INDEX and compact its log
   status ID | raft-state | raft-log ID
@@ -83,6 +84,7 @@ class Harness:
         self.nodes: dict = {}
         self.queues: dict = {}       # recipient id -> list of encoded messages
         self.isolated: set = set()
+        self.partitioned: set = set()  # a group cut off from everyone outside it
         self.cfg: dict = {}
         self.out: list = []
 
@@ -96,13 +98,16 @@ class Harness:
                       election_tick=c["election"], heartbeat_tick=c["heartbeat"], applied=applied,
                       pre_vote=c["pre-vote"], check_quorum=c["check-quorum"],
                       max_inflight_msgs=c["max-inflight"], max_size_per_msg=c["max-size"],
+                      max_inflight_bytes=c["max-inflight-bytes"],
                       rng=random.Random(node_id), pure=True)
 
     def _ids(self, args):
         return [int(a) for a in args] if args else sorted(self.nodes)
 
     def _linked(self, a, b) -> bool:
-        return a not in self.isolated and b not in self.isolated
+        if a in self.isolated or b in self.isolated:
+            return False
+        return (a in self.partitioned) == (b in self.partitioned)
 
     # --- the Ready loop ----------------------------------------------------------------------------
     def process_ready(self, n: Node, quiet: bool = False) -> bool:
@@ -191,7 +196,8 @@ class Harness:
                         "pre-vote": kv.get("pre-vote", "true") == "true",
                         "check-quorum": kv.get("check-quorum", "true") == "true",
                         "max-inflight": int(kv.get("max-inflight", 256)),
-                        "max-size": int(kv.get("max-size", 1 << 20))}
+                        "max-size": int(kv.get("max-size", 1 << 20)),
+                        "max-inflight-bytes": int(kv.get("max-inflight-bytes", 0))}
             voters = [int(x) for x in kv.get("voters", ",".join(str(i) for i in range(1, count + 1))).split(",")]
             learners = [int(x) for x in kv["learners"].split(",")] if "learners" in kv else None
             for i in range(1, count + 1):
@@ -259,8 +265,12 @@ class Harness:
     def cmd_isolate(self, args, kv):
         self.isolated.add(int(args[0]))
 
+    def cmd_partition(self, args, kv):
+        self.partitioned = {int(x) for x in args[0].split(",")}
+
     def cmd_heal(self, args, kv):
         self.isolated.clear()
+        self.partitioned = set()
 
     def cmd_crash(self, args, kv):
         n = self.nodes[int(args[0])]

@@ -26,6 +26,7 @@ within a bounded number of ticks.
 """
 from __future__ import annotations
 
+import collections
 import heapq
 import random
 import zlib
@@ -100,6 +101,7 @@ class Cluster:
         self.next_id = opts.voters + 1
         self.faults = True
         self.log = []                   # short trace of notable events, for failure reports
+        self.stats = collections.Counter()  # what happened, so tests can tell a run did something
         for i in range(1, opts.voters + 1):
             n = self.nodes[i] = SimNode(i)
             self._start(n, peers=list(range(1, opts.voters + 1)))
@@ -152,8 +154,10 @@ class Cluster:
         if self.faults:
             if self.rng.random() < o.drop:
                 copies = 0
+                self.stats["dropped"] += 1
             elif self.rng.random() < o.duplicate:
                 copies = 2
+                self.stats["duplicated"] += 1
         if m.type == self.pb.MSG_SNAP and copies == 0:
             # The transport knows a snapshot did not get through and says so.
             frm.raw.report_snapshot(m.to, True)
@@ -206,6 +210,7 @@ class Cluster:
             self._apply(n, e)
         for rs in rd.read_states:
             floor = n.reads.pop(rs.request_ctx, None)
+            self.stats["reads_served"] += 1
             if floor is not None and rs.index < floor:
                 self.fail(f"node {n.id}: read {rs.request_ctx!r} at index {rs.index} < commit "
                           f"{floor} known when it was issued")
@@ -220,6 +225,7 @@ class Cluster:
         if want is not None and want != digest:
             self.fail(f"node {n.id}: snapshot at {idx} has digest {digest}, others had {want}")
         n.sm_index, n.sm_digest, n.conf_state = idx, digest, snap.metadata.conf_state
+        self.stats["snapshots_installed"] += 1
         self.note(f"n{n.id} installed snapshot {idx}")
 
     def _apply(self, n: SimNode, e):
@@ -238,6 +244,8 @@ class Cluster:
         if e.type == pb.ENTRY_CONF_CHANGE:
             cc = pb.decode_conf_change(e.data)
             n.conf_state = n.raw.apply_conf_change(cc)
+            if e.index > self.opts.voters:
+                self.stats["conf_changes_applied"] += 1
             if cc.type == pb.CONF_CHANGE_REMOVE_NODE and cc.node_id in self.nodes:
                 victim = self.nodes[cc.node_id]
                 if not victim.removed:
@@ -264,6 +272,8 @@ class Cluster:
         for n in live:
             r = n.raw.raft
             if r.state == LEADER:
+                if r.term not in self.leader_of_term:
+                    self.stats["leaders_elected"] += 1
                 owner = self.leader_of_term.setdefault(r.term, n.id)
                 if owner != n.id:
                     self.fail(f"two leaders in term {r.term}: {owner} and {n.id}")
@@ -325,6 +335,7 @@ class Cluster:
                 ids = sorted(self.nodes)
                 k = rng.randint(1, max(1, len(ids) // 2))
                 self.partition = set(rng.sample(ids, k))
+                self.stats["partitions"] += 1
                 self.note(f"partition {sorted(self.partition)}")
             else:
                 self.partition = None
@@ -335,6 +346,7 @@ class Cluster:
             if n.alive and rng.random() < o.crash_rate:
                 n.alive = False
                 n.raw = None
+                self.stats["crashes"] += 1
                 self.note(f"crash n{n.id}")
             elif not n.alive and rng.random() < o.restart_rate:
                 self._restart(n)

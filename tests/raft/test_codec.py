@@ -105,3 +105,17 @@ def test_decoders_accept_buffers(impl):
     enc = impl.encode_entry(e)
     assert impl.decode_entry(bytearray(enc)) == e
     assert impl.decode_entry(memoryview(enc)) == e
+
+
+def test_compiled_and_twin_expose_the_same_public_api():
+    native = load("raftpb", pure=False)
+    public = lambda mod: {n for n in dir(mod) if not n.startswith("_") and n not in {"annotations", "struct"}}
+    assert public(twin) - public(native) == set()
+    for name in ("Entry", "HardState", "ConfState", "SnapshotMetadata", "Snapshot", "ConfChange", "Message"):
+        t, n = getattr(twin, name)(), getattr(native, name)()
+        assert set(t.__slots__) <= {a for a in dir(n) if not a.startswith("_")}, name
+    u_native, u_twin = load("unstable", pure=False), load("unstable", pure=True)
+    assert public(u_twin) - public(u_native) == set()
+    for attr in dir(u_twin.Unstable):
+        if not attr.startswith("_"):
+            assert hasattr(u_native.Unstable, attr), attr

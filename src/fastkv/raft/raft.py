@@ -78,6 +78,11 @@ class Raft:
         self.pending_read_index: list = []
         self.lead_transferee = 0
         self.pending_conf_index = 0
+        # A leader's broadcast after a proposal or a commit advance is deferred until the
+        # application collects a Ready: many proposals between two Readies then share one append
+        # per follower. (Messages only ever leave through Ready, so nothing is delayed in effect.)
+        self.bcast_pending = False
+        self._commit_sent: dict = {}  # follower -> commit index carried by its latest append
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
         self.check_quorum = cfg.check_quorum
@@ -139,6 +144,7 @@ class Raft:
                 fresh.match = last
             self.prs.progress[node_id] = fresh
         self.pending_conf_index = 0
+        self.bcast_pending = False
         self.read_only = ReadOnly()
         self.pending_read_index = []
 
@@ -247,6 +253,7 @@ class Raft:
             return False
         m = self._msg(type=pb.MSG_APP, to=to, index=pr.next - 1, log_term=log.term(pr.next - 1),
                       entries=ents, commit=log.committed)
+        self._commit_sent[to] = log.committed
         if ents:
             if pr.state == REPLICATE:
                 last = ents[-1].index
@@ -269,6 +276,23 @@ class Raft:
         for node_id in self.prs.progress:
             if node_id != self.id:
                 self._maybe_send_append(node_id, True)
+
+    def flush_bcast(self) -> None:
+        """Send the deferred broadcast, if any (called by RawNode before building a Ready)."""
+        if self.bcast_pending:
+            self.bcast_pending = False
+            if self.state == LEADER:
+                committed = self.raft_log.committed
+                sent = self._commit_sent
+                for node_id in self.prs.progress:
+                    if node_id != self.id:
+                        # An empty append only to tell a commit index this follower already got
+                        # in this batch would be a wasted message.
+                        self._maybe_send_append(node_id, sent.get(node_id) != committed)
+                        # Fill the follower's window (replicate state) with what remains.
+                        while self._maybe_send_append(node_id, False):
+                            pass
+        self._commit_sent.clear()
 
     def bcast_heartbeat(self, ctx: bytes | None = None) -> None:
         if ctx is None:
@@ -435,7 +459,8 @@ class Raft:
             acks = self.read_only.recv_ack(m.frm, m.context)
             if acks is None:
                 return
-            if len(acks & self.prs.voters) + (1 if self.id in self.prs.voters else 0) < self.prs.quorum():
+            # The leader's own ack is already in `acks` (added with the request).
+            if len(acks & self.prs.voters) < self.prs.quorum():
                 return
             for rs in self.read_only.advance(m.context):
                 self._answer_read(rs.req, rs.index)
@@ -485,7 +510,7 @@ class Raft:
                 else:
                     self.pending_conf_index = self.raft_log.last_index() + k + 1
         self._append_entry(ents)
-        self.bcast_append()
+        self.bcast_pending = True
 
     def _handle_read_index(self, m) -> None:
         if self.prs.quorum() == 1 and self.id in self.prs.voters:
@@ -526,7 +551,7 @@ class Raft:
         elif pr.state == REPLICATE:
             pr.inflights.free_le(m.index)
         if self._maybe_commit_and_release_reads():
-            self.bcast_append()
+            self.bcast_pending = True  # followers learn the new commit index
         elif old_paused:
             self.send_append(m.frm)
         # Drain what the flow control now allows (no empty appends).
@@ -682,6 +707,11 @@ class Raft:
         self.prs.remove(node_id)
         if node_id == self.id:
             self.is_learner = False
+            if self.state == LEADER:
+                # A leader outside the configuration cannot propose, yet its heartbeats would
+                # keep the others from electing a successor: step down (never to campaign again).
+                self.become_follower(self.term, 0)
+                return
         if not self.prs.voters:
             return
         # The quorum may be smaller now: entries may have become committed.

@@ -21,7 +21,9 @@ The node is not thread-safe and has no clock: the caller owns time (ticks) and I
 """
 from __future__ import annotations
 
-from fastkv.raft.config import StepLocalMessage, StepPeerNotFound
+import copy
+
+from fastkv.raft.config import ConfigError, StepLocalMessage, StepPeerNotFound
 from fastkv.raft.raft import LEADER, STATE_NAMES, Raft
 
 
@@ -97,7 +99,7 @@ class RawNode:
         fresh = storage.last_index() == 0 and hs.is_empty()
         if cfg.peers or cfg.learners:
             if not fresh:
-                raise StepLocalMessage("cannot bootstrap peers over a non-empty storage")
+                raise ConfigError("cannot bootstrap peers over a non-empty storage")
             r.become_follower(1, 0)
             ents = []
             members = [(p, pb.CONF_CHANGE_ADD_NODE) for p in cfg.peers or ()]
@@ -182,7 +184,7 @@ class RawNode:
     def has_ready(self) -> bool:
         r = self.raft
         log = r.raft_log
-        if r.msgs or log.unstable.entries or r.read_states:
+        if r.msgs or r.bcast_pending or log.unstable.entries or r.read_states:
             return True
         if log.unstable.snapshot is not None or log.has_next_ents():
             return True
@@ -194,6 +196,7 @@ class RawNode:
     def ready(self) -> Ready:
         """Collect the current batch. Pass it back to advance() once handled (see Ready)."""
         r = self.raft
+        r.flush_bcast()
         log = r.raft_log
         rd = Ready()
         rd.entries = log.unstable_entries()
@@ -231,7 +234,8 @@ class RawNode:
         s = Status()
         s.id, s.term, s.vote, s.lead, s.raft_state = r.id, r.term, r.vote, r.lead, r.state
         s.commit, s.applied = r.raft_log.committed, r.raft_log.applied
-        s.progress = dict(r.prs.progress) if r.state == LEADER else {}
+        # Copies: the caller may keep or inspect them without touching the leader's state.
+        s.progress = {k: copy.copy(v) for k, v in r.prs.progress.items()} if r.state == LEADER else {}
         s.lead_transferee = r.lead_transferee
         s.voters, s.learners = sorted(r.prs.voters), sorted(r.prs.learners)
         return s
