@@ -46,7 +46,7 @@ COLUMN_FORMAT = {
     "errors_total": ("errors", "{:,}"), "client_cpu_cores": ("generator cores", "{:.2f}"),
     "server_cpu_cores": ("server cores", "{:.2f}"), "generator_ceiling_rps": ("generator ceiling ops/s", "{:,.0f}"),
     "client_cpu_us_per_req": ("generator us/op", "{:.0f}"), "put_p99_ms": ("put p99 ms", "{:.2f}"),
-    "loadavg_1m_before": ("machine load before", "{:.2f}"),
+    "loadavg_1m_before": ("machine load before", "{:.2f}"), "server_cpu_us_per_op": ("server us/op", "{:.0f}"),
     "aio_rps": ("aio puts/s", "{:,.0f}"), "sync_future_rps": ("sync-future puts/s", "{:,.0f}"),
     "ratio": ("ratio", "{:.2f}"), "ratio_min": ("ratio min", "{:.2f}"), "ratio_max": ("ratio max", "{:.2f}"),
     "aio_cpu_us_per_put": ("aio us CPU/put", "{:.0f}"), "sync_future_cpu_us_per_put": ("future us CPU/put", "{:.0f}"),
@@ -124,15 +124,17 @@ def render_runs(section: dict, results: list) -> list[str]:
             out.append("```")
         else:
             a, b = r["servers"]
-            out.append(f"| workload | {a} ops/s | {b} ops/s | {b}/{a} | spread | {a} p99 ms | {b} p99 ms | "
-                       f"{b}/{a} p99 | spread |")
-            out.append("|---|---|---|---|---|---|---|---|---|")
+            out.append(f"| workload | {a} ops/s | {b} ops/s | {b}/{a} (spread) | {a} p99 ms | {b} p99 ms | "
+                       f"{b}/{a} (spread) | {a} server us/op | {b} server us/op | {b}/{a} (spread) |")
+            out.append("|---|---|---|---|---|---|---|---|---|---|")
             for w, s in r["workloads"].items():
-                out.append(
-                    f"| {w} | {s[a]['rps_median']:,.0f} | {s[b]['rps_median']:,.0f} | {s['ratio_rps']:.2f} | "
-                    f"{s['ratio_rps_min']:.2f}..{s['ratio_rps_max']:.2f} | {s[a]['p99_ms_median']:.2f} | "
-                    f"{s[b]['p99_ms_median']:.2f} | {s['ratio_p99_ms']:.2f} | "
-                    f"{s['ratio_p99_ms_min']:.2f}..{s['ratio_p99_ms_max']:.2f} |")
+                cells = []
+                for metric, spec in (("rps", "{:,.0f}"), ("p99_ms", "{:.2f}"), ("server_cpu_us_per_op", "{:.0f}")):
+                    ratio = s.get(f"ratio_{metric}")
+                    spread = (f"{ratio:.2f} ({s[f'ratio_{metric}_min']:.2f}..{s[f'ratio_{metric}_max']:.2f})"
+                              if ratio is not None else "n/a")
+                    cells += [spec.format(s[a][f"{metric}_median"]), spec.format(s[b][f"{metric}_median"]), spread]
+                out.append(f"| {w} | " + " | ".join(cells) + " |")
         out.append("")
     out.append("Commands (each also takes `--json`):")
     out.append("")

@@ -35,6 +35,7 @@ def test_etcd_vs_etcd_ratio_is_about_one(bench, tmp_path):
             assert all(c > 0 for c in s["runs"][name]["server_cpu_cores"])  # server CPU was measured
         assert s["ratio_rps_min"] <= s["ratio_rps"] <= s["ratio_rps_max"]
         assert 0.33 < s["ratio_rps"] < 3.0, (w, s["ratio_rps"])
+        assert 0.33 < s["ratio_server_cpu_us_per_op"] < 3.0, (w, s["ratio_server_cpu_us_per_op"])
     assert "ratio" in proc.stdout and "spread" in proc.stdout
     assert png.read_bytes()[:4] == b"\x89PNG"
 

@@ -160,6 +160,8 @@ def run(p: dict, *, progress=None, server_pids=(), start_timeout: float = 60.0) 
     if server_cpu0 is not None and server_cpu1 is not None:
         r["server_cpu_s"] = server_cpu1 - server_cpu0
         r["server_cpu_cores"] = r["server_cpu_s"] / r["elapsed_s"] if r["elapsed_s"] else 0.0
+        # CPU per operation is the server-efficiency figure least disturbed by a busy machine.
+        r["server_cpu_us_per_op"] = 1e6 * r["server_cpu_s"] / r["ok"] if r["ok"] else None
     return r
 
 

@@ -72,7 +72,7 @@ def summarize(per_server: dict, names: tuple[str, str]) -> dict:
     """Paired per-round ratios (B / A) of rps and latency, median and spread."""
     a, b = (per_server[n] for n in names)
     out = {}
-    for metric in ("rps", "p50_ms", "p99_ms"):
+    for metric in ("rps", "p50_ms", "p99_ms", "server_cpu_us_per_op"):
         ratios = [y / x for x, y in zip(a[metric], b[metric]) if x > 0]
         out[f"ratio_{metric}"] = statistics.median(ratios) if ratios else None
         out[f"ratio_{metric}_min"] = min(ratios) if ratios else None
@@ -109,7 +109,8 @@ def run_cli(args) -> int:
             return 2
         for name, s in servers.items():
             print(f"{name:<8} pid {s.pid} at {s.endpoint}: {' '.join(s.argv)}")
-        runs = {w: {n: {"rps": [], "p50_ms": [], "p99_ms": [], "errors": 0, "server_cpu_cores": []}
+        runs = {w: {n: {"rps": [], "p50_ms": [], "p99_ms": [], "server_cpu_us_per_op": [], "errors": 0,
+                        "server_cpu_cores": []}
                     for n in names} for w in workloads}
         for rnd in range(args.rounds):
             order = names if rnd % 2 == 0 else names[::-1]
@@ -122,6 +123,7 @@ def run_cli(args) -> int:
                     slot["p99_ms"].append(r["p99_ms"])
                     slot["errors"] += r["errors_total"]
                     slot["server_cpu_cores"].append(r.get("server_cpu_cores") or 0.0)
+                    slot["server_cpu_us_per_op"].append(r.get("server_cpu_us_per_op") or 0.0)
                     unit = r.get("unit", "req")
                     print(f"  round {rnd + 1}/{args.rounds} {w:<16} {n:<8} {r['rps']:>10,.0f} {unit}/s  "
                           f"p50 {r['p50_ms']:7.3f} ms  p99 {r['p99_ms']:7.3f} ms  errors {r['errors_total']}",
@@ -148,19 +150,22 @@ def run_cli(args) -> int:
 
 def render_table(result: dict) -> list[str]:
     a, b = result["servers"]
-    head = (f"{'workload':<16} {a + ' rps':>12} {b + ' rps':>12} {'ratio':>7} {'spread':>13}   "
-            f"{a + ' p99':>10} {b + ' p99':>10} {'ratio':>7} {'spread':>13}")
+    head = (f"{'workload':<16} {a + ' rps':>12} {b + ' rps':>12} {'ratio':>6} {'spread':>11}  "
+            f"{a + ' p99':>9} {b + ' p99':>9} {'ratio':>6} {'spread':>11}  "
+            f"{a + ' us/op':>9} {b + ' us/op':>9} {'ratio':>6} {'spread':>11}")
     lines = ["", f"{b} / {a}, median of {result['rounds']} paired round(s); spread = min..max of the "
-                 "per-round ratios (rps: higher is better for " + b + "; p99 ms: lower is better)", head,
-             "-" * len(head)]
+                 f"per-round ratios. rps: higher is better for {b}; p99 (ms) and us/op (server CPU "
+                 "microseconds per operation, the figure least disturbed by a busy machine): lower is better.",
+             head, "-" * len(head)]
     for w, s in result["workloads"].items():
         def fmt(x, spec):
             return format(x, spec) if x is not None else "n/a"
-        lines.append(
-            f"{w:<16} {s[a]['rps_median']:>12,.0f} {s[b]['rps_median']:>12,.0f} {fmt(s['ratio_rps'], '>7.2f')} "
-            f"{fmt(s['ratio_rps_min'], '.2f') + '..' + fmt(s['ratio_rps_max'], '.2f'):>13}   "
-            f"{s[a]['p99_ms_median']:>10.2f} {s[b]['p99_ms_median']:>10.2f} {fmt(s['ratio_p99_ms'], '>7.2f')} "
-            f"{fmt(s['ratio_p99_ms_min'], '.2f') + '..' + fmt(s['ratio_p99_ms_max'], '.2f'):>13}")
+        def block(metric, spec):
+            return (f"{format(s[a][metric + '_median'], spec)} {format(s[b][metric + '_median'], spec)} "
+                    f"{fmt(s['ratio_' + metric], '>6.2f')} "
+                    f"{fmt(s['ratio_' + metric + '_min'], '.2f') + '..' + fmt(s['ratio_' + metric + '_max'], '.2f'):>11}")
+        lines.append(f"{w:<16} {block('rps', '>12,.0f')}  {block('p99_ms', '>9.2f')}  "
+                     f"{block('server_cpu_us_per_op', '>9.0f')}")
         errs = {n: s["runs"][n]["errors"] for n in (a, b) if s["runs"][n]["errors"]}
         if errs:
             lines.append(f"{'':<16} errors: {errs}")
