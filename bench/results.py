@@ -48,8 +48,10 @@ COLUMN_FORMAT = {
     "client_cpu_us_per_req": ("generator us/op", "{:.0f}"), "put_p99_ms": ("put p99 ms", "{:.2f}"),
     "loadavg_1m_before": ("machine load before", "{:.2f}"), "server_cpu_us_per_op": ("server us/op", "{:.0f}"),
     "aio_rps": ("aio puts/s", "{:,.0f}"), "sync_future_rps": ("sync-future puts/s", "{:,.0f}"),
-    "ratio": ("ratio", "{:.2f}"), "ratio_min": ("ratio min", "{:.2f}"), "ratio_max": ("ratio max", "{:.2f}"),
+    "ratio": ("future/aio", "{:.2f}"), "ratio_min": ("ratio min", "{:.2f}"), "ratio_max": ("ratio max", "{:.2f}"),
     "aio_cpu_us_per_put": ("aio us CPU/put", "{:.0f}"), "sync_future_cpu_us_per_put": ("future us CPU/put", "{:.0f}"),
+    "aio_uvloop_rps": ("aio+uvloop puts/s", "{:,.0f}"), "aio_uvloop_cpu_us_per_put": ("aio+uvloop us CPU/put", "{:.0f}"),
+    "uvloop_ratio": ("uvloop/aio", "{:.2f}"),
 }
 
 
