@@ -34,6 +34,8 @@ def add_parser(subparsers):
     p.add_argument("--fastkv-cmd", default=FASTKV_CMD, help="command template of fastkv (default: %(default)s)")
     p.add_argument("--fastkv-name", default="fastkv", help="label of the --fastkv-cmd server in the output")
     p.add_argument("--work-dir", help="where the data dirs and server logs go (default: a temporary dir, removed)")
+    p.add_argument("--ready-timeout", type=float, default=30.0,
+                   help="seconds a server may take to answer its first Range (default: %(default)s)")
     g = p.add_argument_group("load (same meaning as in `fastkv bench put --help`)")
     g.add_argument("--clients", type=int, default=64)
     g.add_argument("--conns", type=int, default=2)
@@ -99,9 +101,9 @@ def run_cli(args) -> int:
     names = ("etcd", args.fastkv_name if args.fastkv_name != "etcd" else "etcd-b")
     servers: dict[str, Server] = {}
     try:
-        servers[names[0]] = Server(names[0], args.etcd_cmd, args.work_dir).start()
+        servers[names[0]] = Server(names[0], args.etcd_cmd, args.work_dir, args.ready_timeout).start()
         try:
-            servers[names[1]] = Server(names[1], args.fastkv_cmd, args.work_dir).start()
+            servers[names[1]] = Server(names[1], args.fastkv_cmd, args.work_dir, args.ready_timeout).start()
         except ServerUnavailable as exc:
             print(f"fastkv bench compare: {names[1]} is not available, nothing to compare against.\n  {exc}\n"
                   f"  (`fastkv serve` arrives with the server; until then point --fastkv-cmd at another "
