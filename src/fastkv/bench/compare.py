@@ -112,7 +112,7 @@ def run_cli(args) -> int:
         for name, s in servers.items():
             print(f"{name:<8} pid {s.pid} at {s.endpoint}: {' '.join(s.argv)}")
         runs = {w: {n: {"rps": [], "p50_ms": [], "p99_ms": [], "server_cpu_us_per_op": [], "errors": 0,
-                        "server_cpu_cores": []}
+                        "server_cpu_cores": [], "client_cpu_cores": []}
                     for n in names} for w in workloads}
         for rnd in range(args.rounds):
             order = names if rnd % 2 == 0 else names[::-1]
@@ -126,9 +126,11 @@ def run_cli(args) -> int:
                     slot["errors"] += r["errors_total"]
                     slot["server_cpu_cores"].append(r.get("server_cpu_cores") or 0.0)
                     slot["server_cpu_us_per_op"].append(r.get("server_cpu_us_per_op") or 0.0)
+                    slot["client_cpu_cores"].append(r["client_cpu_cores"])
                     unit = r.get("unit", "req")
                     print(f"  round {rnd + 1}/{args.rounds} {w:<16} {n:<8} {r['rps']:>10,.0f} {unit}/s  "
-                          f"p50 {r['p50_ms']:7.3f} ms  p99 {r['p99_ms']:7.3f} ms  errors {r['errors_total']}",
+                          f"p50 {r['p50_ms']:7.3f} ms  p99 {r['p99_ms']:7.3f} ms  errors {r['errors_total']}  "
+                          f"CPU server {r.get('server_cpu_cores') or 0:.2f} / generator {r['client_cpu_cores']:.2f} cores",
                           flush=True)
     except (ServerUnavailable, _loadgen.LoadgenError) as exc:
         print(f"fastkv bench compare: {exc}", file=sys.stderr)
