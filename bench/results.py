@@ -102,13 +102,18 @@ def fmt(key: str, value) -> str:
 def render_runs(section: dict, results: list) -> list[str]:
     out = []
     plain = [(run, r, err) for run, r, err in results if run["argv"][0] != "compare"]
-    if plain:
-        cols = []
-        for run, _, _ in plain:
-            cols += [c for c in run.get("columns", ["rps", "p50_ms", "p99_ms"]) if c not in cols]
+    # consecutive runs with the same columns share one table
+    groups: list[tuple[tuple, list]] = []
+    for item in plain:
+        cols = tuple(item[0].get("columns", ["rps", "p50_ms", "p99_ms"]))
+        if groups and groups[-1][0] == cols:
+            groups[-1][1].append(item)
+        else:
+            groups.append((cols, [item]))
+    for cols, items in groups:
         out.append("| run | " + " | ".join(COLUMN_FORMAT.get(c, (c,))[0] for c in cols) + " |")
         out.append("|---|" + "---|" * len(cols))
-        for run, r, err in plain:
+        for run, r, err in items:
             cells = [fmt(c, r.get(c)) if r else "" for c in cols]
             label = run["label"] + ("" if r else f" — **failed**: {err.splitlines()[-1][:200]}")
             out.append(f"| {label} | " + " | ".join(cells) + " |")
