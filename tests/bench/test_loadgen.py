@@ -145,3 +145,10 @@ def test_client_paths_measures_both(bench, etcd_endpoint):
     assert r["ratio_min"] <= r["ratio"] <= r["ratio_max"]
     with EtcdClient(etcd_endpoint) as c:
         assert c.status().header.revision == 1 + 3 * 2 * 400  # every put of every path reached etcd
+
+
+def test_null_server_answers_everything(bench):
+    for wl in ("put", "lease-keepalive"):
+        r = bench.json(wl, "--null-server", "--total", "300", "--clients", "8")
+        assert_consistent(r, 300)
+        assert r["null_server"] and r["server_cpu_us_per_op"] > 0

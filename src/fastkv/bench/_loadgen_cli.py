@@ -62,6 +62,11 @@ def add_parser(subparsers, workload: str, help_text: str, description: str):
                         "per request, see `fastkv bench client-paths`)")
     g.add_argument("--server-pid", type=int, action="append", default=[], metavar="PID",
                    help="also report the CPU time of this (local) server process over the run; repeatable")
+    if workload != "watch":
+        g.add_argument("--null-server", action="store_true",
+                       help="ignore --endpoints: run against a local Python gRPC server that answers every "
+                            "call at once and does nothing (the floor cost of a grpcio server in Python; "
+                            "see fastkv/bench/_nullserver.py for what this does and does not measure)")
     g = p.add_argument_group("load")
     if workload != "watch":
         g.add_argument("--clients", type=int, default=d["clients"],
@@ -118,13 +123,25 @@ def run_cli(args, workload: str) -> int:
     from fastkv.bench import _loadgen, _loadgen_report
 
     p = params_from_args(args, workload)
+    null = None
     try:
         _loadgen.validate(p)
         expected = p["watchers"] * p["puts"] if workload == "watch" else p["total"]
-        result = _loadgen.run(p, progress=ProgressBar(workload, expected), server_pids=args.server_pid)
+        server_pids = list(args.server_pid)
+        if getattr(args, "null_server", False):
+            from fastkv.bench._nullserver import NullServer
+
+            null = NullServer().__enter__()
+            p["endpoints"], server_pids = [null.endpoint], [null.pid]
+        result = _loadgen.run(p, progress=ProgressBar(workload, expected), server_pids=server_pids)
     except (ValueError, _loadgen.LoadgenError) as exc:
         print(f"fastkv bench {workload}: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if null is not None:
+            null.__exit__(None, None, None)
+    if null is not None:
+        result["null_server"] = True
     result["machine"] = machine_info()
     for line in _loadgen_report.render_text(result):
         print(line)
