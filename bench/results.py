@@ -202,7 +202,7 @@ def main(argv=None) -> int:
                     print(f"   -> failed: {err.splitlines()[-1] if err else ''}", flush=True)
                 results.append((run, r, err))
                 if run.get("headline"):
-                    headline.append((run, r))
+                    headline.append((run, r, err))
         finally:
             if server is not None:
                 server.cleanup()
@@ -222,18 +222,22 @@ def update_readme(headline, m) -> None:
         print("README.md has no headline markers; not updated")
         return
     rows = ["| benchmark | ops/s | p50 ms | p99 ms |", "|---|---|---|---|"]
-    for run, r in headline:
+    loads = []
+    for run, r, err in headline:
         if r is None:
-            rows.append(f"| {run['label']} | failed | | |")
+            reason = "fastkv serve is not available yet" if "not available" in err else "failed"
+            rows.append(f"| {run['label']} | {reason} (see RESULTS.md) | | |")
         elif "workloads" in r:
             a, b = r["servers"]
             for w, s in r["workloads"].items():
                 rows.append(f"| {run['label']}: {w} ({b}/{a}) | x{s['ratio_rps']:.2f} | | x{s['ratio_p99_ms']:.2f} |")
         else:
+            loads.append(r.get("loadavg_1m_before", 0.0))
             rows.append(f"| {run['label']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |")
-    block = "\n".join([README_START, "", f"Measured {m['date']} on {m['cpus']} CPUs ({m['cpu']}); "
-                       "details, commands and charts in [bench/RESULTS.md](bench/RESULTS.md).", "", *rows, "",
-                       README_END])
+    load = f", machine load ~{sum(loads) / len(loads):.1f} from other jobs" if loads else ""
+    block = "\n".join([README_START, "", f"Measured {m['date']} on {m['cpus']} CPUs ({m['cpu']}{load}) against "
+                       "real etcd 3.4; details, commands and charts in [bench/RESULTS.md](bench/RESULTS.md).", "",
+                       *rows, "", README_END])
     start, end = text.index(README_START), text.index(README_END) + len(README_END)
     readme.write_text(text[:start] + block + text[end:])
     print("updated README.md headline table")
