@@ -105,8 +105,13 @@ def test_open_loop_holds_the_rate(bench, etcd_endpoint):
     # the last request is scheduled at 1.499 s: the run cannot be shorter; wide margin above for noise
     assert 1.45 < r["elapsed_s"] < 4.0
     assert 400 < r["rps"] <= 1040
-    busy = r["timeline"]["rps"][2:-3]
-    assert busy and max(busy) < 2000  # no burst far above the requested rate
+    # the open loop never runs ahead of its schedule: by the end of each 100 ms bucket at most
+    # rate * elapsed requests can have completed (one bucket of slack for the workers' start offsets);
+    # a stall followed by a catch-up burst is allowed, which is why this is cumulative.
+    done, step = 0, r["timeline"]["interval_s"]
+    for k, per_s in enumerate(r["timeline"]["rps"]):
+        done += per_s * step
+        assert done <= 1000 * (k + 2) * step + 1, (k, done)
 
 
 @pytest.mark.etcd
