@@ -46,10 +46,12 @@ COLUMN_FORMAT = {
     "errors_total": ("errors", "{:,}"), "client_cpu_cores": ("generator cores", "{:.2f}"),
     "server_cpu_cores": ("server cores", "{:.2f}"), "generator_ceiling_rps": ("generator ceiling ops/s", "{:,.0f}"),
     "client_cpu_us_per_req": ("generator us/op", "{:.0f}"), "put_p99_ms": ("put p99 ms", "{:.2f}"),
-    "loadavg_1m_before": ("machine load before", "{:.2f}"),
+    "loadavg_1m_before": ("machine load before", "{:.2f}"), "server_cpu_us_per_op": ("server us/op", "{:.0f}"),
     "aio_rps": ("aio puts/s", "{:,.0f}"), "sync_future_rps": ("sync-future puts/s", "{:,.0f}"),
-    "ratio": ("ratio", "{:.2f}"), "ratio_min": ("ratio min", "{:.2f}"), "ratio_max": ("ratio max", "{:.2f}"),
+    "ratio": ("future/aio", "{:.2f}"), "ratio_min": ("ratio min", "{:.2f}"), "ratio_max": ("ratio max", "{:.2f}"),
     "aio_cpu_us_per_put": ("aio us CPU/put", "{:.0f}"), "sync_future_cpu_us_per_put": ("future us CPU/put", "{:.0f}"),
+    "aio_uvloop_rps": ("aio+uvloop puts/s", "{:,.0f}"), "aio_uvloop_cpu_us_per_put": ("aio+uvloop us CPU/put", "{:.0f}"),
+    "uvloop_ratio": ("uvloop/aio", "{:.2f}"),
 }
 
 
@@ -100,13 +102,18 @@ def fmt(key: str, value) -> str:
 def render_runs(section: dict, results: list) -> list[str]:
     out = []
     plain = [(run, r, err) for run, r, err in results if run["argv"][0] != "compare"]
-    if plain:
-        cols = []
-        for run, _, _ in plain:
-            cols += [c for c in run.get("columns", ["rps", "p50_ms", "p99_ms"]) if c not in cols]
+    # consecutive runs with the same columns share one table
+    groups: list[tuple[tuple, list]] = []
+    for item in plain:
+        cols = tuple(item[0].get("columns", ["rps", "p50_ms", "p99_ms"]))
+        if groups and groups[-1][0] == cols:
+            groups[-1][1].append(item)
+        else:
+            groups.append((cols, [item]))
+    for cols, items in groups:
         out.append("| run | " + " | ".join(COLUMN_FORMAT.get(c, (c,))[0] for c in cols) + " |")
         out.append("|---|" + "---|" * len(cols))
-        for run, r, err in plain:
+        for run, r, err in items:
             cells = [fmt(c, r.get(c)) if r else "" for c in cols]
             label = run["label"] + ("" if r else f" — **failed**: {err.splitlines()[-1][:200]}")
             out.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -124,15 +131,17 @@ def render_runs(section: dict, results: list) -> list[str]:
             out.append("```")
         else:
             a, b = r["servers"]
-            out.append(f"| workload | {a} ops/s | {b} ops/s | {b}/{a} | spread | {a} p99 ms | {b} p99 ms | "
-                       f"{b}/{a} p99 | spread |")
-            out.append("|---|---|---|---|---|---|---|---|---|")
+            out.append(f"| workload | {a} ops/s | {b} ops/s | {b}/{a} (spread) | {a} p99 ms | {b} p99 ms | "
+                       f"{b}/{a} (spread) | {a} server us/op | {b} server us/op | {b}/{a} (spread) |")
+            out.append("|---|---|---|---|---|---|---|---|---|---|")
             for w, s in r["workloads"].items():
-                out.append(
-                    f"| {w} | {s[a]['rps_median']:,.0f} | {s[b]['rps_median']:,.0f} | {s['ratio_rps']:.2f} | "
-                    f"{s['ratio_rps_min']:.2f}..{s['ratio_rps_max']:.2f} | {s[a]['p99_ms_median']:.2f} | "
-                    f"{s[b]['p99_ms_median']:.2f} | {s['ratio_p99_ms']:.2f} | "
-                    f"{s['ratio_p99_ms_min']:.2f}..{s['ratio_p99_ms_max']:.2f} |")
+                cells = []
+                for metric, spec in (("rps", "{:,.0f}"), ("p99_ms", "{:.2f}"), ("server_cpu_us_per_op", "{:.0f}")):
+                    ratio = s.get(f"ratio_{metric}")
+                    spread = (f"{ratio:.2f} ({s[f'ratio_{metric}_min']:.2f}..{s[f'ratio_{metric}_max']:.2f})"
+                              if ratio is not None else "n/a")
+                    cells += [spec.format(s[a][f"{metric}_median"]), spec.format(s[b][f"{metric}_median"]), spread]
+                out.append(f"| {w} | " + " | ".join(cells) + " |")
         out.append("")
     out.append("Commands (each also takes `--json`):")
     out.append("")
@@ -193,7 +202,7 @@ def main(argv=None) -> int:
                     print(f"   -> failed: {err.splitlines()[-1] if err else ''}", flush=True)
                 results.append((run, r, err))
                 if run.get("headline"):
-                    headline.append((run, r))
+                    headline.append((run, r, err))
         finally:
             if server is not None:
                 server.cleanup()
@@ -213,18 +222,22 @@ def update_readme(headline, m) -> None:
         print("README.md has no headline markers; not updated")
         return
     rows = ["| benchmark | ops/s | p50 ms | p99 ms |", "|---|---|---|---|"]
-    for run, r in headline:
+    loads = []
+    for run, r, err in headline:
         if r is None:
-            rows.append(f"| {run['label']} | failed | | |")
+            reason = "fastkv serve is not available yet" if "not available" in err else "failed"
+            rows.append(f"| {run['label']} | {reason} (see RESULTS.md) | | |")
         elif "workloads" in r:
             a, b = r["servers"]
             for w, s in r["workloads"].items():
                 rows.append(f"| {run['label']}: {w} ({b}/{a}) | x{s['ratio_rps']:.2f} | | x{s['ratio_p99_ms']:.2f} |")
         else:
+            loads.append(r.get("loadavg_1m_before", 0.0))
             rows.append(f"| {run['label']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |")
-    block = "\n".join([README_START, "", f"Measured {m['date']} on {m['cpus']} CPUs ({m['cpu']}); "
-                       "details, commands and charts in [bench/RESULTS.md](bench/RESULTS.md).", "", *rows, "",
-                       README_END])
+    load = f", machine load ~{sum(loads) / len(loads):.1f} from other jobs" if loads else ""
+    block = "\n".join([README_START, "", f"Measured {m['date']} on {m['cpus']} CPUs ({m['cpu']}{load}) against "
+                       "real etcd 3.4; details, commands and charts in [bench/RESULTS.md](bench/RESULTS.md).", "",
+                       *rows, "", README_END])
     start, end = text.index(README_START), text.index(README_END) + len(README_END)
     readme.write_text(text[:start] + block + text[end:])
     print("updated README.md headline table")

@@ -23,18 +23,19 @@ def _need_etcd():
 
 def test_etcd_vs_etcd_ratio_is_about_one(bench, tmp_path):
     png = tmp_path / "cmp.png"
-    proc = bench("compare", "--fastkv-cmd", ETCD_CMD, "--fastkv-name", "etcd-b", "--rounds", "2",
-                 "--workloads", "put,lease-keepalive", "--total", "1500", "--clients", "16",
+    proc = bench("compare", "--fastkv-cmd", ETCD_CMD, "--fastkv-name", "etcd-b", "--rounds", "3",
+                 "--workloads", "put,lease-keepalive", "--total", "2500", "--clients", "16",
                  "--work-dir", str(tmp_path), "--plot", str(png), "--json")
     r = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert r["servers"] == ["etcd", "etcd-b"] and r["rounds"] == 2
+    assert r["servers"] == ["etcd", "etcd-b"] and r["rounds"] == 3
     assert set(r["workloads"]) == {"put", "lease-keepalive"}
     for w, s in r["workloads"].items():
         for name in ("etcd", "etcd-b"):
-            assert len(s["runs"][name]["rps"]) == 2 and s["runs"][name]["errors"] == 0
+            assert len(s["runs"][name]["rps"]) == 3 and s["runs"][name]["errors"] == 0
             assert all(c > 0 for c in s["runs"][name]["server_cpu_cores"])  # server CPU was measured
         assert s["ratio_rps_min"] <= s["ratio_rps"] <= s["ratio_rps_max"]
         assert 0.33 < s["ratio_rps"] < 3.0, (w, s["ratio_rps"])
+        assert 0.33 < s["ratio_server_cpu_us_per_op"] < 3.0, (w, s["ratio_server_cpu_us_per_op"])
     assert "ratio" in proc.stdout and "spread" in proc.stdout
     assert png.read_bytes()[:4] == b"\x89PNG"
 

@@ -105,8 +105,13 @@ def test_open_loop_holds_the_rate(bench, etcd_endpoint):
     # the last request is scheduled at 1.499 s: the run cannot be shorter; wide margin above for noise
     assert 1.45 < r["elapsed_s"] < 4.0
     assert 400 < r["rps"] <= 1040
-    busy = r["timeline"]["rps"][2:-3]
-    assert busy and max(busy) < 2000  # no burst far above the requested rate
+    # the open loop never runs ahead of its schedule: by the end of each 100 ms bucket at most
+    # rate * elapsed requests can have completed (one bucket of slack for the workers' start offsets);
+    # a stall followed by a catch-up burst is allowed, which is why this is cumulative.
+    done, step = 0, r["timeline"]["interval_s"]
+    for k, per_s in enumerate(r["timeline"]["rps"]):
+        done += per_s * step
+        assert done <= 1000 * (k + 2) * step + 1, (k, done)
 
 
 @pytest.mark.etcd
@@ -140,8 +145,15 @@ def test_watch_delivers_every_event(bench, etcd_endpoint):
 def test_client_paths_measures_both(bench, etcd_endpoint):
     r = bench.json("client-paths", "--endpoints", etcd_endpoint, "--total", "400", "--rounds", "2",
                    "--clients", "8")
-    for path in ("aio", "sync-future"):
+    for path in ("aio", "aio-uvloop", "sync-future"):
         assert len(r["paths"][path]["rps"]) == 2 and min(r["paths"][path]["rps"]) > 0
     assert r["ratio_min"] <= r["ratio"] <= r["ratio_max"]
     with EtcdClient(etcd_endpoint) as c:
-        assert c.status().header.revision == 1 + 4 * 400  # every put of every path reached etcd
+        assert c.status().header.revision == 1 + 3 * 2 * 400  # every put of every path reached etcd
+
+
+def test_null_server_answers_everything(bench):
+    for wl in ("put", "lease-keepalive"):
+        r = bench.json(wl, "--null-server", "--total", "300", "--clients", "8")
+        assert_consistent(r, 300)
+        assert r["null_server"] and r["server_cpu_us_per_op"] > 0

@@ -108,6 +108,13 @@ def test_lease_grant_keepalive_revoke(client):
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     st = client.status()
     assert st.version.startswith("3.") and st.leader == st.header.member_id
+    members = client.member_list().members
+    assert [m.ID for m in members] == [st.header.member_id] and members[0].name == "default"
+    from fastkv.api.etcdpb import rpc_pb2
+    assert list(client.auth.RoleList(rpc_pb2.AuthRoleListRequest()).roles) == []
+    with pytest.raises(grpc.RpcError) as err:  # AuthStatus is etcd 3.5+; 3.4 does not know it
+        client.auth.AuthStatus(rpc_pb2.AuthStatusRequest())
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
 def test_async_client_roundtrip(etcd_endpoint):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from fastkv.bench._common import Progress, add_json_flag, emit, machine_info
 
@@ -14,6 +15,32 @@ drive alone on every core: if that ceiling is close to the measured rate, the ge
 server, is the limit. With --json the last stdout line is one JSON object (rps, p50_ms, p99_ms,
 errors, ...). A progress bar is shown on stderr when it is a terminal.
 Works against any etcd v3 endpoint (real etcd or `fastkv serve`)."""
+
+
+class ProgressBar(Progress):
+    """fastkv.bench._common.Progress drawn as a bar with the live rate (still only on a terminal)."""
+
+    WIDTH = 30
+
+    def __init__(self, label: str, total: int):
+        super().__init__(label, total)
+        self._t0 = None  # set on the first update: the engine calls it only once the run has started
+
+    def update(self, done: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if self._t0 is None:
+            self._t0 = now
+        if now - self._last < 0.1 and done < self.total:
+            return
+        self._last = now
+        frac = min(1.0, done / self.total)
+        fill = int(self.WIDTH * frac)
+        rate = done / (now - self._t0) if now > self._t0 else 0.0
+        sys.stderr.write(f"\r{self.label} [{'#' * fill}{'.' * (self.WIDTH - fill)}] {100 * frac:5.1f}% "
+                         f"{done:,}/{self.total:,}  {rate:,.0f}/s ")
+        sys.stderr.flush()
 
 
 def add_parser(subparsers, workload: str, help_text: str, description: str):
@@ -30,8 +57,16 @@ def add_parser(subparsers, workload: str, help_text: str, description: str):
     g.add_argument("--procs", type=int, default=d["procs"],
                    help="generator processes (default: 0 = one per CPU, at most 4)")
     g.add_argument("--timeout", type=float, default=d["timeout"], help="per-request deadline in s (default: %(default)s)")
+    g.add_argument("--loop", choices=("uvloop", "asyncio"), default=d["loop"],
+                   help="event loop of the generator processes (default: %(default)s; uvloop costs less CPU "
+                        "per request, see `fastkv bench client-paths`)")
     g.add_argument("--server-pid", type=int, action="append", default=[], metavar="PID",
                    help="also report the CPU time of this (local) server process over the run; repeatable")
+    if workload != "watch":
+        g.add_argument("--null-server", action="store_true",
+                       help="ignore --endpoints: run against a local Python gRPC server that answers every "
+                            "call at once and does nothing (the floor cost of a grpcio server in Python; "
+                            "see fastkv/bench/_nullserver.py for what this does and does not measure)")
     g = p.add_argument_group("load")
     if workload != "watch":
         g.add_argument("--clients", type=int, default=d["clients"],
@@ -88,13 +123,25 @@ def run_cli(args, workload: str) -> int:
     from fastkv.bench import _loadgen, _loadgen_report
 
     p = params_from_args(args, workload)
+    null = None
     try:
         _loadgen.validate(p)
         expected = p["watchers"] * p["puts"] if workload == "watch" else p["total"]
-        result = _loadgen.run(p, progress=Progress(workload, expected), server_pids=args.server_pid)
+        server_pids = list(args.server_pid)
+        if getattr(args, "null_server", False):
+            from fastkv.bench._nullserver import NullServer
+
+            null = NullServer().__enter__()
+            p["endpoints"], server_pids = [null.endpoint], [null.pid]
+        result = _loadgen.run(p, progress=ProgressBar(workload, expected), server_pids=server_pids)
     except (ValueError, _loadgen.LoadgenError) as exc:
         print(f"fastkv bench {workload}: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if null is not None:
+            null.__exit__(None, None, None)
+    if null is not None:
+        result["null_server"] = True
     result["machine"] = machine_info()
     for line in _loadgen_report.render_text(result):
         print(line)

@@ -101,7 +101,9 @@ def render_text(r: dict) -> list[str]:
         f"({r['client_cpu_us_per_req']:.0f} us/request; alone on all cores it could drive "
         f"~{_fmt_int(r['generator_ceiling_rps'])} req/s)")
     if r.get("server_cpu_cores") is not None:
-        lines.append(f"  server CPU    {r['server_cpu_s']:.2f} s = {r['server_cpu_cores']:.2f} cores")
+        per_op = r.get("server_cpu_us_per_op")
+        lines.append(f"  server CPU    {r['server_cpu_s']:.2f} s = {r['server_cpu_cores']:.2f} cores"
+                     + (f" ({per_op:.0f} us/op)" if per_op is not None else ""))
     if "loadavg_1m_before" in r:
         lines.append(f"  machine load (1-min average) {r['loadavg_1m_before']:.2f} before, "
                      f"{r['loadavg_1m_after']:.2f} after the run, on {r['cpus']} CPUs")

@@ -198,7 +198,7 @@ async def _unary(p: dict, rec: _Recorder, channels, go) -> None:
     tickets = _Tickets(n, rate, rec.t0, p["clients"])
     mono = time.monotonic
 
-    async def client(c: int) -> None:
+    async def open_loop_client(c: int) -> None:
         call = calls[c % len(calls)]
         while True:
             i, start = await tickets.next()
@@ -211,6 +211,24 @@ async def _unary(p: dict, rec: _Recorder, channels, go) -> None:
             else:
                 rec.success(start, mono())
 
+    nxt = [0]
+
+    async def closed_loop_client(c: int) -> None:
+        # The hottest loop of the generator: no ticket round trip, locals only.
+        call, success = calls[c % len(calls)], rec.success
+        while nxt[0] < n:
+            i = nxt[0]
+            nxt[0] = i + 1
+            req = make(i)
+            start = mono()
+            try:
+                await call(req, timeout=timeout)
+            except Exception as exc:  # noqa: BLE001 - every failure is counted by its code
+                rec.failure(exc, mono())
+            else:
+                success(start, mono())
+
+    client = open_loop_client if rate else closed_loop_client
     pacer = asyncio.ensure_future(tickets.pace())
     await asyncio.gather(*(client(c) for c in range(p["clients"])))
     await pacer
@@ -383,7 +401,13 @@ async def _run(p: dict, queue, go_event, progress) -> None:
 
 def worker_main(p: dict, queue, go_event, progress) -> None:
     try:
-        asyncio.run(_run(p, queue, go_event, progress))
+        if p.get("loop", "uvloop") == "uvloop":
+            # measured with `fastkv bench client-paths`: ~10-15% less CPU per request than asyncio's loop
+            import uvloop
+
+            uvloop.run(_run(p, queue, go_event, progress))
+        else:
+            asyncio.run(_run(p, queue, go_event, progress))
     except BaseException as exc:  # report, then let the parent decide; never hang the run
         queue.put(("error", p["worker"], f"{type(exc).__name__}: {exc}"))
         raise SystemExit(1)

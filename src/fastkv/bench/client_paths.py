@@ -6,6 +6,7 @@ process against the same endpoint, in alternating rounds (A B, B A, ...); the fi
 puts/s and the process's CPU per request. Paths:
 
 - aio:         grpc.aio, one coroutine per client awaiting `multicallable(bytes)` (what the engine uses)
+- aio-uvloop:  the same on uvloop's event loop instead of asyncio's
 - sync-future: grpc sync channel, `multicallable.future(bytes)` with a done-callback that issues the
                next request, so the C core's completion threads drive the loop
 """
@@ -20,7 +21,7 @@ import time
 
 from fastkv.bench._common import add_json_flag, emit, machine_info
 
-PATHS = ("aio", "sync-future")
+PATHS = ("aio", "aio-uvloop", "sync-future")
 
 
 def add_parser(subparsers):
@@ -50,7 +51,7 @@ def _cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def _aio(target, reqs, clients, conns):
+def _aio(target, reqs, clients, conns, use_uvloop=False):
     import asyncio
 
     import grpc
@@ -77,6 +78,10 @@ def _aio(target, reqs, clients, conns):
             await ch.close()
         return out
 
+    if use_uvloop:
+        import uvloop
+
+        return uvloop.run(main())
     return asyncio.run(main())
 
 
@@ -126,8 +131,9 @@ def _sync_future(target, reqs, clients, conns):
 def _one(args):
     path, target, n, val_size, clients, conns = args
     reqs = _requests(n, val_size)
-    fn = _aio if path == "aio" else _sync_future
-    return fn(target, reqs, clients, conns)
+    if path == "sync-future":
+        return _sync_future(target, reqs, clients, conns)
+    return _aio(target, reqs, clients, conns, use_uvloop=path == "aio-uvloop")
 
 
 def run_cli(args) -> int:
@@ -137,7 +143,7 @@ def run_cli(args) -> int:
     ctx = multiprocessing.get_context("spawn")
     runs = {p: {"rps": [], "cpu_us_per_put": []} for p in PATHS}
     for rnd in range(args.rounds):
-        for path in (PATHS if rnd % 2 == 0 else PATHS[::-1]):
+        for path in (PATHS if rnd % 2 == 0 else PATHS[::-1]):  # alternate the order every round
             with ctx.Pool(1) as pool:
                 elapsed, cpu = pool.apply(_one, ((path, target, args.total, args.val_size, args.clients, args.conns),))
             runs[path]["rps"].append(args.total / elapsed)
@@ -145,6 +151,7 @@ def run_cli(args) -> int:
             print(f"  round {rnd + 1}/{args.rounds} {path:<12} {args.total / elapsed:>9,.0f} puts/s  "
                   f"{1e6 * cpu / args.total:6.1f} us CPU/put", flush=True)
     ratios = [f / a for a, f in zip(runs["aio"]["rps"], runs["sync-future"]["rps"])]
+    uv_ratios = [u / a for a, u in zip(runs["aio"]["rps"], runs["aio-uvloop"]["rps"])]
     result = {
         "paths": runs, "rounds": args.rounds, "clients": args.clients, "conns": args.conns,
         "aio_rps": statistics.median(runs["aio"]["rps"]),
@@ -152,11 +159,16 @@ def run_cli(args) -> int:
         "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
         "aio_cpu_us_per_put": statistics.median(runs["aio"]["cpu_us_per_put"]),
         "sync_future_cpu_us_per_put": statistics.median(runs["sync-future"]["cpu_us_per_put"]),
+        "aio_uvloop_rps": statistics.median(runs["aio-uvloop"]["rps"]),
+        "aio_uvloop_cpu_us_per_put": statistics.median(runs["aio-uvloop"]["cpu_us_per_put"]),
+        "uvloop_ratio": statistics.median(uv_ratios),
         "rps": statistics.median(runs["aio"]["rps"]), "machine": machine_info(),
     }
     print(f"one process, {args.clients} clients, {args.conns} conns: aio {result['aio_rps']:,.0f} puts/s "
           f"({result['aio_cpu_us_per_put']:.0f} us CPU/put), sync-future {result['sync_future_rps']:,.0f} puts/s "
           f"({result['sync_future_cpu_us_per_put']:.0f} us CPU/put); sync-future/aio = {result['ratio']:.2f} "
-          f"(spread {result['ratio_min']:.2f}..{result['ratio_max']:.2f})")
+          f"(spread {result['ratio_min']:.2f}..{result['ratio_max']:.2f}); aio-uvloop "
+          f"{result['aio_uvloop_rps']:,.0f} puts/s ({result['aio_uvloop_cpu_us_per_put']:.0f} us CPU/put), "
+          f"aio-uvloop/aio = {result['uvloop_ratio']:.2f}")
     emit(result, args.json)
     return 0

@@ -34,6 +34,8 @@ def add_parser(subparsers):
     p.add_argument("--fastkv-cmd", default=FASTKV_CMD, help="command template of fastkv (default: %(default)s)")
     p.add_argument("--fastkv-name", default="fastkv", help="label of the --fastkv-cmd server in the output")
     p.add_argument("--work-dir", help="where the data dirs and server logs go (default: a temporary dir, removed)")
+    p.add_argument("--ready-timeout", type=float, default=30.0,
+                   help="seconds a server may take to answer its first Range (default: %(default)s)")
     g = p.add_argument_group("load (same meaning as in `fastkv bench put --help`)")
     g.add_argument("--clients", type=int, default=64)
     g.add_argument("--conns", type=int, default=2)
@@ -72,7 +74,7 @@ def summarize(per_server: dict, names: tuple[str, str]) -> dict:
     """Paired per-round ratios (B / A) of rps and latency, median and spread."""
     a, b = (per_server[n] for n in names)
     out = {}
-    for metric in ("rps", "p50_ms", "p99_ms"):
+    for metric in ("rps", "p50_ms", "p99_ms", "server_cpu_us_per_op"):
         ratios = [y / x for x, y in zip(a[metric], b[metric]) if x > 0]
         out[f"ratio_{metric}"] = statistics.median(ratios) if ratios else None
         out[f"ratio_{metric}_min"] = min(ratios) if ratios else None
@@ -99,9 +101,9 @@ def run_cli(args) -> int:
     names = ("etcd", args.fastkv_name if args.fastkv_name != "etcd" else "etcd-b")
     servers: dict[str, Server] = {}
     try:
-        servers[names[0]] = Server(names[0], args.etcd_cmd, args.work_dir).start()
+        servers[names[0]] = Server(names[0], args.etcd_cmd, args.work_dir, args.ready_timeout).start()
         try:
-            servers[names[1]] = Server(names[1], args.fastkv_cmd, args.work_dir).start()
+            servers[names[1]] = Server(names[1], args.fastkv_cmd, args.work_dir, args.ready_timeout).start()
         except ServerUnavailable as exc:
             print(f"fastkv bench compare: {names[1]} is not available, nothing to compare against.\n  {exc}\n"
                   f"  (`fastkv serve` arrives with the server; until then point --fastkv-cmd at another "
@@ -109,7 +111,8 @@ def run_cli(args) -> int:
             return 2
         for name, s in servers.items():
             print(f"{name:<8} pid {s.pid} at {s.endpoint}: {' '.join(s.argv)}")
-        runs = {w: {n: {"rps": [], "p50_ms": [], "p99_ms": [], "errors": 0, "server_cpu_cores": []}
+        runs = {w: {n: {"rps": [], "p50_ms": [], "p99_ms": [], "server_cpu_us_per_op": [], "errors": 0,
+                        "server_cpu_cores": [], "client_cpu_cores": []}
                     for n in names} for w in workloads}
         for rnd in range(args.rounds):
             order = names if rnd % 2 == 0 else names[::-1]
@@ -122,9 +125,12 @@ def run_cli(args) -> int:
                     slot["p99_ms"].append(r["p99_ms"])
                     slot["errors"] += r["errors_total"]
                     slot["server_cpu_cores"].append(r.get("server_cpu_cores") or 0.0)
+                    slot["server_cpu_us_per_op"].append(r.get("server_cpu_us_per_op") or 0.0)
+                    slot["client_cpu_cores"].append(r["client_cpu_cores"])
                     unit = r.get("unit", "req")
                     print(f"  round {rnd + 1}/{args.rounds} {w:<16} {n:<8} {r['rps']:>10,.0f} {unit}/s  "
-                          f"p50 {r['p50_ms']:7.3f} ms  p99 {r['p99_ms']:7.3f} ms  errors {r['errors_total']}",
+                          f"p50 {r['p50_ms']:7.3f} ms  p99 {r['p99_ms']:7.3f} ms  errors {r['errors_total']}  "
+                          f"CPU server {r.get('server_cpu_cores') or 0:.2f} / generator {r['client_cpu_cores']:.2f} cores",
                           flush=True)
     except (ServerUnavailable, _loadgen.LoadgenError) as exc:
         print(f"fastkv bench compare: {exc}", file=sys.stderr)
@@ -148,19 +154,22 @@ def run_cli(args) -> int:
 
 def render_table(result: dict) -> list[str]:
     a, b = result["servers"]
-    head = (f"{'workload':<16} {a + ' rps':>12} {b + ' rps':>12} {'ratio':>7} {'spread':>13}   "
-            f"{a + ' p99':>10} {b + ' p99':>10} {'ratio':>7} {'spread':>13}")
+    head = (f"{'workload':<16} {a + ' rps':>12} {b + ' rps':>12} {'ratio':>6} {'spread':>11}  "
+            f"{a + ' p99':>9} {b + ' p99':>9} {'ratio':>6} {'spread':>11}  "
+            f"{a + ' us/op':>9} {b + ' us/op':>9} {'ratio':>6} {'spread':>11}")
     lines = ["", f"{b} / {a}, median of {result['rounds']} paired round(s); spread = min..max of the "
-                 "per-round ratios (rps: higher is better for " + b + "; p99 ms: lower is better)", head,
-             "-" * len(head)]
+                 f"per-round ratios. rps: higher is better for {b}; p99 (ms) and us/op (server CPU "
+                 "microseconds per operation, the figure least disturbed by a busy machine): lower is better.",
+             head, "-" * len(head)]
     for w, s in result["workloads"].items():
         def fmt(x, spec):
             return format(x, spec) if x is not None else "n/a"
-        lines.append(
-            f"{w:<16} {s[a]['rps_median']:>12,.0f} {s[b]['rps_median']:>12,.0f} {fmt(s['ratio_rps'], '>7.2f')} "
-            f"{fmt(s['ratio_rps_min'], '.2f') + '..' + fmt(s['ratio_rps_max'], '.2f'):>13}   "
-            f"{s[a]['p99_ms_median']:>10.2f} {s[b]['p99_ms_median']:>10.2f} {fmt(s['ratio_p99_ms'], '>7.2f')} "
-            f"{fmt(s['ratio_p99_ms_min'], '.2f') + '..' + fmt(s['ratio_p99_ms_max'], '.2f'):>13}")
+        def block(metric, spec):
+            return (f"{format(s[a][metric + '_median'], spec)} {format(s[b][metric + '_median'], spec)} "
+                    f"{fmt(s['ratio_' + metric], '>6.2f')} "
+                    f"{fmt(s['ratio_' + metric + '_min'], '.2f') + '..' + fmt(s['ratio_' + metric + '_max'], '.2f'):>11}")
+        lines.append(f"{w:<16} {block('rps', '>12,.0f')}  {block('p99_ms', '>9.2f')}  "
+                     f"{block('server_cpu_us_per_op', '>9.0f')}")
         errs = {n: s["runs"][n]["errors"] for n in (a, b) if s["runs"][n]["errors"]}
         if errs:
             lines.append(f"{'':<16} errors: {errs}")

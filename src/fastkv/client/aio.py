@@ -56,6 +56,8 @@ class AsyncEtcdClient:
         self.watch_stub = rpc_pb2_grpc.WatchStub(self.channel)
         self.lease = rpc_pb2_grpc.LeaseStub(self.channel)
         self.maintenance = rpc_pb2_grpc.MaintenanceStub(self.channel)
+        self.cluster = rpc_pb2_grpc.ClusterStub(self.channel)
+        self.auth = rpc_pb2_grpc.AuthStub(self.channel)  # raw stub: no helpers yet
 
     async def get(self, key: bytes, range_end: bytes | None = None, **flags) -> rpc_pb2.RangeResponse:
         return await self.kv.Range(ops.range_(key, range_end, **flags), timeout=self.timeout)

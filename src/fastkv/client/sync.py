@@ -51,6 +51,7 @@ class EtcdClient:
         self.lease = rpc_pb2_grpc.LeaseStub(self.channel)
         self.maintenance = rpc_pb2_grpc.MaintenanceStub(self.channel)
         self.cluster = rpc_pb2_grpc.ClusterStub(self.channel)
+        self.auth = rpc_pb2_grpc.AuthStub(self.channel)  # raw stub: no helpers yet
 
     # -- KV ------------------------------------------------------------------------------------
     def get(self, key: bytes, range_end: bytes | None = None, **flags) -> rpc_pb2.RangeResponse:
