@@ -134,3 +134,26 @@ def test_snapshots_release_wal_segments_and_restart(tmp_path):
         c.close()
     finally:
         m.stop()
+
+
+def test_restart_with_other_peer_urls_keeps_the_stored_member_id(tmp_path):
+    """etcd ignores --initial-* flags on restart: the member is who its WAL says it is. A restart
+    with other peer URLs (hence another flag-derived member id) must still elect itself and serve."""
+    first = Member(tmp_path / "data").start()
+    try:
+        c = first.client()
+        c.put(b"a", b"1")
+        member_id = c.status().header.member_id
+        c.close()
+        assert first.terminate()[0] == 0
+    finally:
+        first.stop()
+    second = Member(tmp_path / "data").start()  # new client and peer ports
+    try:
+        c = second.client()
+        assert c.status().header.member_id == member_id
+        assert c.put(b"b", b"2").header.revision == 3
+        assert [m.ID for m in c.member_list().members] == [member_id]
+        c.close()
+    finally:
+        second.stop()
