@@ -14,6 +14,7 @@ import time
 import grpc
 import pytest
 
+from fastkv.api.etcdpb import rpc_pb2
 from fastkv.client.sync import EtcdClient
 from tests.server._util import Member, etcdctl, start_etcd, stop_process
 
@@ -94,3 +95,34 @@ def test_nospace_alarm_matches_real_etcd(tmp_path):
     assert want["first_failure"] == ("RESOURCE_EXHAUSTED", "etcdserver: mvcc: database space exceeded")
     assert want["status_errors"] == ["memberID:<id> alarm:NOSPACE "]
     assert got == want
+
+
+def test_nospace_alarm_survives_restart(tmp_path):
+    """Alarms are stored in the backend (as etcd's alarm bucket): after SIGKILL and restart the
+    NOSPACE alarm is still raised and puts still fail, until it is disarmed."""
+    m = Member(tmp_path / "data", "--quota-backend-bytes", str(QUOTA)).start()
+    try:
+        c = m.client()
+        for i in range(1000):
+            if _err(lambda: c.put(b"big/%04d" % i, VALUE)):
+                break
+        deadline = time.monotonic() + 5
+        while not c.status().errors and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [_norm(e) for e in c.status().errors] == ["memberID:<id> alarm:NOSPACE "]
+        member_id = c.status().header.member_id
+        c.close()
+        m.kill9()  # at once: if the alarm's backend batch was not committed, WAL replay must bring it back
+        m.start()
+        c = m.client()
+        assert list(c.status().errors) == [f"memberID:{member_id} alarm:NOSPACE "]
+        assert _err(lambda: c.put(b"small", b"1")) == ("RESOURCE_EXHAUSTED", "etcdserver: mvcc: database space exceeded")
+        c.delete(b"big/", prefix=True)
+        c.compact(c.get(b"x").header.revision)
+        c.maintenance.Defragment(rpc_pb2.DefragmentRequest(), timeout=30)
+        assert etcdctl(m.endpoint, "alarm", "disarm").returncode == 0
+        assert list(c.status().errors) == []
+        assert c.put(b"small", b"1").header.revision > 0
+        c.close()
+    finally:
+        m.stop()
