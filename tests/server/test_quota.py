@@ -16,7 +16,7 @@ import pytest
 
 from fastkv.api.etcdpb import rpc_pb2
 from fastkv.client.sync import EtcdClient
-from tests.server._util import Member, etcdctl, start_etcd, stop_process
+from tests.server._util import Member, etcdctl, free_port, start_etcd, stop_process
 
 QUOTA = 1 << 20
 VALUE = b"x" * 10000
@@ -34,7 +34,18 @@ def _err(fn):
     return None
 
 
-def _run(endpoint: str) -> dict:
+def _health(base: str) -> tuple:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(base + "/health", timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def _run(endpoint: str, http_base: str) -> dict:
     out: dict = {}
     c = EtcdClient(endpoint)
     try:
@@ -51,6 +62,7 @@ def _run(endpoint: str) -> dict:
         out["db_in_use_over_quota"] = st.dbSizeInUse / QUOTA
         out["status_errors"] = [_norm(e) for e in st.errors]
         out["alarm_list"] = _norm(etcdctl(endpoint, "alarm", "list").stdout)
+        out["health_during_alarm"] = _health(http_base)
         out["get_still_works"] = c.get(b"big/0000").kvs[0].value == VALUE
         out["serializable_get"] = c.get(b"big/0001", serializable=True).kvs[0].value == VALUE
         out["small_put_fails"] = _err(lambda: c.put(b"small", b"1"))
@@ -69,6 +81,7 @@ def _run(endpoint: str) -> dict:
         out["alarm_list_after"] = etcdctl(endpoint, "alarm", "list").stdout
         out["status_errors_after"] = list(c.status().errors)
         out["put_after_disarm_rev"] = c.put(b"small", b"1").header.revision - rev
+        out["health_after"] = _health(http_base)
         return out
     finally:
         c.close()
@@ -77,10 +90,11 @@ def _run(endpoint: str) -> dict:
 @pytest.mark.etcd
 def test_nospace_alarm_matches_real_etcd(tmp_path):
     etcd, etcd_ep = start_etcd(tmp_path / "etcd", "--quota-backend-bytes", str(QUOTA))
-    m = Member(tmp_path / "fastkv", "--quota-backend-bytes", str(QUOTA)).start()
+    metrics_url = f"http://127.0.0.1:{free_port()}"  # fastkv serves HTTP there only (known gap)
+    m = Member(tmp_path / "fastkv", "--quota-backend-bytes", str(QUOTA), "--listen-metrics-urls", metrics_url).start()
     try:
-        want = _run(etcd_ep)
-        got = _run(m.endpoint)
+        want = _run(etcd_ep, etcd_ep)
+        got = _run(m.endpoint, metrics_url)
     finally:
         m.stop()
         stop_process(etcd)
