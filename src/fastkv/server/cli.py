@@ -127,13 +127,16 @@ def run(args) -> int:
     except ImportError:  # pragma: no cover - uvloop is a dependency; keep serving without it
         uvloop = None
     from fastkv.server.runner import serve
+    from fastkv.wal.errors import SnapshotError, WALError
 
     try:
         if uvloop is not None:
             uvloop.run(serve(cfg))
         else:
             asyncio.run(serve(cfg))
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, WALError, SnapshotError) as exc:
+        # an unusable data dir (locked by another member, corrupt WAL) is an operator's problem to
+        # fix: say what and where, without a traceback
         print(f"fastkv serve: {exc}", file=sys.stderr)
         return 1
     return 0
