@@ -219,3 +219,29 @@ def test_shutdown_under_load_with_open_streams(tmp_path, sig):
         c.close()
     finally:
         m.stop()
+
+
+def test_second_member_on_a_data_dir_in_use_is_refused(tmp_path):
+    """Two processes on one data dir would corrupt it: the second exits 1 at once with a message
+    naming the lock (no traceback), and the first keeps serving."""
+    import subprocess
+    import sys
+
+    from tests.server._util import free_port
+
+    m = Member(tmp_path / "data").start()
+    try:
+        c = m.client()
+        c.put(b"a", b"1")
+        port, peer = free_port(), free_port()
+        r = subprocess.run([sys.executable, "-m", "fastkv.cli", "serve", "--data-dir", m.data_dir,
+                            "--listen-client-urls", f"http://127.0.0.1:{port}",
+                            "--listen-peer-urls", f"http://127.0.0.1:{peer}"],
+                           env=env_with_src(), capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1, r.stderr
+        assert "is locked by another WAL" in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert c.put(b"a", b"2").header.revision == 3
+        assert c.get(b"a").kvs[0].value == b"2"
+        c.close()
+    finally:
+        m.stop()
