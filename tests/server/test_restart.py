@@ -245,3 +245,37 @@ def test_second_member_on_a_data_dir_in_use_is_refused(tmp_path):
         c.close()
     finally:
         m.stop()
+
+
+def test_corrupt_wal_refuses_to_start_and_says_where(tmp_path):
+    """A flipped byte in the middle of the WAL is corruption, not a torn tail: the member refuses
+    to start (exit 1, one line naming the file and offset) and leaves the file as it was."""
+    import subprocess
+    import sys
+
+    from tests.server._util import free_port
+
+    m = Member(tmp_path / "data").start()
+    try:
+        c = m.client()
+        for i in range(200):
+            c.put(b"k%d" % i, b"v" * 50)
+        c.close()
+        assert m.terminate()[0] == 0
+    finally:
+        m.stop()
+    waldir = tmp_path / "data" / "member" / "wal"
+    path = waldir / sorted(f for f in os.listdir(waldir) if f.endswith(".wal"))[0]
+    with open(path, "r+b") as f:
+        f.seek(5000)
+        b = f.read(1)
+        f.seek(5000)
+        f.write(bytes([b[0] ^ 0xFF]))
+    corrupted = path.read_bytes()
+    r = subprocess.run([sys.executable, "-m", "fastkv.cli", "serve", "--data-dir", str(tmp_path / "data"),
+                        "--listen-client-urls", f"http://127.0.0.1:{free_port()}",
+                        "--listen-peer-urls", f"http://127.0.0.1:{free_port()}"],
+                       env=env_with_src(), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stderr
+    assert "WAL corrupt" in r.stderr and path.name in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert path.read_bytes() == corrupted
