@@ -77,3 +77,28 @@ def test_default_data_dir_is_name_dot_fastkv(tmp_path, name):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_defaults_match_real_etcd():
+    """The defaults of the flags both share, read from `etcd --help` of the installed etcd."""
+    import argparse
+    import re
+    import shutil
+
+    from fastkv.server import cli as serve_cli
+
+    etcd = shutil.which("etcd")
+    assert etcd, "real etcd is needed: apt-get install -y etcd-server etcd-client"
+    text = subprocess.run([etcd, "--help"], capture_output=True, text=True, timeout=30)
+    etcd_defaults = dict(re.findall(r"^  --([a-z-]+) '([^']*)'", text.stdout + text.stderr, re.M))
+    parser = argparse.ArgumentParser()
+    serve_cli.add_parser(parser.add_subparsers())
+    ours = vars(parser.parse_args(["serve"]))
+    shared = ["name", "snapshot-count", "heartbeat-interval", "election-timeout", "max-txn-ops",
+              "max-request-bytes", "initial-cluster-state", "initial-cluster-token", "auto-compaction-mode",
+              "auto-compaction-retention"]
+    for flag in shared:
+        assert flag in etcd_defaults, f"etcd --help has no --{flag}"
+        assert str(ours[flag.replace("-", "_")]) == etcd_defaults[flag], flag
+    # etcd's 0 means its 2 GiB default quota; ours spells it out
+    assert etcd_defaults["quota-backend-bytes"] == "0" and ours["quota_backend_bytes"] == 2 * 1024**3
