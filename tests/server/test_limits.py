@@ -68,3 +68,35 @@ def test_reads_and_limits_match_real_etcd(tmp_path):
     assert ("error", "INVALID_ARGUMENT", "etcdserver: request is too large") in want
     assert ("error", "INVALID_ARGUMENT", "etcdserver: too many operations in txn request") in want
     assert got == want
+
+
+@pytest.mark.etcd
+def test_grpc_message_limit_is_max_request_bytes_plus_512k_as_etcd(tmp_path):
+    """Past --max-request-bytes + 512 KiB the gRPC layer refuses the message (RESOURCE_EXHAUSTED)
+    at the same limit as etcd. Known difference: the text comes from grpc-core here ("SERVER:
+    Received message larger than max (N vs. M)") and from grpc-go in etcd ("grpc: received message
+    larger than max (N vs. M)"); the sizes in it are compared, the prefix is not."""
+    import re
+
+    etcd, etcd_ep = start_etcd(tmp_path / "etcd", "--max-request-bytes", "4096")
+    m = Member(tmp_path / "fastkv", "--max-request-bytes", "4096").start()
+    try:
+        out = {}
+        for name, ep in (("etcd", etcd_ep), ("fastkv", m.endpoint)):
+            c = EtcdClient(ep)
+            res = []
+            for size in (500000, 530000):
+                try:
+                    c.put(b"k", b"x" * size)
+                    res.append("ok")
+                except grpc.RpcError as exc:
+                    sizes = re.search(r"larger than max \((\d+ vs\. \d+)\)", exc.details())
+                    res.append((exc.code().name, sizes.group(1) if sizes else exc.details()))
+            c.close()
+            out[name] = res
+    finally:
+        m.stop()
+        stop_process(etcd)
+    assert out["etcd"] == [("INVALID_ARGUMENT", "etcdserver: request is too large"),
+                           ("RESOURCE_EXHAUSTED", "530007 vs. 528384")]
+    assert out["fastkv"] == out["etcd"]
