@@ -239,7 +239,7 @@ def test_second_member_on_a_data_dir_in_use_is_refused(tmp_path):
                             "--listen-peer-urls", f"http://127.0.0.1:{peer}"],
                            env=env_with_src(), capture_output=True, text=True, timeout=60)
         assert r.returncode == 1, r.stderr
-        assert "is locked by another WAL" in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert "is in use by another fastkv process" in r.stderr and "Traceback" not in r.stderr, r.stderr
         assert c.put(b"a", b"2").header.revision == 3
         assert c.get(b"a").kvs[0].value == b"2"
         c.close()

@@ -68,6 +68,9 @@ class EtcdServer:
     # --- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
         cfg = self.cfg
+        # One process per data dir, checked before anything is opened: LMDB itself lets a second
+        # process in, and the WAL's lock is only reached after the backend and lessor are loaded.
+        self._dir_lock = _lock_member_dir(self.member_dir)
         self.backend = LMDBBackend(
             os.path.join(self.member_dir, "db"), batch_limit=cfg.backend_batch_limit,
             batch_interval=cfg.backend_batch_interval_ms / 1000.0,
@@ -131,6 +134,7 @@ class EtcdServer:
         self.wait.fail_all(EtcdError("etcdserver: server stopped", "UNAVAILABLE"))
         self.watchable.close()
         self.backend.close()
+        os.close(self._dir_lock)
         self._stopped.set()
 
     # --- headers ------------------------------------------------------------------------------
@@ -441,6 +445,20 @@ class EtcdServer:
         import json
 
         return json.dumps({"etcdserver": ETCD_VERSION, "etcdcluster": CLUSTER_VERSION, "fastkv": __version__})
+
+
+def _lock_member_dir(member_dir: str) -> int:
+    """An exclusive flock on <member>/lock, held for the process's life (the kernel drops it if the
+    process dies, so SIGKILL never leaves a stale lock). Returns the fd."""
+    import fcntl
+
+    fd = os.open(os.path.join(member_dir, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise OSError(f"data dir {os.path.dirname(member_dir)} is in use by another fastkv process") from None
+    return fd
 
 
 def _resolve(futs) -> None:
