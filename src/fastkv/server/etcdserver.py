@@ -352,16 +352,23 @@ class EtcdServer:
             return
         samples: list = []  # (time, revision)
         if mode == "periodic":
-            interval = seconds / 10 if seconds < 3600 else 3600.0
-            interval = min(interval, seconds)
+            # etcd 3.4's cadence: sample the revision every min(retention, 1h) / 10, compact every
+            # min(retention, 1h) (the first time one retention after start) to the newest revision
+            # sampled at least one retention ago
+            compact_every = min(seconds, 3600.0)
+            interval = compact_every / 10
+            last_compaction = time.monotonic()
             while True:
-                await asyncio.sleep(min(interval, 60.0) if interval > 60 else interval)
+                await asyncio.sleep(interval)
                 now = time.monotonic()
                 samples.append((now, self.kv.current_revision))
-                old = [r for t, r in samples if now - t >= seconds]
+                old = [r for t, r in samples if now - t >= seconds - interval / 2]
                 samples = [(t, r) for t, r in samples if now - t < seconds + interval]
+                if now - last_compaction < compact_every - interval / 2:
+                    continue
                 if old and self.raft.is_leader and old[-1] > max(self.kv.compact_revision, 0):
                     await self._propose_quiet(rq.COMPACT, rpc_pb2.CompactionRequest(revision=old[-1]))
+                last_compaction = now
         else:  # revision mode: keep the last `retention` revisions, checked every 5 minutes (etcd's
             # interval); FASTKV_AUTO_COMPACTION_CHECK_SECONDS (hidden, for tests) shortens it
             keep = int(retention)
