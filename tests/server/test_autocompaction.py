@@ -73,3 +73,33 @@ def test_periodic_mode_with_short_retention(tmp_path):
         c.close()
     finally:
         m.stop()
+
+
+def _oldest_readable(c, start: int) -> int:
+    rev = start
+    while _compacted(c, rev):
+        rev += 1
+    return rev
+
+
+def test_periodic_mode_compacts_once_per_retention_as_etcd(tmp_path):
+    """etcd 3.4 compacts every retention period (not at every sample): with steady writes, the
+    oldest readable revision moves in steps at least about one retention apart."""
+    m = Member(tmp_path / "data", "--auto-compaction-mode", "periodic", "--auto-compaction-retention", "2s").start()
+    try:
+        c = m.client()
+        changes, oldest = [], 2
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 7.0:
+            c.put(b"k", b"v")
+            now_oldest = _oldest_readable(c, oldest)
+            if now_oldest != oldest:
+                changes.append(time.monotonic())
+                oldest = now_oldest
+            time.sleep(0.1)
+        c.close()
+        assert len(changes) >= 2, f"periodic compaction ran {len(changes)} times in 7 s with a 2 s retention"
+        gaps = [b - a for a, b in zip(changes, changes[1:])]
+        assert min(gaps) > 1.5, f"compactions closer than the retention: {gaps}"
+    finally:
+        m.stop()
