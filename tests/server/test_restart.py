@@ -32,8 +32,9 @@ def _events_from(client, start_revision: int, until_revision: int) -> list:
 
 def _snapshot_of_state(c) -> dict:
     st = c.status()
+    hkv = c.maintenance.HashKV(rpc_pb2.HashKVRequest(revision=0), timeout=10)
     return {"member_id": st.header.member_id, "cluster_id": st.header.cluster_id,
-            "revision": st.header.revision,
+            "revision": st.header.revision, "hash_kv": (hkv.hash, hkv.compact_revision),
             "kvs": [(kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version, kv.lease) for kv in all_kvs(c)],
             "leases": sorted(l.ID for l in c.lease_leases().leases)}
 
