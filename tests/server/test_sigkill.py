@@ -54,11 +54,16 @@ def _writer(member, tag: str, acks: list, stop: threading.Event, errors: list) -
 
 
 def _compactor(member, acks: list, compactions: list, stop: threading.Event, errors: list) -> None:
-    """Compact to 20 revisions behind the latest ack every 0.2 s; record every acknowledged one.
+    """Compact to 20 revisions behind the latest ack every 0.2 s, and defragment every third time
+    (so the kill may land inside a defrag's copy-and-swap); record every acknowledged compaction.
     Every key is written once, so compaction never hides a latest version the check reads."""
     c = member.client(timeout=5.0)
+    n = 0
     try:
         while not stop.wait(0.2):
+            n += 1
+            if n % 3 == 0:
+                c.maintenance.Defragment(rpc_pb2.DefragmentRequest(), timeout=10)
             if acks:
                 target = max(rev for rev, _ in acks[-50:]) - 20
                 if target > (compactions[-1] if compactions else 1):
