@@ -14,8 +14,9 @@ import time
 import grpc
 import pytest
 
+from fastkv.api.etcdpb import rpc_pb2
 from fastkv.client.sync import EtcdClient
-from tests.server._util import Member, etcdctl, start_etcd, stop_process
+from tests.server._util import Member, etcdctl, free_port, start_etcd, stop_process
 
 QUOTA = 1 << 20
 VALUE = b"x" * 10000
@@ -33,7 +34,18 @@ def _err(fn):
     return None
 
 
-def _run(endpoint: str) -> dict:
+def _health(base: str) -> tuple:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(base + "/health", timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def _run(endpoint: str, http_base: str) -> dict:
     out: dict = {}
     c = EtcdClient(endpoint)
     try:
@@ -50,6 +62,7 @@ def _run(endpoint: str) -> dict:
         out["db_in_use_over_quota"] = st.dbSizeInUse / QUOTA
         out["status_errors"] = [_norm(e) for e in st.errors]
         out["alarm_list"] = _norm(etcdctl(endpoint, "alarm", "list").stdout)
+        out["health_during_alarm"] = _health(http_base)
         out["get_still_works"] = c.get(b"big/0000").kvs[0].value == VALUE
         out["serializable_get"] = c.get(b"big/0001", serializable=True).kvs[0].value == VALUE
         out["small_put_fails"] = _err(lambda: c.put(b"small", b"1"))
@@ -68,6 +81,7 @@ def _run(endpoint: str) -> dict:
         out["alarm_list_after"] = etcdctl(endpoint, "alarm", "list").stdout
         out["status_errors_after"] = list(c.status().errors)
         out["put_after_disarm_rev"] = c.put(b"small", b"1").header.revision - rev
+        out["health_after"] = _health(http_base)
         return out
     finally:
         c.close()
@@ -76,10 +90,11 @@ def _run(endpoint: str) -> dict:
 @pytest.mark.etcd
 def test_nospace_alarm_matches_real_etcd(tmp_path):
     etcd, etcd_ep = start_etcd(tmp_path / "etcd", "--quota-backend-bytes", str(QUOTA))
-    m = Member(tmp_path / "fastkv", "--quota-backend-bytes", str(QUOTA)).start()
+    metrics_url = f"http://127.0.0.1:{free_port()}"  # fastkv serves HTTP there only (known gap)
+    m = Member(tmp_path / "fastkv", "--quota-backend-bytes", str(QUOTA), "--listen-metrics-urls", metrics_url).start()
     try:
-        want = _run(etcd_ep)
-        got = _run(m.endpoint)
+        want = _run(etcd_ep, etcd_ep)
+        got = _run(m.endpoint, metrics_url)
     finally:
         m.stop()
         stop_process(etcd)
@@ -94,3 +109,34 @@ def test_nospace_alarm_matches_real_etcd(tmp_path):
     assert want["first_failure"] == ("RESOURCE_EXHAUSTED", "etcdserver: mvcc: database space exceeded")
     assert want["status_errors"] == ["memberID:<id> alarm:NOSPACE "]
     assert got == want
+
+
+def test_nospace_alarm_survives_restart(tmp_path):
+    """Alarms are stored in the backend (as etcd's alarm bucket): after SIGKILL and restart the
+    NOSPACE alarm is still raised and puts still fail, until it is disarmed."""
+    m = Member(tmp_path / "data", "--quota-backend-bytes", str(QUOTA)).start()
+    try:
+        c = m.client()
+        for i in range(1000):
+            if _err(lambda: c.put(b"big/%04d" % i, VALUE)):
+                break
+        deadline = time.monotonic() + 5
+        while not c.status().errors and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [_norm(e) for e in c.status().errors] == ["memberID:<id> alarm:NOSPACE "]
+        member_id = c.status().header.member_id
+        c.close()
+        m.kill9()  # at once: if the alarm's backend batch was not committed, WAL replay must bring it back
+        m.start()
+        c = m.client()
+        assert list(c.status().errors) == [f"memberID:{member_id} alarm:NOSPACE "]
+        assert _err(lambda: c.put(b"small", b"1")) == ("RESOURCE_EXHAUSTED", "etcdserver: mvcc: database space exceeded")
+        c.delete(b"big/", prefix=True)
+        c.compact(c.get(b"x").header.revision)
+        c.maintenance.Defragment(rpc_pb2.DefragmentRequest(), timeout=30)
+        assert etcdctl(m.endpoint, "alarm", "disarm").returncode == 0
+        assert list(c.status().errors) == []
+        assert c.put(b"small", b"1").header.revision > 0
+        c.close()
+    finally:
+        m.stop()

@@ -32,8 +32,9 @@ def _events_from(client, start_revision: int, until_revision: int) -> list:
 
 def _snapshot_of_state(c) -> dict:
     st = c.status()
+    hkv = c.maintenance.HashKV(rpc_pb2.HashKVRequest(revision=0), timeout=10)
     return {"member_id": st.header.member_id, "cluster_id": st.header.cluster_id,
-            "revision": st.header.revision,
+            "revision": st.header.revision, "hash_kv": (hkv.hash, hkv.compact_revision),
             "kvs": [(kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version, kv.lease) for kv in all_kvs(c)],
             "leases": sorted(l.ID for l in c.lease_leases().leases)}
 
@@ -134,3 +135,148 @@ def test_snapshots_release_wal_segments_and_restart(tmp_path):
         c.close()
     finally:
         m.stop()
+
+
+def test_restart_with_other_peer_urls_keeps_the_stored_member_id(tmp_path):
+    """etcd ignores --initial-* flags on restart: the member is who its WAL says it is. A restart
+    with other peer URLs (hence another flag-derived member id) must still elect itself and serve."""
+    first = Member(tmp_path / "data").start()
+    try:
+        c = first.client()
+        c.put(b"a", b"1")
+        member_id = c.status().header.member_id
+        c.close()
+        assert first.terminate()[0] == 0
+    finally:
+        first.stop()
+    second = Member(tmp_path / "data").start()  # new client and peer ports
+    try:
+        c = second.client()
+        assert c.status().header.member_id == member_id
+        assert c.put(b"b", b"2").header.revision == 3
+        assert [m.ID for m in c.member_list().members] == [member_id]
+        c.close()
+    finally:
+        second.stop()
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_shutdown_under_load_with_open_streams(tmp_path, sig):
+    """A signal while writers run and watch / keep-alive streams are open: exit 0 within seconds,
+    and every acknowledged write is there after the restart."""
+    import signal as signal_mod
+    import threading
+
+    m = Member(tmp_path / "data").start()
+    try:
+        c = m.client()
+        lease = c.lease_grant(60).ID
+        watch = c.watch(b"w/", prefix=True, timeout=30)
+        assert next(watch).created
+        acked: dict = {}
+        stop = threading.Event()
+
+        def keepalive_requests():  # one renew, then the stream stays open until the test ends
+            yield rpc_pb2.LeaseKeepAliveRequest(ID=lease)
+            stop.wait(30)
+
+        keepalive = c.lease.LeaseKeepAlive(keepalive_requests(), timeout=30)
+        assert next(keepalive).TTL == 60
+
+        def writer(n):
+            wc = m.client(timeout=5)
+            i = 0
+            try:
+                while not stop.is_set():
+                    k = b"w/%d/%d" % (n, i)
+                    acked[k] = wc.put(k, b"v").header.revision
+                    i += 1
+            except grpc.RpcError:
+                pass
+            finally:
+                wc.close()
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(3)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        m.proc.send_signal(getattr(signal_mod, sig))
+        rc = m.proc.wait(15)
+        took = time.monotonic() - t0
+        stop.set()
+        for t in threads:
+            t.join(10)
+        watch.close()
+        keepalive.cancel()
+        c.close()
+        assert rc == 0, f"{sig}: exit code {rc}"
+        assert took < SIGTERM_EXIT_SECONDS, f"{sig}: took {took:.1f}s with open streams"
+        assert len(acked) > 10
+        m.start()
+        c = m.client()
+        stored = {kv.key: kv.mod_revision for kv in c.get(b"w/", prefix=True).kvs}
+        assert {k: stored.get(k) for k in acked} == acked
+        c.close()
+    finally:
+        m.stop()
+
+
+def test_second_member_on_a_data_dir_in_use_is_refused(tmp_path):
+    """Two processes on one data dir would corrupt it: the second exits 1 at once with a message
+    naming the lock (no traceback), and the first keeps serving."""
+    import subprocess
+    import sys
+
+    from tests.server._util import free_port
+
+    m = Member(tmp_path / "data").start()
+    try:
+        c = m.client()
+        c.put(b"a", b"1")
+        port, peer = free_port(), free_port()
+        r = subprocess.run([sys.executable, "-m", "fastkv.cli", "serve", "--data-dir", m.data_dir,
+                            "--listen-client-urls", f"http://127.0.0.1:{port}",
+                            "--listen-peer-urls", f"http://127.0.0.1:{peer}"],
+                           env=env_with_src(), capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1, r.stderr
+        assert "is in use by another fastkv process" in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert c.put(b"a", b"2").header.revision == 3
+        assert c.get(b"a").kvs[0].value == b"2"
+        c.close()
+    finally:
+        m.stop()
+
+
+def test_corrupt_wal_refuses_to_start_and_says_where(tmp_path):
+    """A flipped byte in the middle of the WAL is corruption, not a torn tail: the member refuses
+    to start (exit 1, one line naming the file and offset) and leaves the file as it was."""
+    import subprocess
+    import sys
+
+    from tests.server._util import free_port
+
+    m = Member(tmp_path / "data").start()
+    try:
+        c = m.client()
+        for i in range(200):
+            c.put(b"k%d" % i, b"v" * 50)
+        c.close()
+        assert m.terminate()[0] == 0
+    finally:
+        m.stop()
+    waldir = tmp_path / "data" / "member" / "wal"
+    path = waldir / sorted(f for f in os.listdir(waldir) if f.endswith(".wal"))[0]
+    with open(path, "r+b") as f:
+        f.seek(5000)
+        b = f.read(1)
+        f.seek(5000)
+        f.write(bytes([b[0] ^ 0xFF]))
+    corrupted = path.read_bytes()
+    r = subprocess.run([sys.executable, "-m", "fastkv.cli", "serve", "--data-dir", str(tmp_path / "data"),
+                        "--listen-client-urls", f"http://127.0.0.1:{free_port()}",
+                        "--listen-peer-urls", f"http://127.0.0.1:{free_port()}"],
+                       env=env_with_src(), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stderr
+    assert "WAL corrupt" in r.stderr and path.name in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert path.read_bytes() == corrupted

@@ -53,12 +53,36 @@ def _writer(member, tag: str, acks: list, stop: threading.Event, errors: list) -
         c.close()
 
 
-def _write_then_kill(member, rng, round_no: int) -> list:
+def _compactor(member, acks: list, compactions: list, stop: threading.Event, errors: list) -> None:
+    """Compact to 20 revisions behind the latest ack every 0.2 s, and defragment every third time
+    (so the kill may land inside a defrag's copy-and-swap); record every acknowledged compaction.
+    Every key is written once, so compaction never hides a latest version the check reads."""
+    c = member.client(timeout=5.0)
+    n = 0
+    try:
+        while not stop.wait(0.2):
+            n += 1
+            if n % 3 == 0:
+                c.maintenance.Defragment(rpc_pb2.DefragmentRequest(), timeout=10)
+            if acks:
+                target = max(rev for rev, _ in acks[-50:]) - 20
+                if target > (compactions[-1] if compactions else 1):
+                    c.compact(target)
+                    compactions.append(target)
+    except grpc.RpcError as exc:
+        if not stop.is_set():
+            errors.append(exc)
+    finally:
+        c.close()
+
+
+def _write_then_kill(member, rng, round_no: int, compactions: list) -> list:
     acks: list = []
     errors: list = []
     stop = threading.Event()
     threads = [threading.Thread(target=_writer, args=(member, f"r{round_no}w{w}", acks, stop, errors))
                for w in range(WRITERS)]
+    threads.append(threading.Thread(target=_compactor, args=(member, acks, compactions, stop, errors)))
     for t in threads:
         t.start()
     time.sleep(rng.uniform(0.6, 2.0))
@@ -71,9 +95,17 @@ def _write_then_kill(member, rng, round_no: int) -> list:
     return acks
 
 
-def _check(member, acks: list, seed: int, marker: bytes) -> int:
+def _check(member, acks: list, seed: int, marker: bytes, compactions: list, lease: int) -> int:
     c = member.client()
     try:
+        # an acknowledged compaction survives: below it is compacted
+        if compactions:
+            with pytest.raises(grpc.RpcError) as ei:
+                c.get(b"x", revision=compactions[-1] - 1)
+            assert ei.value.details() == "etcdserver: mvcc: required revision has been compacted", f"seed={seed}"
+        # a lease granted before the kills survives them, with its key
+        ttl = c.lease_time_to_live(lease, keys=True)
+        assert ttl.grantedTTL == 300 and list(ttl.keys) == [b"leased"], f"seed={seed}: {ttl}"
         kvs = all_kvs(c)
         current = c.get(b"any").header.revision
         stored = {kv.key: kv for kv in kvs}
@@ -110,18 +142,23 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path, scenario):
     member = Member(tmp_path / "data", *flags, env=env_with_src(**env))
     member.start()
     all_acks: list = []
+    compactions: list = []
     try:
+        c = member.client()
+        lease = c.lease_grant(300).ID
+        all_acks.append((c.put(b"leased", b"L", lease=lease).header.revision, {b"leased": b"L"}))
+        c.close()
         for round_no in range(ROUNDS):
-            acks = _write_then_kill(member, rng, round_no)
+            acks = _write_then_kill(member, rng, round_no, compactions)
             assert len(acks) > 20, f"seed={seed}: only {len(acks)} writes acknowledged before the kill"
             all_acks += acks
-            print(f"  round {round_no}: {len(acks)} writes acknowledged before SIGKILL")
+            print(f"  round {round_no}: {len(acks)} writes, {len(compactions)} compactions acknowledged")
             if scenario == "tiny-snapshot-count":
                 snaps = [f for f in os.listdir(tmp_path / "data" / "member" / "snap") if f.endswith(".snap")]
                 assert snaps, "no raft snapshot was written with --snapshot-count 50"
             member.start()
             marker = b"after-restart-%d" % round_no
-            nxt = _check(member, all_acks, seed, marker)
+            nxt = _check(member, all_acks, seed, marker, compactions, lease)
             all_acks.append((nxt, {marker: b"x"}))  # written once, like every other key
     finally:
         member.stop()

@@ -71,6 +71,11 @@ class Applier:
         self.alarms = alarms
         self.wait = wait
         self.applied_index = kv.consistent_index
+        # Applying an entry and recording its index must land in the same backend commit: a commit
+        # between the two (the interval committer, or the batch limit reached inside the op) would
+        # make a crash replay re-apply the entry (a put twice: a revision hole) or skip it. Holding
+        # the batch tx across both keeps every commit on an entry boundary.
+        self._batch_tx = kv.backend.batch_tx()
 
     def apply_normal(self, index: int, data: bytes) -> None:
         """Apply one normal entry (empty data = the leader's no-op at the start of its term)."""

@@ -28,7 +28,10 @@ def _urls(s: str) -> list:
 
 
 def _positive(s: str) -> int:
-    v = int(s)
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
     if v <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
     return v
@@ -57,7 +60,8 @@ def add_parser(sub) -> None:
     p.add_argument("--heartbeat-interval", type=_positive, default=100, help="heartbeat interval in ms")
     p.add_argument("--election-timeout", type=_positive, default=1000, help="election timeout in ms")
     p.add_argument("--quota-backend-bytes", type=int, default=2 * 1024**3,
-                   help="raise a NOSPACE alarm and refuse writes when the backend exceeds this (0 = 2 GiB)")
+                   help="raise a NOSPACE alarm and refuse writes when the backend exceeds this (0 = 2 GiB; "
+                        "negative = no quota, as etcd, up to an 8 GiB backend)")
     p.add_argument("--max-request-bytes", type=_positive, default=1572864, help="maximum client request size")
     p.add_argument("--max-txn-ops", type=_positive, default=128, help="maximum operations in one txn")
     p.add_argument("--auto-compaction-mode", default="periodic", choices=["periodic", "revision"],
@@ -80,9 +84,21 @@ def config_from_args(args):
     from fastkv.server.config import ServerConfig
 
     if args.election_timeout < 5 * args.heartbeat_interval:
-        raise SystemExit("fastkv serve: --election-timeout must be at least 5 times --heartbeat-interval "
-                         f"(got {args.election_timeout} and {args.heartbeat_interval})")
+        _usage_error("--election-timeout must be at least 5 times --heartbeat-interval "
+                     f"(got {args.election_timeout} and {args.heartbeat_interval})")
+    from fastkv.server.etcdserver import parse_retention
+
+    try:
+        retention = parse_retention(args.auto_compaction_mode, args.auto_compaction_retention)
+    except ValueError:
+        retention = -1
+    if retention < 0:
+        _usage_error(f"--auto-compaction-retention {args.auto_compaction_retention!r} is not valid for "
+                     f"--auto-compaction-mode {args.auto_compaction_mode} (periodic: a duration such as "
+                     "'1h', '30m', '90s' or a number of hours; revision: a revision count)")
     quota = args.quota_backend_bytes or 2 * 1024**3
+    if quota < 0:  # etcd: a negative quota disables it; keep etcd's suggested maximum as the map size
+        quota = 8 * 1024**3
     return ServerConfig(
         name=args.name, data_dir=args.data_dir, listen_client_urls=args.listen_client_urls,
         advertise_client_urls=args.advertise_client_urls, listen_peer_urls=args.listen_peer_urls,
@@ -96,6 +112,12 @@ def config_from_args(args):
         backend_batch_interval_ms=args.backend_batch_interval)
 
 
+def _usage_error(message: str) -> None:
+    """A bad flag value found after parsing: argparse's style and exit code 2."""
+    print(f"fastkv serve: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def run(args) -> int:
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -105,13 +127,16 @@ def run(args) -> int:
     except ImportError:  # pragma: no cover - uvloop is a dependency; keep serving without it
         uvloop = None
     from fastkv.server.runner import serve
+    from fastkv.wal.errors import SnapshotError, WALError
 
     try:
         if uvloop is not None:
             uvloop.run(serve(cfg))
         else:
             asyncio.run(serve(cfg))
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, WALError, SnapshotError) as exc:
+        # an unusable data dir (locked by another member, corrupt WAL) is an operator's problem to
+        # fix: say what and where, without a traceback
         print(f"fastkv serve: {exc}", file=sys.stderr)
         return 1
     return 0

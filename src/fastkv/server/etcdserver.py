@@ -68,6 +68,9 @@ class EtcdServer:
     # --- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
         cfg = self.cfg
+        # One process per data dir, checked before anything is opened: LMDB itself lets a second
+        # process in, and the WAL's lock is only reached after the backend and lessor are loaded.
+        self._dir_lock = _lock_member_dir(self.member_dir)
         self.backend = LMDBBackend(
             os.path.join(self.member_dir, "db"), batch_limit=cfg.backend_batch_limit,
             batch_interval=cfg.backend_batch_interval_ms / 1000.0,
@@ -89,7 +92,8 @@ class EtcdServer:
             snapdir=os.path.join(self.member_dir, "snap"), metadata=_META.pack(self.member_id, self.cluster_id),
             election_tick=max(1, cfg.election_timeout_ms // cfg.heartbeat_interval_ms),
             heartbeat_interval=cfg.heartbeat_interval_ms / 1000.0, applied=self.kv.consistent_index,
-            transport=LocalTransport(), on_fsync=self.metrics.wal_fsync.observe)
+            transport=LocalTransport(), on_fsync=self.metrics.wal_fsync.observe,
+            member_of=lambda md: _META.unpack(md[:_META.size])[0])
         stored_member, stored_cluster = _META.unpack(self.raft.metadata[:_META.size])
         self.member_id, self.cluster_id = stored_member, stored_cluster
         self.raft.apply_entries = self._apply_entries
@@ -130,6 +134,7 @@ class EtcdServer:
         self.wait.fail_all(EtcdError("etcdserver: server stopped", "UNAVAILABLE"))
         self.watchable.close()
         self.backend.close()
+        os.close(self._dir_lock)
         self._stopped.set()
 
     # --- headers ------------------------------------------------------------------------------
@@ -350,16 +355,23 @@ class EtcdServer:
             return
         samples: list = []  # (time, revision)
         if mode == "periodic":
-            interval = seconds / 10 if seconds < 3600 else 3600.0
-            interval = min(interval, seconds)
+            # etcd 3.4's cadence: sample the revision every min(retention, 1h) / 10, compact every
+            # min(retention, 1h) (the first time one retention after start) to the newest revision
+            # sampled at least one retention ago
+            compact_every = min(seconds, 3600.0)
+            interval = compact_every / 10
+            last_compaction = time.monotonic()
             while True:
-                await asyncio.sleep(min(interval, 60.0) if interval > 60 else interval)
+                await asyncio.sleep(interval)
                 now = time.monotonic()
                 samples.append((now, self.kv.current_revision))
-                old = [r for t, r in samples if now - t >= seconds]
+                old = [r for t, r in samples if now - t >= seconds - interval / 2]
                 samples = [(t, r) for t, r in samples if now - t < seconds + interval]
+                if now - last_compaction < compact_every - interval / 2:
+                    continue
                 if old and self.raft.is_leader and old[-1] > max(self.kv.compact_revision, 0):
                     await self._propose_quiet(rq.COMPACT, rpc_pb2.CompactionRequest(revision=old[-1]))
+                last_compaction = now
         else:  # revision mode: keep the last `retention` revisions, checked every 5 minutes (etcd's
             # interval); FASTKV_AUTO_COMPACTION_CHECK_SECONDS (hidden, for tests) shortens it
             keep = int(retention)
@@ -443,6 +455,20 @@ class EtcdServer:
         import json
 
         return json.dumps({"etcdserver": ETCD_VERSION, "etcdcluster": CLUSTER_VERSION, "fastkv": __version__})
+
+
+def _lock_member_dir(member_dir: str) -> int:
+    """An exclusive flock on <member>/lock, held for the process's life (the kernel drops it if the
+    process dies, so SIGKILL never leaves a stale lock). Returns the fd."""
+    import fcntl
+
+    fd = os.open(os.path.join(member_dir, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise OSError(f"data dir {os.path.dirname(member_dir)} is in use by another fastkv process") from None
+    return fd
 
 
 def _resolve(futs) -> None:

@@ -30,8 +30,10 @@ def route(server, path: str):
         return "200 OK", "text/plain; version=0.0.4", server.metrics_text().encode()
     if path == "/health":
         ok = bool(server.raft.leader) and not server.alarms.active
-        reason = "" if ok else ("no leader" if not server.raft.leader else "alarm activated")
-        body = json.dumps({"health": "true" if ok else "false", "reason": reason}).encode()
+        # etcd 3.4's body exactly (no "reason" field before 3.5; compact JSON)
+        body = json.dumps({"health": "true" if ok else "false"}, separators=(",", ":")).encode()
+        if not ok:  # etcd answers an unhealthy member through http.Error, which adds a newline
+            body += b"\n"
         return ("200 OK" if ok else "503 Service Unavailable"), "application/json", body
     if path == "/version":
         return "200 OK", "application/json", server.version_json().encode()

@@ -55,7 +55,12 @@ class Metrics:
     def render(self) -> str:
         lines: list[str] = []
         for name, typ, help_, fn in self._values:
-            lines += [f"# HELP {name} {help_}", f"# TYPE {name} {typ}", f"{name} {fn():g}"]
+            lines += [f"# HELP {name} {help_}", f"# TYPE {name} {typ}", f"{name} {_sample(fn())}"]
         lines += self.wal_fsync.render()
         lines += self.backend_commit.render()
         return "\n".join(lines) + "\n"
+
+
+def _sample(v) -> str:
+    # integers exactly ("%g" turned 1234567 into 1.23457e+06, losing counts); floats as Go prints them
+    return str(v) if isinstance(v, int) else f"{v:.17g}"

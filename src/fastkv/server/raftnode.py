@@ -35,7 +35,7 @@ SNAPSHOT_CATCHUP_ENTRIES = 5000  # entries kept in memory after a snapshot for s
 class RaftNode:
     def __init__(self, *, member_id: int, peers: list[int], waldir: str, snapdir: str, metadata: bytes,
                  election_tick: int, heartbeat_interval: float, applied: int, transport, on_fsync=None,
-                 seed: int | None = None):
+                 seed: int | None = None, member_of=None):
         import random
 
         self.member_id = member_id
@@ -65,6 +65,10 @@ class RaftNode:
                 self.storage.set_hard_state(hard_state)
             self.storage.append(entries)
         self.metadata = self.wal.metadata if not fresh else metadata
+        if not fresh and member_of is not None:
+            # a restarted member is who its WAL says (etcd ignores --initial-* flags on restart): with
+            # a flag-derived id that is not a voter in the recovered conf state it never campaigns
+            member_id = self.member_id = member_of(self.metadata)
         self.snapshot_index = snap.metadata.index if snap is not None else 0
         # As etcd: raft's applied index is the snapshot's, so raft re-delivers every committed entry
         # after it; the applier skips what the backend already holds (consistent index) but re-applies
