@@ -134,6 +134,13 @@ class LMDBBackend(BatchingBackend):
             shutil.rmtree(tmp, ignore_errors=True)
             os.makedirs(tmp)
             self._env.copy(tmp, compact=True)
+            # the copy must be on disk before it replaces the live file, or a power cut right
+            # after the swap could leave a file whose pages never reached the disk
+            fd = os.open(os.path.join(tmp, DATA_FILE), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             self._rtxn.abort()
             self._env.close()
             os.replace(os.path.join(tmp, DATA_FILE), os.path.join(self.path, DATA_FILE))
