@@ -10,6 +10,7 @@ import grpc
 from fastkv.api.services import add_services
 from fastkv.server.config import host_port
 from fastkv.server.etcdserver import EtcdServer
+from fastkv.server.clientport import serve_client_port
 from fastkv.server.http import serve_http
 
 log = logging.getLogger("fastkv.serve")
@@ -28,15 +29,22 @@ async def start(cfg):
         ("grpc.so_reuseport", 0),
     ])
     add_services(grpc_server, server)
-    for url in cfg.listen_client_urls:
-        try:
-            grpc_server.add_insecure_port(host_port(url))
-        except RuntimeError:
-            await server.stop()
-            raise OSError(f"cannot listen for clients on {url}: the address is in use or not local; "
-                          "pick another with --listen-client-urls") from None
+    # gRPC listens on an internal loopback port; the client URLs are served by the front listener
+    # (clientport.py), which relays gRPC there and answers /metrics, /health, /version itself.
+    grpc_port = grpc_server.add_insecure_port("127.0.0.1:0")
     await grpc_server.start()
     http_servers = []
+    for url in cfg.listen_client_urls:
+        host, port = host_port(url).rsplit(":", 1)
+        try:
+            http_servers.append(await serve_client_port(server, host, int(port), grpc_port))
+        except OSError as exc:
+            for h in http_servers:
+                h.close()
+            await grpc_server.stop(None)
+            await server.stop()
+            raise OSError(f"cannot listen for clients on {url} ({exc.strerror or exc}); "
+                          "pick another address with --listen-client-urls") from None
     for url in cfg.listen_metrics_urls:
         host, port = host_port(url).rsplit(":", 1)
         http_servers.append(await serve_http(server, host, int(port)))

@@ -1,0 +1,117 @@
+"""The client port: gRPC and plain HTTP (/metrics, /health, /version) on one address, as etcd does.
+
+grpcio owns the sockets it listens on and cannot share a port with an HTTP/1.1 server, so the
+client URL is served by this front listener and gRPC listens on an internal loopback port. Each new
+connection is classified by its first bytes: the HTTP/2 client preface ("PRI * HTTP/2.0") is
+relayed to the gRPC server byte for byte, with backpressure in both directions; anything else is
+answered as an HTTP/1.1 request by fastkv.server.http.route. The relay is protocol-level (no
+stream objects, no parsing after the first bytes), so it adds one buffer hand-off per chunk.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from fastkv.server.http import route
+
+PREFACE = b"PRI * HTTP/2.0"
+MAX_HTTP_REQUEST = 64 * 1024
+
+
+class _Upstream(asyncio.Protocol):
+    """The connection to the internal gRPC port; relays to the client side."""
+
+    def __init__(self, client: "_ClientSide"):
+        self.client = client
+        self.transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.client.transport.write(data)
+
+    def connection_lost(self, exc):
+        self.client.transport.close()
+
+    # the client side's write buffer is full: stop reading from gRPC until it drains
+    def pause_writing(self):
+        self.client.transport.pause_reading()
+
+    def resume_writing(self):
+        self.client.transport.resume_reading()
+
+
+class _ClientSide(asyncio.Protocol):
+    def __init__(self, server, grpc_host: str, grpc_port: int):
+        self.server = server
+        self.grpc_addr = (grpc_host, grpc_port)
+        self.transport = None
+        self.upstream: _Upstream | None = None
+        self.pending = bytearray()
+        self.mode = "sniff"  # -> "grpc" | "http"
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        if self.mode == "grpc":
+            if self.upstream is not None and self.upstream.transport is not None:
+                self.upstream.transport.write(data)
+            else:
+                self.pending += data
+            return
+        self.pending += data
+        if self.mode == "sniff":
+            if len(self.pending) < len(PREFACE) and PREFACE.startswith(bytes(self.pending)):
+                return  # not enough bytes to tell yet
+            if self.pending.startswith(PREFACE):
+                self.mode = "grpc"
+                asyncio.get_running_loop().create_task(self._connect_upstream())
+                return
+            self.mode = "http"
+        if b"\r\n\r\n" in self.pending or b"\n\n" in self.pending:
+            self._answer_http()
+        elif len(self.pending) > MAX_HTTP_REQUEST:
+            self.transport.close()
+
+    async def _connect_upstream(self):
+        loop = asyncio.get_running_loop()
+        self.transport.pause_reading()
+        try:
+            _t, up = await loop.create_connection(lambda: _Upstream(self), *self.grpc_addr)
+        except OSError:
+            self.transport.close()
+            return
+        self.upstream = up
+        if self.pending:
+            up.transport.write(bytes(self.pending))
+            self.pending.clear()
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def _answer_http(self):
+        line = bytes(self.pending).split(b"\n", 1)[0].decode("latin-1").split()
+        path = line[1].split("?", 1)[0] if len(line) >= 2 else "/"
+        status, ctype, body = route(self.server, path)
+        self.transport.write(f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                             f"Connection: close\r\n\r\n".encode() + body)
+        self.transport.close()
+
+    def connection_lost(self, exc):
+        if self.upstream is not None and self.upstream.transport is not None:
+            self.upstream.transport.close()
+
+    # gRPC's side is not taking data: stop reading from the client until it drains
+    def pause_writing(self):
+        if self.upstream is not None and self.upstream.transport is not None:
+            self.upstream.transport.pause_reading()
+
+    def resume_writing(self):
+        if self.upstream is not None and self.upstream.transport is not None:
+            self.upstream.transport.resume_reading()
+
+
+async def serve_client_port(server, host: str, port: int, grpc_port: int) -> asyncio.AbstractServer:
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: _ClientSide(server, "127.0.0.1", grpc_port), host, port,
+                                    reuse_address=True)
