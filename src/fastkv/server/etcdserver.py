@@ -404,7 +404,7 @@ class EtcdServer:
             for k, v in tx.unsafe_range(KEY, b"", codec.rev_key(rev + 1, 0)):
                 h = crc.crc32c(k, h)
                 h = crc.crc32c(v, h)
-        return h, max(self.kv.compact_revision, 0), rev
+        return h, self.kv.compact_revision, rev  # -1 when never compacted, as etcd reports it
 
     def metrics_text(self) -> str:
         return self.metrics.render()
