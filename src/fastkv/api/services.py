@@ -149,7 +149,10 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
         self.s = server
 
     async def MemberList(self, request, context):
-        return rpc_pb2.MemberListResponse(header=self.s.header(), members=self.s.members())
+        # etcd's cluster service answers with a header that has no revision (cluster, member, term only)
+        header = self.s.header()
+        header.revision = 0
+        return rpc_pb2.MemberListResponse(header=header, members=self.s.members())
 
     async def _needs_cluster(self, context):
         await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
