@@ -106,8 +106,13 @@ class WatchService(rpc_pb2_grpc.WatchServicer):
                 ready.clear()
                 responses = await loop.run_in_executor(None, stream.take)
                 for r in responses:
+                    header = self.s.header(r.revision)
+                    if r.compact_revision:
+                        # etcd cancels a compacted watcher with a header revision of 0 (the watchable
+                        # store's response carries none); clients see exactly that
+                        header.revision = 0
                     yield rpc_pb2.WatchResponse(
-                        header=self.s.header(r.revision), watch_id=r.watch_id, created=r.created,
+                        header=header, watch_id=r.watch_id, created=r.created,
                         canceled=r.canceled, compact_revision=r.compact_revision, cancel_reason=r.cancel_reason,
                         fragment=r.fragment, events=[_event_pb(ev) for ev in r.events])
         finally:
