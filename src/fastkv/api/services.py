@@ -183,7 +183,10 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
 
     @_guard
     async def Alarm(self, request, context):
-        return await self.s.alarm(request)
+        resp = await self.s.alarm(request)
+        # etcd 3.4 answers Alarm (GET, ACTIVATE, DEACTIVATE) without a response header at all
+        resp.ClearField("header")
+        return resp
 
     async def Status(self, request, context):
         return self.s.status()
