@@ -15,7 +15,7 @@ import grpc
 
 from fastkv.api import convert
 from fastkv.api.etcdpb import kv_pb2, rpc_pb2, rpc_pb2_grpc
-from fastkv.errors import EtcdError, ErrFutureRev
+from fastkv.errors import EtcdError, ErrCompacted, ErrFutureRev
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
     async def HashKV(self, request, context):
         try:
             h, crev, rev = self.s.hash_kv(request.revision)
-        except ErrFutureRev as exc:
+        except (ErrFutureRev, ErrCompacted) as exc:
             await _abort(context, exc)
             return
         return rpc_pb2.HashKVResponse(header=self.s.header(rev), hash=h, compact_revision=crev)

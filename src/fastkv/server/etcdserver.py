@@ -395,6 +395,10 @@ class EtcdServer:
             from fastkv.errors import ErrFutureRev
 
             raise ErrFutureRev()
+        if 0 < revision <= self.kv.compact_revision:
+            from fastkv.errors import ErrCompacted
+
+            raise ErrCompacted()  # as etcd: history below the compaction cannot be hashed
         from fastkv.backend import KEY
         from fastkv._native import load as _load
 
