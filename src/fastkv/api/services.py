@@ -205,7 +205,8 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
         except (ErrFutureRev, ErrCompacted) as exc:
             await _abort(context, exc)
             return
-        return rpc_pb2.HashKVResponse(header=self.s.header(rev), hash=h, compact_revision=crev)
+        # etcd's header carries the current revision, not the one hashed up to
+        return rpc_pb2.HashKVResponse(header=self.s.header(), hash=h, compact_revision=crev)
 
     async def MoveLeader(self, request, context):
         if request.targetID != self.s.member_id:
