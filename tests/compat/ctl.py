@@ -76,6 +76,7 @@ class Ctl:
             s = re.sub(rf"\b{lid:x}\b", name, s)     # lock/election keys do not pad
             s = re.sub(rf"\b{lid}\b", name, s)
         s = re.sub(r"took = [0-9.]+[µnm]?s", "took = T", s)
+        s = re.sub(r'"(cluster_id|member_id|raft_term)":\d+', r'"\1":X', s)  # JSON mixed with prompts
         return s
 
     def json(self, text: str):
@@ -100,7 +101,9 @@ class Ctl:
                     out[k] = "X"  # sizes, hashes and the server version string legitimately differ
                 elif kl in ("id", "leader", "member_id") and isinstance(v, int):
                     out[k] = self.ids.setdefault(v, f"ID{len(self.ids) + 1}")
-                elif kl in ("lease", "leases") or (kl == "id" and key == "lease"):
+                elif kl == "leases":  # etcd lists leases in Go map order: compare as a set
+                    out[k] = sorted(self.norm_lease(v), key=str)
+                elif kl == "lease":
                     out[k] = self.norm_lease(v)
                 elif kl in ("key", "value") and isinstance(v, str):
                     out[k] = base64.b64decode(v).decode("utf-8", "replace")
@@ -193,12 +196,19 @@ class Pair:
     def __init__(self, etcd_endpoint: str, fastkv_endpoint: str):
         self.etcd, self.fkv = Ctl(etcd_endpoint), Ctl(fastkv_endpoint)
 
-    def both(self, *args, stdin: str | None = None, json_out: bool = False, expect_rc: int | None = 0):
-        """Run on both; assert equal normalised (rc, stdout, stderr); return etcd's normalised result."""
+    def both(self, *args, stdin: str | None = None, json_out: bool = False, expect_rc: int | None = 0,
+             unordered: bool = False):
+        """Run on both; assert equal normalised (rc, stdout, stderr); return etcd's normalised result.
+        unordered: stdout lines after the first are compared as a set (etcd prints some lists, e.g.
+        `lease list`, in Go map order)."""
         results = []
         for c in (self.etcd, self.fkv):
             rc, out, err = c.run(*args, stdin=stdin)
-            results.append((rc, c.json(out) if json_out and out.strip() else c.text(out), c.text(err)))
+            out = c.json(out) if json_out and out.strip() else c.text(out)
+            if unordered and isinstance(out, str):
+                first, *rest = out.splitlines() or [""]
+                out = "\n".join([first, *sorted(rest)])
+            results.append((rc, out, c.text(err)))
         want, got = results
         assert got == want, f"etcdctl {' '.join(args)}\netcd:   {want}\nfastkv: {got}"
         if expect_rc is not None:

@@ -31,6 +31,10 @@ def test_put_and_get_with_every_flag(pair):
     _seed(pair)
     pair.both("put", "ab", "222", "--prev-kv")
     pair.both("put", "e", "6", "--prev-kv", "-w", "json", json_out=True)
+    pair.both("put", "e", "--ignore-value", "-w", "json", json_out=True)  # new revision, same value
+    pair.both("put", "e", "7", "--ignore-lease")
+    pair.both("put", "missing", "--ignore-value", expect_rc=1)  # "key not found"
+    pair.both("get", "e", "-w", "json", json_out=True)
     for flags in (
         ["a"], ["a", "--prefix"], ["a", "--prefix", "-w", "json"], ["b", "--from-key"], ["a", "c"],
         ["a", "--prefix", "--limit", "2", "-w", "json"], ["", "--from-key", "--limit", "3"],
@@ -72,6 +76,9 @@ def test_txn_success_and_failure_branches(pair):
     pair.both("txn", stdin='value("a") != "10"\n\nput x 1\n\n\n')  # failure branch with no ops
     pair.both("txn", stdin='\nput t1 1\nput t2 2\n\n\n')  # no compares: success
     pair.both("txn", stdin='\nput t1 1\nput t1 2\n\n\n', expect_rc=1)  # duplicate key
+    # --interactive prompts for each section; the prompts and answers must match too
+    pair.both("txn", "-i", stdin='value("a") = "10"\n\nput a 11\n\nput a 12\n\n')
+    pair.both("txn", "-i", "-w", "json", stdin='create("nope") = "0"\n\nget a\ndel t1\n\n\n', json_out=False)
     pair.both("get", "", "--from-key", "-w", "json", json_out=True)
 
 
@@ -111,7 +118,7 @@ def test_lease_lifecycle(pair):
         assert out.startswith("lease LEASE1 granted with TTL(100s), remaining(") and sorted(keys) == ["l1", "l2", "l3"], out
         remaining = int(out.split("remaining(")[1].split("s")[0])
         assert 95 <= remaining <= 100, out
-    pair.both("lease", "list")
+    pair.both("lease", "list", unordered=True)
     pair.both("lease", "list", "-w", "json", json_out=True)
     for c in (pair.etcd, pair.fkv):
         rc, out, err = c.run("lease", "revoke", f"{lease[c]:x}")
@@ -121,7 +128,7 @@ def test_lease_lifecycle(pair):
     assert [(e.get("type"), e["kv"]["mod_revision"]) for r in hist for e in r["Events"]] == \
         [(None, 9), (None, 10), (None, 11), (1, 12), (1, 12), (1, 12)], hist
     pair.both("get", "", "--from-key", "-w", "json", json_out=True)
-    pair.both("lease", "list")
+    pair.both("lease", "list", unordered=True)
     for c in (pair.etcd, pair.fkv):  # revoked: gone
         rc, out, err = c.run("lease", "revoke", f"{lease[c]:x}")
         assert rc == 1 and c.text(err) == \
@@ -265,6 +272,8 @@ def test_cluster_and_maintenance_commands(pair, tmp_path):
     pair.both("endpoint", "hashkv", "-w", "json", json_out=True)
     pair.both("alarm", "list")
     pair.both("alarm", "list", "-w", "json", json_out=True)
+    pair.both("alarm", "disarm")
+    pair.both("alarm", "disarm", "-w", "json", json_out=True)
     pair.both("defrag")
     pair.both("get", "", "--from-key", "-w", "json", json_out=True)
     for c in (pair.etcd, pair.fkv):

@@ -12,6 +12,7 @@ servers shortens it; request_progress (a progress request on a synced stream) is
 """
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -32,6 +33,8 @@ def run_both(etcd_endpoint, fastkv_endpoint, scenario):
         with EtcdClient(ep) as cli:
             results.append(scenario(cli))
     want, got = results
+    if os.environ.get("FASTKV_COMPAT_PRINT"):
+        print(*want, sep="\n")
     for i, (w, g) in enumerate(zip(want, got)):
         assert g == w, f"observation {i}\netcd:   {w}\nfastkv: {g}"
     assert len(got) == len(want)
@@ -296,6 +299,63 @@ def test_maintenance_status_hashkv_alarm_fields(etcd_endpoint, fastkv_endpoint):
         for rev in (4, 50, 6):
             c = call(cli.kv.Compact, rpc_pb2.CompactionRequest(revision=rev), timeout=10)
             obs.append(c if isinstance(c, tuple) else ("compacted", c.header.revision))
+        return obs
+
+    run_both(etcd_endpoint, fastkv_endpoint, scenario)
+
+
+def test_watch_ids_future_start_and_bad_requests(etcd_endpoint, fastkv_endpoint):
+    def scenario(cli):
+        obs = []
+        _seed(cli)
+        s = Stream(cli, ops.watch_create(b"a", watch_id=7))      # client-chosen id
+        try:
+            obs += s.take(1)
+            s.send(ops.watch_create(b"b", watch_id=7))           # duplicate id on the stream
+            obs += s.take(1)
+            s.send(ops.watch_create(b"b"))                       # server-chosen id after 7
+            obs += s.take(1)
+            s.send(ops.watch_create(b"z", start_revision=9))     # future start: waits for rev 9
+            obs += s.take(1)
+            s.send(ops.watch_create(b"", range_end=b""))         # empty key
+            obs += s.quiet(0.5)
+            s.send(ops.watch_create(b"d", range_end=b"c"))       # range_end < key
+            obs += s.quiet(0.5)
+            cli.put(b"z", b"7")                                  # 7
+            cli.put(b"z", b"8")                                  # 8
+            cli.put(b"z", b"9")                                  # 9
+            cli.put(b"a", b"10")                                 # 10
+            got = s.take_until(10)
+            got += s.quiet(0.3)
+            obs.append(sorted(got, key=lambda w: (w[1], w[0])))
+            s.send(ops.watch_cancel(7))
+            obs += s.take(1)
+            s.send(ops.watch_cancel(7))                          # already canceled
+            obs.append(s.quiet(0.3))
+        finally:
+            s.close()
+        return obs
+
+    run_both(etcd_endpoint, fastkv_endpoint, scenario)
+
+
+def test_lease_edge_cases(etcd_endpoint, fastkv_endpoint):
+    def scenario(cli):
+        obs = [_lease_obs(call(cli.lease_grant, 0, 2000)),          # TTL 0: raised to the minimum
+               _lease_obs(call(cli.lease_grant, -5, 2001)),
+               _lease_obs(call(cli.lease_grant, 9_000_000_000, 2002)),  # exactly MaxLeaseTTL
+               _lease_obs(call(cli.lease_grant, 10, -1)),
+               _lease_obs(call(cli.lease_time_to_live, 2002)),
+               _lease_obs(call(cli.put, b"x", b"1", lease=2002)),
+               _lease_obs(call(cli.put, b"x", b"2", ignore_lease=True)),
+               range_obs(cli.get(b"x")),
+               _lease_obs(call(cli.put, b"x", b"3", lease=2002, ignore_lease=True)),
+               _lease_obs(call(cli.put, b"x", b"3")),                  # detaches the lease
+               _lease_obs(call(cli.lease_time_to_live, 2002, keys=True)),
+               _lease_obs(call(cli.lease_revoke, 2002)),
+               range_obs(cli.get(b"x")),
+               _lease_obs(call(cli.lease_revoke, 0)),
+               _lease_obs(call(cli.lease_leases))]
         return obs
 
     run_both(etcd_endpoint, fastkv_endpoint, scenario)
