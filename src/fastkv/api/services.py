@@ -193,7 +193,7 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
 
     async def Defragment(self, request, context):
         await self.s.defragment()
-        return rpc_pb2.DefragmentResponse(header=self.s.header())
+        return rpc_pb2.DefragmentResponse()  # etcd 3.4 answers without a header
 
     async def Hash(self, request, context):
         h, _crev, _rev = self.s.hash_kv(0)
