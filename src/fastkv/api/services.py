@@ -211,7 +211,7 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
     async def MoveLeader(self, request, context):
         if request.targetID != self.s.member_id:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "etcdserver: bad leader transferee")
-        return rpc_pb2.MoveLeaderResponse(header=self.s.header())
+        return rpc_pb2.MoveLeaderResponse()  # etcd 3.4 answers without a header
 
     async def Snapshot(self, request, context):
         """The backend as one consistent file, in chunks, followed by its SHA-256 (as etcd does)."""
