@@ -227,8 +227,9 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
                 while chunk := f.read(SNAPSHOT_CHUNK):
                     digest.update(chunk)
                     sent += len(chunk)
-                    yield rpc_pb2.SnapshotResponse(header=self.s.header(), remaining_bytes=size - sent, blob=chunk)
-            yield rpc_pb2.SnapshotResponse(header=self.s.header(), remaining_bytes=0, blob=digest.digest())
+                    # etcd 3.4's snapshot chunks carry no header
+                    yield rpc_pb2.SnapshotResponse(remaining_bytes=size - sent, blob=chunk)
+            yield rpc_pb2.SnapshotResponse(remaining_bytes=0, blob=digest.digest())
         finally:
             os.unlink(path)
 
