@@ -385,6 +385,7 @@ def test_maintenance_headers_limits_and_snapshot_stream(etcd_endpoint, fastkv_en
                ("revoke", _hdr(cli.lease_revoke(5)))]
         me = cli.status().header.member_id
         obs.append(("moveleader-self", _hdr(m.MoveLeader(rpc_pb2.MoveLeaderRequest(targetID=me), timeout=10))))
+        obs.append(call(m.MoveLeader, rpc_pb2.MoveLeaderRequest(targetID=me + 1), timeout=10))
         # a leased key deleted before its lease is revoked: the revoke changes nothing, no new revision
         cli.lease_grant(100, 6)
         cli.put(b"leased", b"v", lease=6)
