@@ -283,3 +283,30 @@ def test_cluster_and_maintenance_commands(pair, tmp_path):
         assert path.stat().st_size > 0
     pair.both("put", "after", "snap")
     pair.both("endpoint", "status", "-w", "json", json_out=True)
+
+
+def test_lock_holder_killed_releases_when_its_lease_expires(pair):
+    """SIGKILL leaves no chance to unlock: the lock passes on only when the holder's session lease
+    (--ttl 2, etcd's minimum with the default election timeout) expires; the leader proposes the
+    revoke, which deletes the holder's key in one revision."""
+    first = _background(pair, "lock", "--ttl", "2", "killed")
+    second = {}
+    try:
+        for c, b in first.items():
+            _learn_lease_from_key(c, b.wait_lines(1)[0])
+        second = _background(pair, "lock", "killed", "echo", "after expiry")
+        time.sleep(0.5)
+        for b in first.values():
+            b.stop(sig_term=False)
+        killed_at = time.monotonic()
+        for c, b in second.items():
+            assert b.wait_lines(1, timeout=15) == ["after expiry"]
+        # not released before the TTL could run out (etcd's keep-alive renews every TTL/3)
+        assert time.monotonic() - killed_at > 1.0
+        for b in second.values():
+            assert b.proc.wait(10) == 0
+        hist = pair.history("killed", "--prefix")
+        assert [e.get("type", 0) for r in hist for e in r["Events"]] == [0, 0, 1, 1], hist
+    finally:
+        _stop_all(first)
+        _stop_all(second)
