@@ -77,6 +77,7 @@ class Ctl:
             s = re.sub(rf"\b{lid}\b", name, s)
         s = re.sub(r"took = [0-9.]+[µnm]?s", "took = T", s)
         s = re.sub(r'"(cluster_id|member_id|raft_term)":\d+', r'"\1":X', s)  # JSON mixed with prompts
+        s = re.sub(r'^"(ClusterID|MemberID|RaftTerm)" : \d+$', r'"\1" : X', s, flags=re.M)  # -w fields
         return s
 
     def json(self, text: str):

@@ -32,7 +32,7 @@ def test_put_and_get_with_every_flag(pair):
     pair.both("put", "ab", "222", "--prev-kv")
     pair.both("put", "e", "6", "--prev-kv", "-w", "json", json_out=True)
     pair.both("put", "e", "--ignore-value", "-w", "json", json_out=True)  # new revision, same value
-    pair.both("put", "e", "7", "--ignore-lease")
+    pair.both("put", "e", "7", "--ignore-lease", "-w", "fields")
     pair.both("put", "missing", "--ignore-value", expect_rc=1)  # "key not found"
     pair.both("get", "e", "-w", "json", json_out=True)
     for flags in (
@@ -42,6 +42,8 @@ def test_put_and_get_with_every_flag(pair):
         ["a", "--prefix", "--keys-only"], ["a", "--prefix", "--print-value-only"],
         ["a", "--prefix", "--consistency=s", "-w", "json"], ["missing", "-w", "json"], ["missing"],
         ["", "--from-key", "--keys-only", "--limit", "2", "--order", "DESCEND"],
+        ["a", "--prefix", "-w", "fields"], ["a", "--prefix", "--hex"], ["a", "--rev", "-1"],
+        ["a", "--prefix", "--limit", "-1"],
     ):
         pair.both("get", *flags, json_out="json" in flags)
     for target in ("KEY", "VERSION", "CREATE", "MODIFY", "VALUE"):
