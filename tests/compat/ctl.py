@@ -45,8 +45,9 @@ class Ctl:
                            timeout=timeout)
         return p.returncode, p.stdout, p.stderr
 
-    def popen(self, *args) -> "Background":
+    def popen(self, *args, stdin: bool = False) -> "Background":
         return Background(subprocess.Popen(self.argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                           stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                                            text=True, env=self.env()))
 
     # -- normalisation -------------------------------------------------------------------------
@@ -159,6 +160,11 @@ class Background:
                                          f"exit={self.proc.poll()}")
                 self._cv.wait(left)
             return list(self.lines)
+
+    def write(self, line: str) -> None:
+        """Send one line to an interactive etcdctl (watch -i)."""
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
 
     def wait_for(self, predicate, timeout: float = 10) -> list[str]:
         """Wait until predicate(lines) holds; returns the lines (fails loudly on timeout)."""

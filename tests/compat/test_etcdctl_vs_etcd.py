@@ -312,3 +312,27 @@ def test_lock_holder_killed_releases_when_its_lease_expires(pair):
     finally:
         _stop_all(first)
         _stop_all(second)
+
+
+def test_interactive_watch_with_progress_request(pair):
+    """`watch -i`: watchers added on one stream from stdin, and `progress` (a progress request on a
+    synced stream) answered with the current revision as a bookmark."""
+    _seed(pair)
+    bgs = {c: c.popen("watch", "-i", "-w", "json", stdin=True) for c in (pair.etcd, pair.fkv)}
+    try:
+        for b in bgs.values():
+            b.write("watch a --prefix --prev-kv")
+        time.sleep(1.5)  # registered (etcdctl prints nothing at creation)
+        pair.both("put", "ab", "new")  # 9
+        for b in bgs.values():
+            b.wait_for(lambda ls: _max_event_revision(ls) >= 9)
+            b.write("progress")
+            b.wait_lines(3)
+            b.write("watch --rev 2 c")
+            b.wait_lines(4)
+        time.sleep(0.3)
+        etcd, fkv = (c.text("\n".join(bgs[c].lines)) for c in (pair.etcd, pair.fkv))
+        assert fkv == etcd, f"etcd:   {etcd}\nfastkv: {fkv}"
+        assert "progress notify: 9" in etcd.splitlines(), etcd
+    finally:
+        _stop_all(bgs)
