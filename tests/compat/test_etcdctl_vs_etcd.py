@@ -271,6 +271,9 @@ def test_cluster_and_maintenance_commands(pair, tmp_path):
         st = json.loads(c.run("endpoint", "status", "-w", "json")[1])[0]["Status"]
         assert st["leader"] == st["header"]["member_id"] and st["raftAppliedIndex"] == st["raftIndex"], st
     pair.both("endpoint", "health")
+    # --cluster: etcdctl finds the endpoints through MemberList's client URLs
+    pair.both("endpoint", "health", "--cluster")
+    pair.both("endpoint", "status", "--cluster", "-w", "json", json_out=True)
     pair.both("endpoint", "hashkv", "-w", "json", json_out=True)
     pair.both("alarm", "list")
     pair.both("alarm", "list", "-w", "json", json_out=True)
