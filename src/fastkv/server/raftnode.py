@@ -59,7 +59,7 @@ class RaftNode:
             if hard_state is not None:
                 self.storage.set_hard_state(hard_state)
             self.storage.append(entries)
-        self.metadata = self.wal.metadata() if not fresh else metadata
+        self.metadata = metadata  # on restart: what read_all() recovered from the WAL
         self.snapshot_index = snap.metadata.index if snap is not None else 0
         # As etcd: raft's applied index is the snapshot's, so raft re-delivers every committed entry
         # after it; the applier skips what the backend already holds (consistent index) but re-applies
