@@ -189,7 +189,7 @@ class Background:
         return self.proc.stderr.read()
 
 
-def _max_event_revision(lines: list[str]) -> int:
+def max_event_revision(lines: list[str]) -> int:
     rev = 0
     for line in lines:
         for ev in json.loads(line).get("Events") or []:
@@ -236,7 +236,7 @@ class Pair:
         for c in (self.etcd, self.fkv):
             b = c.popen("watch", "--rev", str(start), key, *flags, "-w", "json")
             try:
-                lines = b.wait_for(lambda ls: _max_event_revision(ls) >= upto)
+                lines = b.wait_for(lambda ls: max_event_revision(ls) >= upto)
             finally:
                 b.stop()
             out.append(c.json("\n".join(lines)))

@@ -4,6 +4,14 @@ normalised). Revisions, values, counts, exit codes and error texts must be equal
 
 etcdctl 3.4 has no `get --count-only` (added in 3.5); count_only is compared over gRPC in
 test_grpc_vs_etcd.py instead.
+
+Deliberate differences, normalised or left out on purpose:
+- raft index / applied index: etcd also commits internal entries (member attributes, cluster
+  version) that fastkv does not have; both are checked to be equal to each other on each server.
+- db size and the snapshot file: fastkv's backend is LMDB, not bbolt, so `snapshot save` is checked
+  for a file with etcd's SHA-256 trailer (test_grpc_vs_etcd), but `snapshot status/restore` do not
+  apply to it.
+- Auth (`user`, `role`, `auth`): fastkv has no Auth service yet (a known gap of this build).
 """
 from __future__ import annotations
 
@@ -12,7 +20,7 @@ import time
 
 import pytest
 
-from tests.compat.ctl import Pair, _max_event_revision
+from tests.compat.ctl import Pair, max_event_revision
 
 pytestmark = pytest.mark.etcd
 
@@ -163,7 +171,7 @@ def test_watch_history_and_live_events(pair):
         upto = pair.current_revision()
         for name, bgs in (("history", history), ("prevkv", prevkv), ("live", live)):
             for b in bgs.values():
-                b.wait_for(lambda ls: _max_event_revision(ls) >= upto)
+                b.wait_for(lambda ls: max_event_revision(ls) >= upto)
         time.sleep(0.3)  # nothing else may arrive
         for name, bgs in (("history", history), ("prevkv", prevkv), ("live", live)):
             etcd, fkv = (c.json("\n".join(bgs[c].lines)) for c in (pair.etcd, pair.fkv))
@@ -215,8 +223,7 @@ def test_lock_second_contender_waits_for_the_first(pair):
             assert b.proc.wait(10) == 0
         hist = pair.history("mylock", "--prefix")
         # put(first), put(second), delete(first), delete(second): four revisions
-        assert [[e.get("type", 0) for e in r["Events"]] for r in hist] == [[0, 0], [1], [1]] or \
-            sum(len(r["Events"]) for r in hist) == 4, hist
+        assert [e.get("type", 0) for r in hist for e in r["Events"]] == [0, 0, 1, 1], hist
         assert _kvs_by_create_revision(pair, "mylock")["kvs"] == []
     finally:
         _stop_all(first)
@@ -328,7 +335,7 @@ def test_interactive_watch_with_progress_request(pair):
         time.sleep(1.5)  # registered (etcdctl prints nothing at creation)
         pair.both("put", "ab", "new")  # 9
         for b in bgs.values():
-            b.wait_for(lambda ls: _max_event_revision(ls) >= 9)
+            b.wait_for(lambda ls: max_event_revision(ls) >= 9)
             b.write("progress")
             b.wait_lines(3)
             b.write("watch --rev 2 c")
