@@ -145,8 +145,8 @@ def test_watch_history_filters_cancel_progress_and_compaction(etcd_endpoint, fas
             cli.put(b"c", b"y")                    # 9
             got = []
             deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and not any(
-                    w[1] == 3 and any(e[1][3] == 9 for e in w[7]) for w in got):
+            expected = {(0, 8), (2, 7), (3, 9)}  # (watch id, revision) each watcher must see
+            while time.monotonic() < deadline and not expected <= {(w[1], e[1][3]) for w in got for e in w[7]}:
                 got += s.take(1)
             got += s.quiet(0.3)
             obs.append(sorted(got, key=lambda w: (w[1], w[0])))  # per-watcher order is what matters
