@@ -71,32 +71,31 @@ def _until_ready(endpoint):
 
 
 def test_state_survives_restart_like_etcd(tmp_path):
-    ecport, epport = free_port(), free_port()
-    etcd = _start_etcd(tmp_path / "etcd", ecport, epport)
-    # fastkv restarts with the same peer URL too: it derives the member id from the flags, and with
-    # another peer URL it would not find itself in the stored membership (see the report; etcd takes
-    # the member id from the WAL metadata)
-    fpeer = f"http://127.0.0.1:{free_port()}"
-    peer_flags = ("--listen-peer-urls", fpeer, "--initial-advertise-peer-urls", fpeer,
-                  "--initial-cluster", f"default={fpeer}")
-    fkv, fep = start_fastkv(tmp_path / "fastkv", *peer_flags)
+    ecport = free_port()
+    etcd = _start_etcd(tmp_path / "etcd", ecport, free_port())
+    fkv, fep = start_fastkv(tmp_path / "fastkv")
     fport = int(fep.rsplit(":", 1)[1])
     eep = f"http://127.0.0.1:{ecport}"
     try:
-        obs = []
+        obs, ids = [], []
         for ep in (eep, fep):
             with EtcdClient(ep) as cli:
                 obs.append(_before(cli))
+                ids.append(cli.status().header.member_id)
         assert obs[1] == obs[0]
         stop_process(etcd)
         stop_process(fkv)
-        etcd = _start_etcd(tmp_path / "etcd", ecport, epport)
-        fkv, fep = start_fastkv(tmp_path / "fastkv", *peer_flags, port=fport)
+        # both restart with new peer URLs (fresh ports): the member keeps its id, taken from the
+        # WAL, not derived again from the flags
+        etcd = _start_etcd(tmp_path / "etcd", ecport, free_port())
+        fkv, fep = start_fastkv(tmp_path / "fastkv", port=fport)
         obs = []
-        for ep in (eep, fep):
+        for ep, member_id in zip((eep, fep), ids):
             _until_ready(ep)
             with EtcdClient(ep) as cli:
                 obs.append(_after(cli))
+                assert cli.status().header.member_id == member_id
+                assert [m.ID for m in cli.member_list().members] == [member_id]
         diffs = [f"{i}\n  etcd:   {w}\n  fastkv: {g}" for i, (w, g) in enumerate(zip(*obs)) if w != g]
         assert not diffs, "\n".join(diffs)
         assert obs[0][5] == ("put", 7)

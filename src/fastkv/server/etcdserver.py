@@ -89,7 +89,8 @@ class EtcdServer:
             snapdir=os.path.join(self.member_dir, "snap"), metadata=_META.pack(self.member_id, self.cluster_id),
             election_tick=max(1, cfg.election_timeout_ms // cfg.heartbeat_interval_ms),
             heartbeat_interval=cfg.heartbeat_interval_ms / 1000.0, applied=self.kv.consistent_index,
-            transport=LocalTransport(), on_fsync=self.metrics.wal_fsync.observe)
+            transport=LocalTransport(), on_fsync=self.metrics.wal_fsync.observe,
+            member_id_from_metadata=lambda md: _META.unpack(md[:_META.size])[0])
         stored_member, stored_cluster = _META.unpack(self.raft.metadata[:_META.size])
         self.member_id, self.cluster_id = stored_member, stored_cluster
         self.raft.apply_entries = self._apply_entries

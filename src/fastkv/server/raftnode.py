@@ -35,7 +35,7 @@ SNAPSHOT_CATCHUP_ENTRIES = 5000  # entries kept in memory after a snapshot for s
 class RaftNode:
     def __init__(self, *, member_id: int, peers: list[int], waldir: str, snapdir: str, metadata: bytes,
                  election_tick: int, heartbeat_interval: float, applied: int, transport, on_fsync=None,
-                 seed: int | None = None):
+                 seed: int | None = None, member_id_from_metadata=None):
         import random
 
         self.member_id = member_id
@@ -53,6 +53,10 @@ class RaftNode:
             marker = (snap.metadata.index, snap.metadata.term) if snap is not None else None
             self.wal = WAL.open(waldir, snapshot_marker=marker, on_fsync=on_fsync)
             metadata, hard_state, entries = self.wal.read_all()
+            if member_id_from_metadata is not None:
+                # as etcd: on restart the WAL, not the flags, says who this member is (the flags may
+                # name other peer URLs, from which another id would be derived)
+                member_id = self.member_id = member_id_from_metadata(metadata)
             if snap is not None:
                 self.storage.apply_snapshot(snap)
                 self.conf_state = snap.metadata.conf_state
