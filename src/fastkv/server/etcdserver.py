@@ -376,7 +376,7 @@ class EtcdServer:
             header=rpc_pb2.ResponseHeader(), version=ETCD_VERSION, dbSize=self.backend.size(),
             leader=self.raft.leader, raftIndex=self.raft.commit_index, raftTerm=self.raft.term,
             raftAppliedIndex=self.applier.applied_index, dbSizeInUse=self.backend.size_in_use(),
-            errors=[_alarm_text(a) for _m, a in sorted(self.alarms.active)],
+            errors=[_alarm_text(m, a) for m, a in sorted(self.alarms.active)],
             isLearner=False))
 
     def members(self) -> list:
@@ -447,8 +447,9 @@ def _resolve(futs) -> None:
             f.set_result(None)
 
 
-def _alarm_text(alarm: int) -> str:
-    return "memberID:%d alarm:%s " % (0, rpc_pb2.AlarmType.Name(alarm))
+def _alarm_text(member_id: int, alarm: int) -> str:
+    # etcd's text form of an AlarmMember, naming the member that raised it
+    return "memberID:%d alarm:%s " % (member_id, rpc_pb2.AlarmType.Name(alarm))
 
 
 def _ops(req):
