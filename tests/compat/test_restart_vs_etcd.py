@@ -15,14 +15,14 @@ from tests.conftest import free_port, start_fastkv, stop_process, wait_port
 pytestmark = pytest.mark.etcd
 
 
-def _start_etcd(data_dir, cport, pport):
+def _start_etcd(data_dir, cport, pport, *extra):
     binary = shutil.which("etcd")
     assert binary, "real etcd is needed: apt-get install -y etcd-server etcd-client"
     proc = subprocess.Popen(
         [binary, "--name", "default", "--data-dir", str(data_dir),
          "--listen-client-urls", f"http://127.0.0.1:{cport}", "--advertise-client-urls", f"http://127.0.0.1:{cport}",
          "--listen-peer-urls", f"http://127.0.0.1:{pport}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{pport}",
-         "--initial-cluster", f"default=http://127.0.0.1:{pport}"],
+         "--initial-cluster", f"default=http://127.0.0.1:{pport}", *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(cport)
     return proc
