@@ -15,7 +15,7 @@ import grpc
 
 from fastkv.api import convert
 from fastkv.api.etcdpb import kv_pb2, rpc_pb2, rpc_pb2_grpc
-from fastkv.errors import EtcdError, ErrFutureRev
+from fastkv.errors import EtcdError, ErrCompacted, ErrFutureRev
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +106,13 @@ class WatchService(rpc_pb2_grpc.WatchServicer):
                 ready.clear()
                 responses = await loop.run_in_executor(None, stream.take)
                 for r in responses:
+                    header = self.s.header(r.revision)
+                    if r.compact_revision:
+                        # etcd cancels a compacted watcher with a header revision of 0 (the watchable
+                        # store's response carries none); clients see exactly that
+                        header.revision = 0
                     yield rpc_pb2.WatchResponse(
-                        header=self.s.header(r.revision), watch_id=r.watch_id, created=r.created,
+                        header=header, watch_id=r.watch_id, created=r.created,
                         canceled=r.canceled, compact_revision=r.compact_revision, cancel_reason=r.cancel_reason,
                         fragment=r.fragment, events=[_event_pb(ev) for ev in r.events])
         finally:
@@ -149,7 +154,10 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
         self.s = server
 
     async def MemberList(self, request, context):
-        return rpc_pb2.MemberListResponse(header=self.s.header(), members=self.s.members())
+        # etcd's cluster service answers with a header that has no revision (cluster, member, term only)
+        header = self.s.header()
+        header.revision = 0
+        return rpc_pb2.MemberListResponse(header=header, members=self.s.members())
 
     async def _needs_cluster(self, context):
         await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
@@ -175,14 +183,17 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
 
     @_guard
     async def Alarm(self, request, context):
-        return await self.s.alarm(request)
+        resp = await self.s.alarm(request)
+        # etcd 3.4 answers Alarm (GET, ACTIVATE, DEACTIVATE) without a response header at all
+        resp.ClearField("header")
+        return resp
 
     async def Status(self, request, context):
         return self.s.status()
 
     async def Defragment(self, request, context):
         await self.s.defragment()
-        return rpc_pb2.DefragmentResponse(header=self.s.header())
+        return rpc_pb2.DefragmentResponse()  # etcd 3.4 answers without a header
 
     async def Hash(self, request, context):
         h, _crev, _rev = self.s.hash_kv(0)
@@ -191,15 +202,16 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
     async def HashKV(self, request, context):
         try:
             h, crev, rev = self.s.hash_kv(request.revision)
-        except ErrFutureRev as exc:
+        except (ErrFutureRev, ErrCompacted) as exc:
             await _abort(context, exc)
             return
-        return rpc_pb2.HashKVResponse(header=self.s.header(rev), hash=h, compact_revision=crev)
+        # etcd's header carries the current revision, not the one hashed up to
+        return rpc_pb2.HashKVResponse(header=self.s.header(), hash=h, compact_revision=crev)
 
     async def MoveLeader(self, request, context):
         if request.targetID != self.s.member_id:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "etcdserver: bad leader transferee")
-        return rpc_pb2.MoveLeaderResponse(header=self.s.header())
+        return rpc_pb2.MoveLeaderResponse()  # etcd 3.4 answers without a header
 
     async def Snapshot(self, request, context):
         """The backend as one consistent file, in chunks, followed by its SHA-256 (as etcd does)."""
@@ -215,8 +227,9 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
                 while chunk := f.read(SNAPSHOT_CHUNK):
                     digest.update(chunk)
                     sent += len(chunk)
-                    yield rpc_pb2.SnapshotResponse(header=self.s.header(), remaining_bytes=size - sent, blob=chunk)
-            yield rpc_pb2.SnapshotResponse(header=self.s.header(), remaining_bytes=0, blob=digest.digest())
+                    # etcd 3.4's snapshot chunks carry no header
+                    yield rpc_pb2.SnapshotResponse(remaining_bytes=size - sent, blob=chunk)
+            yield rpc_pb2.SnapshotResponse(remaining_bytes=0, blob=digest.digest())
         finally:
             os.unlink(path)
 

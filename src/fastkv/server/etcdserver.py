@@ -416,6 +416,10 @@ class EtcdServer:
             from fastkv.errors import ErrFutureRev
 
             raise ErrFutureRev()
+        if 0 < revision <= self.kv.compact_revision:
+            from fastkv.errors import ErrCompacted
+
+            raise ErrCompacted()  # as etcd: history below the compaction cannot be hashed
         from fastkv.backend import KEY
         from fastkv._native import load as _load
 
@@ -425,7 +429,7 @@ class EtcdServer:
             for k, v in tx.unsafe_range(KEY, b"", codec.rev_key(rev + 1, 0)):
                 h = crc.crc32c(k, h)
                 h = crc.crc32c(v, h)
-        return h, max(self.kv.compact_revision, 0), rev
+        return h, self.kv.compact_revision, rev  # -1 when never compacted, as etcd reports it
 
     def metrics_text(self) -> str:
         return self.metrics.render()
