@@ -221,19 +221,27 @@ def update_readme(headline, m) -> None:
     if README_START not in text or README_END not in text:
         print("README.md has no headline markers; not updated")
         return
-    rows = ["| benchmark | ops/s | p50 ms | p99 ms |", "|---|---|---|---|"]
+    rows = ["| benchmark | fastkv | reference (same run) | ratio |", "|---|---|---|---|"]
     loads = []
     for run, r, err in headline:
         if r is None:
-            reason = "fastkv serve is not available yet" if "not available" in err else "failed"
+            reason = "fastkv serve is not available" if "not available" in err else "failed"
             rows.append(f"| {run['label']} | {reason} (see RESULTS.md) | | |")
         elif "workloads" in r:
             a, b = r["servers"]
             for w, s in r["workloads"].items():
-                rows.append(f"| {run['label']}: {w} ({b}/{a}) | x{s['ratio_rps']:.2f} | | x{s['ratio_p99_ms']:.2f} |")
+                rows.append(f"| {w}, {run['label']} | {s[b]['rps_median']:,.0f} ops/s, p99 {s[b]['p99_ms_median']:.1f} ms | "
+                            f"{a}: {s[a]['rps_median']:,.0f} ops/s, p99 {s[a]['p99_ms_median']:.1f} ms | "
+                            f"x{s['ratio_rps']:.2f} ({s['ratio_rps_min']:.2f}..{s['ratio_rps_max']:.2f}) |")
+        elif "headline_result" in run:
+            # a run names what to show: format strings over its JSON result
+            fmt = lambda key: run.get(key, "").format(**r)  # noqa: E731
+            rows.append(f"| {run['label']} | {fmt('headline_result')} | {fmt('headline_reference')} | "
+                        f"{fmt('headline_ratio')} |")
         else:
             loads.append(r.get("loadavg_1m_before", 0.0))
-            rows.append(f"| {run['label']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |")
+            rows.append(f"| {run['label']} | {r['rps']:,.0f} ops/s, p50 {r['p50_ms']:.2f} ms, "
+                        f"p99 {r['p99_ms']:.2f} ms | | |")
     load = f", machine load ~{sum(loads) / len(loads):.1f} from other jobs" if loads else ""
     block = "\n".join([README_START, "", f"Measured {m['date']} on {m['cpus']} CPUs ({m['cpu']}{load}) against "
                        "real etcd 3.4; details, commands and charts in [bench/RESULTS.md](bench/RESULTS.md).", "",
