@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 
 import grpc
@@ -31,10 +32,18 @@ async def start(cfg):
     add_services(grpc_server, server)
     # gRPC listens on an internal loopback port; the client URLs are served by the front listener
     # (clientport.py), which relays gRPC there and answers /metrics, /health, /version itself.
-    grpc_port = grpc_server.add_insecure_port("127.0.0.1:0")
-    await grpc_server.start()
     http_servers = []
-    for url in cfg.listen_client_urls:
+    if os.environ.get("FASTKV_CLIENT_PORT_RELAY", "1") == "0":
+        # measurement switch: gRPC binds the client URLs itself (no HTTP there), to price the relay
+        for url in cfg.listen_client_urls:
+            grpc_server.add_insecure_port(host_port(url))
+        await grpc_server.start()
+        client_urls = []
+    else:
+        grpc_port = grpc_server.add_insecure_port("127.0.0.1:0")
+        await grpc_server.start()
+        client_urls = cfg.listen_client_urls
+    for url in client_urls:
         host, port = host_port(url).rsplit(":", 1)
         try:
             http_servers.append(await serve_client_port(server, host, int(port), grpc_port))
