@@ -28,6 +28,7 @@ import queue
 import threading
 
 from fastkv.backend import open_backend
+from fastkv.backend.base import in_range
 from fastkv.backend.base import DEFAULT_QUOTA_BYTES
 from fastkv.errors import EtcdError
 from fastkv.mvcc import (
@@ -146,9 +147,9 @@ class DB:
             range_end = prefix_end(key)
         w = Watch(self, key, range_end, prev_kv)
         with self._lock:
-            self._backend.force_commit() if self._backend.batch_tx().pending() else None
+            self._backend.force_commit()  # watchers see committed changes only: commit what is buffered
             if start_revision > 0:
-                for ev in self._kv.events_since(start_revision, key, range_end):
+                for ev in self._kv.history(start_revision, None, key, range_end):
                     w._offer(ev)
             self._watches.append(w)
             self._kv.collect_events = True
@@ -206,8 +207,7 @@ class Watch:
 
     def _offer(self, ev) -> None:
         k = ev.kv.key
-        end = self._end
-        if (k == self._key) if end is None else (k >= self._key and (end == b"" or k < end)):
+        if in_range(k, self._key, self._end):
             if self._prev_kv and ev.prev_kv is None and ev.kv.mod_revision > 1:
                 ev = type(ev)(ev.type, ev.kv, self._db.get(k, revision=ev.kv.mod_revision - 1)
                               if ev.kv.mod_revision - 1 >= self._db.compact_revision else None)

@@ -25,11 +25,12 @@ import struct
 
 from fastkv._native import load
 from fastkv.backend import KEY, META
+from fastkv.backend.base import in_range
 from fastkv.errors import ErrCompacted, ErrFutureRev, ErrKeyNotFound, ErrLeaseNotFound, ErrNoSpace
 from fastkv.mvcc import txncheck
 from fastkv.mvcc.ops import (
     CompareResult, CompareTarget, DeleteOp, DeleteResult, Event, EventType, PutOp, PutResult, RangeOp,
-    RangeResult, SortOrder, SortTarget, TxnOp, TxnResult, index_end,
+    RangeResult, SortOrder, SortTarget, TxnOp, TxnResult, index_end, txn_has_puts, txn_has_writes,
 )
 
 _codec = load("mvcccodec")
@@ -199,8 +200,7 @@ class KVStore:
             raise txncheck.ErrEmptyKey()
         if lease and self.lessor is not None:
             return self.put(PutOp(key, value, lease)).revision
-        backend = self.backend
-        with backend._lock:
+        with self._tx:
             if self.quota_bytes is not None:
                 self._check_quota(len(key) + len(value))
             rev = self.current_revision + 1
@@ -214,8 +214,6 @@ class KVStore:
                     self.observer(events, rev)
                 else:
                     self.pending_events.extend(events)
-            if len(self._buf) >= backend.batch_limit and backend._tx._depth == 0:
-                backend._commit_locked(False)
         return rev
 
     def delete_range(self, op: DeleteOp) -> DeleteResult:
@@ -235,10 +233,10 @@ class KVStore:
             # As etcd's applierV3backend.Txn: check the ops on the chosen path against the state
             # before the txn (puts first, then ranges), so the txn either applies whole or fails
             # with nothing changed.
-            if _has_writes(op):
+            if txn_has_writes(op):
                 self._check_puts_on_path(op, path, [])
             self._check_path(op, path, self._check_range_op)
-            if _has_puts(op):
+            if txn_has_puts(op):
                 self._check_quota(_put_bytes(op))
             wt = _WriteTxn(self.current_revision)
             resp = self._apply_txn(wt, op, path, 0)
@@ -246,10 +244,14 @@ class KVStore:
             resp.revision = wt.begin_rev + 1 if wt.changes else wt.begin_rev
             return resp
 
+    def size_estimate(self) -> int:
+        """Backend bytes in use at the last commit plus what was buffered since (no LMDB call)."""
+        return self._size_at_commit + self._bytes_since_commit
+
     def _check_quota(self, cost: int) -> None:
         if self.quota_bytes is None:
             return
-        if self._size_at_commit + self._bytes_since_commit + cost + _PUT_OVERHEAD > self.quota_bytes:
+        if self.size_estimate() + cost + _PUT_OVERHEAD > self.quota_bytes:
             raise ErrNoSpace()
 
     def _put(self, wt: _WriteTxn, op: PutOp) -> PutResult:
@@ -359,7 +361,7 @@ class KVStore:
                 if o.ignore_value or o.ignore_lease:
                     if self._get_kv(o.key, self.current_revision) is None:
                         raise ErrKeyNotFound()
-                    if any(_key_in(o.key, k, e) for k, e in deleted):
+                    if any(in_range(o.key, k, e) for k, e in deleted):
                         raise ErrKeyNotFound()
                 if o.lease and self.lessor is not None and not self.lessor.exists(o.lease):
                     raise ErrLeaseNotFound()
@@ -439,10 +441,6 @@ class KVStore:
             raw = tx.unsafe_get(KEY, rev_key(rev_main, rev_sub, tombstone))
             return None if raw is None else decode_record(raw)
 
-    def events_since(self, start_rev: int, key: bytes, range_end: bytes = b"", limit_rev: int | None = None) -> list:
-        """Events on keys in the range with revision in [start_rev, limit_rev] (default: current)."""
-        return self.history(start_rev, limit_rev, key, range_end)
-
     def history(self, start_rev: int, end_rev: int | None = None, key: bytes | None = None,
                 range_end: bytes = b"", max_events: int = 0) -> list:
         """Events with main revision in [start_rev, end_rev] in revision order, read from the
@@ -464,7 +462,7 @@ class KVStore:
                     if max_events and len(out) >= max_events and main != last_main:
                         return out
                     kv = decode_record(v)
-                    if key is not None and not _key_in(kv.key, key, end):
+                    if key is not None and not in_range(kv.key, key, end):
                         continue
                     last_main = main
                     if tomb:
@@ -475,12 +473,6 @@ class KVStore:
                 if len(rows) < _RESTORE_CHUNK:
                     return out
                 lo = rows[-1][0] + b"\x00"
-
-
-def _key_in(k: bytes, key: bytes, end) -> bool:
-    if end is None:
-        return k == key
-    return k >= key and (end == b"" or k < end)
 
 
 def _compare_kv(c, kv) -> bool:
@@ -535,20 +527,6 @@ def _filter_and_sort(kvs: list, op: RangeOp) -> list:
     elif order == SortOrder.DESCEND:
         kvs.sort(key=_SORT_KEYS[op.sort_target], reverse=True)
     return kvs
-
-
-def _has_writes(op: TxnOp) -> bool:
-    for o in (*op.success, *op.failure):
-        if isinstance(o, (PutOp, DeleteOp)) or (isinstance(o, TxnOp) and _has_writes(o)):
-            return True
-    return False
-
-
-def _has_puts(op: TxnOp) -> bool:
-    for o in (*op.success, *op.failure):
-        if isinstance(o, PutOp) or (isinstance(o, TxnOp) and _has_puts(o)):
-            return True
-    return False
 
 
 def _put_bytes(op: TxnOp) -> int:

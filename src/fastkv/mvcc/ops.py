@@ -135,6 +135,23 @@ class Event:
     prev_kv: object = None
 
 
+def txn_has_writes(t: TxnOp) -> bool:
+    """Whether any branch, at any depth, puts or deletes (a txn without writes needs no proposal)."""
+    return any(isinstance(o, (PutOp, DeleteOp)) or (isinstance(o, TxnOp) and txn_has_writes(o))
+               for o in (*t.success, *t.failure))
+
+
+def txn_has_puts(t: TxnOp) -> bool:
+    """Whether any branch, at any depth, puts (what a space quota refuses)."""
+    return any(isinstance(o, PutOp) or (isinstance(o, TxnOp) and txn_has_puts(o)) for o in (*t.success, *t.failure))
+
+
+def txn_serializable(t: TxnOp) -> bool:
+    """Whether every range in the txn, at any depth, asked for a serializable read."""
+    return all(o.serializable if isinstance(o, RangeOp) else (not isinstance(o, TxnOp) or txn_serializable(o))
+               for o in (*t.success, *t.failure))
+
+
 def index_end(range_end: bytes | None):
     """Translate an API range_end to the index convention (None single key, b"" unbounded)."""
     if not range_end:

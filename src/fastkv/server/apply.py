@@ -17,20 +17,13 @@ from fastkv.api import convert
 from fastkv.api.etcdpb import rpc_pb2
 from fastkv.backend import ALARM
 from fastkv.errors import EtcdError, ErrNoSpace
-from fastkv.mvcc.ops import PutOp, TxnOp
+from fastkv.mvcc.ops import txn_has_puts
 from fastkv.server import request as rq
 
 log = logging.getLogger(__name__)
 
 NOSPACE = rpc_pb2.NOSPACE
 _ALARM_KEY = struct.Struct(">QI")
-
-
-def _txn_has_puts(t) -> bool:
-    for o in (*t.success, *t.failure):
-        if isinstance(o, PutOp) or (isinstance(o, TxnOp) and _txn_has_puts(o)):
-            return True
-    return False
 
 
 class Alarms:
@@ -71,10 +64,6 @@ class Applier:
         self.alarms = alarms
         self.wait = wait
         self.applied_index = kv.consistent_index
-        # Applying an entry and recording its index must land in the same backend commit: a commit
-        # between the two (the interval committer, or the batch limit reached inside the op) would
-        # make a crash replay re-apply the entry (a put twice: a revision hole) or skip it. Holding
-        # the batch tx across both keeps every commit on an entry boundary.
         self._batch_tx = kv.backend.batch_tx()
 
     def apply_normal(self, index: int, data: bytes) -> None:
@@ -84,9 +73,10 @@ class Applier:
         request_id = 0
         result = None
         # One tx block around the whole entry, consistent index first (as etcd): a backend commit
-        # can then only ever hold an entry completely, together with its index, so replay after a
-        # crash neither re-applies it nor skips part of it.
-        with self.kv.backend.batch_tx():
+        # (the interval committer, or the batch limit reached inside an op) can then only ever hold
+        # an entry completely, together with its index, so replay after a crash neither re-applies
+        # it (a put twice: a revision hole) nor skips part of it.
+        with self._batch_tx:
             self.kv.set_consistent_index(index)
             if data:
                 try:
@@ -104,7 +94,7 @@ class Applier:
     def mark_applied(self, index: int) -> None:
         """A conf change (or other non-request entry) at `index` was applied."""
         if index > self.kv.consistent_index:
-            with self.kv.backend.batch_tx():
+            with self._batch_tx:
                 self.kv.set_consistent_index(index)
         self.applied_index = max(self.applied_index, index)
 
@@ -119,7 +109,7 @@ class Applier:
             return convert.delete_response(kv.delete_range(convert.delete_op(msg)))
         if kind == rq.TXN:
             t = convert.txn_op(msg)
-            if nospace and _txn_has_puts(t):
+            if nospace and txn_has_puts(t):
                 raise ErrNoSpace()
             return convert.txn_response(kv.txn(t))
         if kind == rq.COMPACT:

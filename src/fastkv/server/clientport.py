@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fastkv.server.http import route
+from fastkv.server.http import respond
 
 PREFACE = b"PRI * HTTP/2.0"
 MAX_HTTP_REQUEST = 64 * 1024
@@ -90,11 +90,7 @@ class _ClientSide(asyncio.Protocol):
             self.transport.resume_reading()
 
     def _answer_http(self):
-        line = bytes(self.pending).split(b"\n", 1)[0].decode("latin-1").split()
-        path = line[1].split("?", 1)[0] if len(line) >= 2 else "/"
-        status, ctype, body = route(self.server, path)
-        self.transport.write(f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                             f"Connection: close\r\n\r\n".encode() + body)
+        self.transport.write(respond(self.server, bytes(self.pending).split(b"\n", 1)[0]))
         self.transport.close()
 
     def connection_lost(self, exc):

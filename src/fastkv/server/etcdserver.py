@@ -23,14 +23,17 @@ import time
 from fastkv import __version__
 from fastkv.api import convert
 from fastkv.api.etcdpb import rpc_pb2
+from fastkv._native import load
+from fastkv.backend import KEY
 from fastkv.backend.lmdb_backend import LMDBBackend
 from fastkv.errors import (
-    EtcdError, ErrEmptyKey, ErrLeaseNotFound, ErrNoLeader, ErrNoSpace, ErrRequestTooLarge, ErrTimeout,
+    EtcdError, ErrCompacted, ErrEmptyKey, ErrFutureRev, ErrLeaseNotFound, ErrNoLeader, ErrNoSpace,
+    ErrRequestTooLarge, ErrTimeout,
 )
 from fastkv.lease.lessor import Lessor
 from fastkv.mvcc import KVStore
 from fastkv.mvcc import txncheck
-from fastkv.mvcc.ops import RangeOp
+from fastkv.mvcc.ops import RangeOp, txn_has_puts, txn_has_writes, txn_serializable
 from fastkv.server import request as rq
 from fastkv.server.apply import NOSPACE, Alarms, Applier
 from fastkv.server.config import ServerConfig
@@ -43,7 +46,9 @@ log = logging.getLogger(__name__)
 
 ETCD_VERSION = "3.4.23"  # the etcd API level fastkv matches (what Status and /version report)
 CLUSTER_VERSION = "3.4.0"
-_META = struct.Struct("<QQ")  # WAL metadata: member id, cluster id
+_META = struct.Struct("<QQ")
+_crc = load("crc32c")
+_codec = load("mvcccodec")  # WAL metadata: member id, cluster id
 
 
 class EtcdServer:
@@ -85,7 +90,7 @@ class EtcdServer:
 
         self.watchable = WatchableStore(self.kv)
         self.alarms = Alarms(self.backend)
-        self.wait = Wait(self.member_id)
+        self.wait = Wait()
         self.applier = Applier(self.kv, self.lessor, self.alarms, self.wait)
         self.raft = RaftNode(
             member_id=self.member_id, peers=[self.member_id], waldir=os.path.join(self.member_dir, "wal"),
@@ -106,7 +111,6 @@ class EtcdServer:
         self._read_waiters: list = []   # futures waiting for the next round
         self._reads_after_apply: list = []  # (index, futures) waiting for the applier
         self._read_seq = 0
-        self._proposal_ids: dict = {}   # proposal bytes id -> request id, to fail dropped ones
         self._register_metrics()
         self.raft.start()
         loop = asyncio.get_running_loop()
@@ -254,9 +258,7 @@ class EtcdServer:
         return self.fill(convert.range_response(self.kv.range(convert.range_op(req))))
 
     def _check_quota(self, cost: int) -> None:
-        # the store tracks its size at the last commit plus what it buffered since: no LMDB call per put
-        used = self.kv._size_at_commit + self.kv._bytes_since_commit
-        if used + cost > self.cfg.quota_backend_bytes or self.alarms.has(NOSPACE):
+        if self.kv.size_estimate() + cost > self.cfg.quota_backend_bytes or self.alarms.has(NOSPACE):
             if not self.alarms.has(NOSPACE):
                 alarm = rpc_pb2.AlarmRequest(action=rpc_pb2.AlarmRequest.ACTIVATE, memberID=self.member_id,
                                              alarm=NOSPACE)
@@ -282,11 +284,11 @@ class EtcdServer:
     async def txn(self, req) -> rpc_pb2.TxnResponse:
         t = convert.txn_op(req)
         txncheck.check_txn(t, self.cfg.max_txn_ops)
-        if _txn_read_only(req):
-            if not _txn_serializable(req):
+        if not txn_has_writes(t):
+            if not txn_serializable(t):
                 await self.linearizable_barrier()
             return self.fill(convert.txn_response(self.kv.txn(t)))
-        if _txn_has_puts(req):
+        if txn_has_puts(t):
             self._check_quota(req.ByteSize())
         return self.fill(await self.propose(rq.TXN, req))
 
@@ -408,27 +410,16 @@ class EtcdServer:
 
     def hash_kv(self, revision: int) -> tuple[int, int, int]:
         """(hash, compact revision, revision): CRC-32C of every revision <= `revision` still stored."""
-        from fastkv._native import load
-
-        crc = load("crc32c")
         rev = revision or self.kv.current_revision
         if rev > self.kv.current_revision:
-            from fastkv.errors import ErrFutureRev
-
             raise ErrFutureRev()
         if 0 < revision <= self.kv.compact_revision:
-            from fastkv.errors import ErrCompacted
-
             raise ErrCompacted()  # as etcd: history below the compaction cannot be hashed
-        from fastkv.backend import KEY
-        from fastkv._native import load as _load
-
-        codec = _load("mvcccodec")
         h = 0
         with self.backend.read_tx() as tx:
-            for k, v in tx.unsafe_range(KEY, b"", codec.rev_key(rev + 1, 0)):
-                h = crc.crc32c(k, h)
-                h = crc.crc32c(v, h)
+            for k, v in tx.unsafe_range(KEY, b"", _codec.rev_key(rev + 1, 0)):
+                h = _crc.crc32c(k, h)
+                h = _crc.crc32c(v, h)
         return h, self.kv.compact_revision, rev  # -1 when never compacted, as etcd reports it
 
     def metrics_text(self) -> str:
@@ -484,39 +475,6 @@ def _resolve(futs) -> None:
 def _alarm_text(member_id: int, alarm: int) -> str:
     # etcd's AlarmMember.String(): the raised member's id in decimal, trailing space included
     return "memberID:%d alarm:%s " % (member_id, rpc_pb2.AlarmType.Name(alarm))
-
-
-def _ops(req):
-    for op in (*req.success, *req.failure):
-        yield op
-
-
-def _txn_read_only(req) -> bool:
-    for op in _ops(req):
-        which = op.WhichOneof("request")
-        if which in ("request_put", "request_delete_range"):
-            return False
-        if which == "request_txn" and not _txn_read_only(op.request_txn):
-            return False
-    return True
-
-
-def _txn_serializable(req) -> bool:
-    for op in _ops(req):
-        which = op.WhichOneof("request")
-        if which == "request_range" and not op.request_range.serializable:
-            return False
-        if which == "request_txn" and not _txn_serializable(op.request_txn):
-            return False
-    return True
-
-
-def _txn_has_puts(req) -> bool:
-    for op in _ops(req):
-        which = op.WhichOneof("request")
-        if which == "request_put" or (which == "request_txn" and _txn_has_puts(op.request_txn)):
-            return True
-    return False
 
 
 def parse_retention(mode: str, retention: str) -> float:

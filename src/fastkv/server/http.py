@@ -9,13 +9,9 @@ async def serve_http(server, host: str, port: int) -> asyncio.AbstractServer:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             line = await asyncio.wait_for(reader.readline(), 10)
-            parts = line.decode("latin-1").split()
             while (await reader.readline()) not in (b"\r\n", b"\n", b""):
                 pass
-            path = parts[1].split("?", 1)[0] if len(parts) >= 2 else "/"
-            status, ctype, body = route(server, path)
-            writer.write(f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                         f"Connection: close\r\n\r\n".encode() + body)
+            writer.write(respond(server, line))
             await writer.drain()
         except (asyncio.TimeoutError, ConnectionError):
             pass
@@ -23,6 +19,15 @@ async def serve_http(server, host: str, port: int) -> asyncio.AbstractServer:
             writer.close()
 
     return await asyncio.start_server(handle, host, port)
+
+
+def respond(server, request_line: bytes) -> bytes:
+    """The whole HTTP/1.1 response to a request whose first line is `request_line`."""
+    parts = request_line.decode("latin-1").split()
+    path = parts[1].split("?", 1)[0] if len(parts) >= 2 else "/"
+    status, ctype, body = route(server, path)
+    return (f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+            f"Connection: close\r\n\r\n".encode() + body)
 
 
 def route(server, path: str):

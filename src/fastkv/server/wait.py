@@ -9,7 +9,7 @@ import itertools
 
 
 class Wait:
-    def __init__(self, member_id: int):
+    def __init__(self):
         # ids are unique per member and across restarts: the high bits carry the start time
         import time
 
