@@ -67,8 +67,15 @@ def test_metrics_health_version(tmp_path):
         for i in range(50):
             c.put(b"key%d" % (i % 20), b"v")
         c.close()
-        time.sleep(0.3)  # at least one backend batch interval
+        # wait for the next backend batch commit (one batch interval, longer on a loaded machine)
+        deadline = time.monotonic() + 10
         after = _metrics(base)
+        while time.monotonic() < deadline and (
+                after["etcd_disk_backend_commit_duration_seconds_count"]
+                <= before["etcd_disk_backend_commit_duration_seconds_count"]
+                or after["etcd_server_proposals_applied_total"] != after["etcd_server_proposals_committed_total"]):
+            time.sleep(0.05)
+            after = _metrics(base)
         assert after["etcd_server_proposals_committed_total"] >= before["etcd_server_proposals_committed_total"] + 50
         assert after["etcd_server_proposals_applied_total"] == after["etcd_server_proposals_committed_total"]
         assert after["etcd_disk_wal_fsync_duration_seconds_count"] > before["etcd_disk_wal_fsync_duration_seconds_count"]

@@ -57,8 +57,12 @@ def _run(endpoint: str, http_base: str) -> dict:
             accepted += 1
         out["first_failure"] = failure
         assert 10 < accepted < 1000, f"{endpoint}: {accepted} puts accepted under a 1 MiB quota"
-        time.sleep(0.3)  # the alarm is raised by a proposal of its own
+        # the alarm is raised by a proposal of its own: wait for it (longer on a loaded machine)
+        deadline = time.monotonic() + 10
         st = c.status()
+        while not st.errors and time.monotonic() < deadline:
+            time.sleep(0.05)
+            st = c.status()
         out["db_in_use_over_quota"] = st.dbSizeInUse / QUOTA
         out["status_errors"] = [_norm(e) for e in st.errors]
         out["alarm_list"] = _norm(etcdctl(endpoint, "alarm", "list").stdout)
