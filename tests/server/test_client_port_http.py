@@ -32,3 +32,42 @@ def test_http_and_grpc_share_the_client_port(fastkv_endpoint):
         assert c.get(b"k").kvs[0].value == b"v"
     finally:
         c.close()
+
+
+def _relayed_ports(pid: int, client_port: int) -> list[int]:
+    """The internal gRPC port of each relayed connection: the member's outgoing loopback
+    connections to a port it listens on itself (other than the client port)."""
+    import psutil
+
+    conns = psutil.Process(pid).net_connections("tcp")
+    internal = {c.laddr.port for c in conns if c.status == psutil.CONN_LISTEN} - {client_port}
+    return sorted(c.raddr.port for c in conns
+                  if c.status == psutil.CONN_ESTABLISHED and c.raddr and c.raddr.port in internal)
+
+
+def test_client_connections_spread_over_the_grpc_servers(tmp_path):
+    """--grpc-servers N: each new gRPC connection is relayed to the least loaded internal server,
+    so N connections use N different servers, and every one serves the same member."""
+    from tests.server._util import Member
+
+    m = Member(tmp_path / "data", "--grpc-servers", "3").start()
+    clients = []
+    try:
+        for i in range(3):
+            c = m.client()
+            clients.append(c)
+            assert c.put(b"k%d" % i, b"v").header.revision == i + 2
+        ports = _relayed_ports(m.proc.pid, m.port)
+        assert len(ports) == 3 and len(set(ports)) == 3, ports
+        for c in clients:  # all three see every write: one member behind all servers
+            assert [kv.key for kv in c.get(b"k", prefix=True).kvs] == [b"k0", b"k1", b"k2"]
+        # a fourth connection shares a server with one of the first three, and works as well
+        c = m.client()
+        clients.append(c)
+        assert c.put(b"k3", b"v").header.revision == 5
+        ports = _relayed_ports(m.proc.pid, m.port)
+        assert len(ports) == 4 and len(set(ports)) == 3, ports
+    finally:
+        for c in clients:
+            c.close()
+        m.stop()

@@ -75,6 +75,10 @@ def add_parser(sub) -> None:
                    help="fastkv: commit the backend after this many pending writes")
     p.add_argument("--backend-batch-interval", type=_positive, default=100,
                    help="fastkv: commit the backend at least this often (ms)")
+    p.add_argument("--grpc-servers", type=_positive, default=4,
+                   help="fastkv: internal gRPC servers the client port spreads connections over "
+                        "(grpcio accepts one call at a time per server; more servers serve more "
+                        "client connections in parallel, one connection always uses one server)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="logging verbosity")
     p.set_defaults(func=run)
@@ -109,7 +113,7 @@ def config_from_args(args):
         max_request_bytes=args.max_request_bytes, max_txn_ops=args.max_txn_ops,
         auto_compaction_mode=args.auto_compaction_mode, auto_compaction_retention=args.auto_compaction_retention,
         listen_metrics_urls=args.listen_metrics_urls, backend_batch_limit=args.backend_batch_limit,
-        backend_batch_interval_ms=args.backend_batch_interval)
+        backend_batch_interval_ms=args.backend_batch_interval, grpc_servers=args.grpc_servers)
 
 
 def _usage_error(message: str) -> None:

@@ -1,10 +1,10 @@
 """The client port: gRPC and plain HTTP (/metrics, /health, /version) on one address, as etcd does.
 
 grpcio owns the sockets it listens on and cannot share a port with an HTTP/1.1 server, so the
-client URL is served by this front listener and gRPC listens on an internal loopback port. Each new
+client URL is served by this front listener and gRPC listens on internal loopback ports. Each new
 connection is classified by its first bytes: the HTTP/2 client preface ("PRI * HTTP/2.0") is
-relayed to the gRPC server byte for byte, with backpressure in both directions; anything else is
-answered as an HTTP/1.1 request by fastkv.server.http.route. The relay is protocol-level (no
+relayed byte for byte to one of the internal gRPC servers, with backpressure in both directions;
+anything else is answered as an HTTP/1.1 request by fastkv.server.http.route. The relay is protocol-level (no
 stream objects, no parsing after the first bytes), so it adds one buffer hand-off per chunk.
 """
 from __future__ import annotations
@@ -15,6 +15,23 @@ from fastkv.server.http import respond
 
 PREFACE = b"PRI * HTTP/2.0"
 MAX_HTTP_REQUEST = 64 * 1024
+
+
+class _Upstreams:
+    """The internal gRPC servers (runner.GrpcServers: why there are several), each on its own
+    loopback port, and how many relayed connections each carries. A connection stays on one server
+    for life (HTTP/2 state is per connection); a new one goes to the least loaded."""
+
+    def __init__(self, ports):
+        self.load = {p: 0 for p in ports}
+
+    def acquire(self) -> int:
+        port = min(self.load, key=self.load.__getitem__)
+        self.load[port] += 1
+        return port
+
+    def release(self, port: int) -> None:
+        self.load[port] -= 1
 
 
 class _Upstream(asyncio.Protocol):
@@ -42,9 +59,10 @@ class _Upstream(asyncio.Protocol):
 
 
 class _ClientSide(asyncio.Protocol):
-    def __init__(self, server, grpc_host: str, grpc_port: int):
+    def __init__(self, server, upstreams: _Upstreams):
         self.server = server
-        self.grpc_addr = (grpc_host, grpc_port)
+        self.upstreams = upstreams
+        self.grpc_port = 0  # the internal server this connection is relayed to, once it is gRPC
         self.transport = None
         self.upstream: _Upstream | None = None
         self.pending = bytearray()
@@ -77,8 +95,9 @@ class _ClientSide(asyncio.Protocol):
     async def _connect_upstream(self):
         loop = asyncio.get_running_loop()
         self.transport.pause_reading()
+        self.grpc_port = self.upstreams.acquire()
         try:
-            _t, up = await loop.create_connection(lambda: _Upstream(self), *self.grpc_addr)
+            _t, up = await loop.create_connection(lambda: _Upstream(self), "127.0.0.1", self.grpc_port)
         except OSError:
             self.transport.close()
             return
@@ -94,6 +113,9 @@ class _ClientSide(asyncio.Protocol):
         self.transport.close()
 
     def connection_lost(self, exc):
+        if self.grpc_port:
+            self.upstreams.release(self.grpc_port)
+            self.grpc_port = 0
         if self.upstream is not None and self.upstream.transport is not None:
             self.upstream.transport.close()
 
@@ -107,7 +129,9 @@ class _ClientSide(asyncio.Protocol):
             self.upstream.transport.resume_reading()
 
 
-async def serve_client_port(server, host: str, port: int, grpc_port: int) -> asyncio.AbstractServer:
+async def serve_client_port(server, host: str, port: int, grpc_ports: list) -> asyncio.AbstractServer:
+    """Serve the client URL host:port, relaying gRPC connections to the internal `grpc_ports`."""
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: _ClientSide(server, "127.0.0.1", grpc_port), host, port,
+    upstreams = _Upstreams(grpc_ports)
+    return await loop.create_server(lambda: _ClientSide(server, upstreams), host, port,
                                     reuse_address=True)

@@ -29,6 +29,7 @@ class ServerConfig:
     listen_metrics_urls: list = field(default_factory=list)
     backend_batch_limit: int = 10000
     backend_batch_interval_ms: int = 100
+    grpc_servers: int = 4
 
     def __post_init__(self):
         if not self.data_dir:

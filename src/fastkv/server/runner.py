@@ -19,38 +19,33 @@ GRPC_OVERHEAD_BYTES = 512 * 1024  # etcd accepts requests up to max-request-byte
 
 
 async def start(cfg):
-    """Start a member; returns (server, grpc_server, http_servers)."""
+    """Start a member; returns (server, grpc_servers, http_servers)."""
     server = EtcdServer(cfg)
     await server.start()
-    limit = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES
-    grpc_server = grpc.aio.server(options=[
-        ("grpc.max_receive_message_length", limit),
-        ("grpc.max_send_message_length", 2**31 - 1),
-        ("grpc.max_concurrent_streams", 2**31 - 1),
-        ("grpc.so_reuseport", 0),
-    ])
-    add_services(grpc_server, server)
-    # gRPC listens on an internal loopback port; the client URLs are served by the front listener
-    # (clientport.py), which relays gRPC there and answers /metrics, /health, /version itself.
+    direct = os.environ.get("FASTKV_CLIENT_PORT_RELAY", "1") == "0"
+    grpc_servers = GrpcServers(cfg, server, reuse_port=direct)
     http_servers = []
-    if os.environ.get("FASTKV_CLIENT_PORT_RELAY", "1") == "0":
-        # measurement switch: gRPC binds the client URLs itself (no HTTP there), to price the relay
+    if direct:
+        # measurement switch: gRPC binds the client URLs itself (SO_REUSEPORT spreads connections
+        # over the servers; no HTTP there), to price the relay
         for url in cfg.listen_client_urls:
-            grpc_server.add_insecure_port(host_port(url))
-        await grpc_server.start()
+            grpc_servers.add_port(host_port(url))
+        await grpc_servers.start()
         client_urls = []
     else:
-        grpc_port = grpc_server.add_insecure_port("127.0.0.1:0")
-        await grpc_server.start()
+        # gRPC listens on internal loopback ports; the client URLs are served by the front listener
+        # (clientport.py), which relays gRPC there and answers /metrics, /health, /version itself.
+        grpc_ports = grpc_servers.add_port("127.0.0.1:0")
+        await grpc_servers.start()
         client_urls = cfg.listen_client_urls
     for url in client_urls:
         host, port = host_port(url).rsplit(":", 1)
         try:
-            http_servers.append(await serve_client_port(server, host, int(port), grpc_port))
+            http_servers.append(await serve_client_port(server, host, int(port), grpc_ports))
         except OSError as exc:
             for h in http_servers:
                 h.close()
-            await grpc_server.stop(None)
+            await grpc_servers.stop(None)
             await server.stop()
             raise OSError(f"cannot listen for clients on {url} ({exc.strerror or exc}); "
                           "pick another address with --listen-client-urls") from None
@@ -59,18 +54,51 @@ async def start(cfg):
         http_servers.append(await serve_http(server, host, int(port)))
     log.info("fastkv member %x (%s) serving clients on %s, data dir %s", server.member_id, cfg.name,
              ",".join(cfg.listen_client_urls), cfg.data_dir)
-    return server, grpc_server, http_servers
+    return server, grpc_servers, http_servers
 
 
-async def shutdown(server, grpc_server, http_servers) -> None:
-    await grpc_server.stop(grace=1.0)
+class GrpcServers:
+    """cfg.grpc_servers grpcio asyncio servers with the same services over one EtcdServer.
+
+    Why several: grpcio's asyncio server accepts calls one at a time (each new call is a round trip
+    through its completion-queue poller thread), which caps one server's unary call rate far below
+    what the member behind it sustains. Servers accept in parallel, so connections spread over
+    several servers are served faster. They share the event loop and the member; nothing else
+    differs between them."""
+
+    def __init__(self, cfg, server, reuse_port: bool = False):
+        limit = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES
+        options = [
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", 2**31 - 1),
+            ("grpc.max_concurrent_streams", 2**31 - 1),
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
+        ]
+        self.servers = [grpc.aio.server(options=options) for _ in range(max(1, cfg.grpc_servers))]
+        for g in self.servers:
+            add_services(g, server)
+
+    def add_port(self, address: str) -> list[int]:
+        """Bind every server to `address` (port 0: each its own free port); returns the ports."""
+        return [g.add_insecure_port(address) for g in self.servers]
+
+    async def start(self) -> None:
+        for g in self.servers:
+            await g.start()
+
+    async def stop(self, grace) -> None:
+        await asyncio.gather(*(g.stop(grace) for g in self.servers))
+
+
+async def shutdown(server, grpc_servers, http_servers) -> None:
+    await grpc_servers.stop(grace=1.0)
     for h in http_servers:
         h.close()
     await server.stop()
 
 
 async def serve(cfg) -> None:
-    server, grpc_server, http_servers = await start(cfg)
+    server, grpc_servers, http_servers = await start(cfg)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -78,4 +106,4 @@ async def serve(cfg) -> None:
     print(f"ready to serve client requests on {', '.join(cfg.listen_client_urls)}", flush=True)
     await stop.wait()
     log.info("shutting down")
-    await shutdown(server, grpc_server, http_servers)
+    await shutdown(server, grpc_servers, http_servers)
