@@ -32,14 +32,20 @@ class Alarms:
     def __init__(self, backend):
         self._tx = backend.batch_tx()
         self.active: set[tuple[int, int]] = set()
+        self._types: frozenset = frozenset()  # alarm types raised by any member: has() is per request
         with self._tx as tx:
             for k, _v in tx.unsafe_range(ALARM, b"", b""):
                 self.active.add(_ALARM_KEY.unpack(k))
+        self._changed()
+
+    def _changed(self) -> None:
+        self._types = frozenset(a for _m, a in self.active)
 
     def activate(self, member_id: int, alarm: int) -> None:
         with self._tx as tx:
             tx.unsafe_put(ALARM, _ALARM_KEY.pack(member_id, alarm), b"")
         self.active.add((member_id, alarm))
+        self._changed()
 
     def deactivate(self, member_id: int, alarm: int) -> bool:
         if (member_id, alarm) not in self.active:
@@ -47,10 +53,11 @@ class Alarms:
         with self._tx as tx:
             tx.unsafe_delete(ALARM, _ALARM_KEY.pack(member_id, alarm))
         self.active.discard((member_id, alarm))
+        self._changed()
         return True
 
     def has(self, alarm: int) -> bool:
-        return any(a == alarm for _m, a in self.active)
+        return alarm in self._types
 
     def members(self, alarm: int | None = None) -> list:
         return [rpc_pb2.AlarmMember(memberID=m, alarm=a) for m, a in sorted(self.active)
