@@ -234,7 +234,28 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
             os.unlink(path)
 
 
+class _GenericHandlersOnly:
+    """What the generated add_*Servicer_to_server functions see instead of the grpcio server: it
+    keeps their generic handlers and drops their "registered method" handlers.
+
+    Why: with registered methods, grpcio's asyncio server keeps one pending request per registered
+    method (25 here) plus one generic, and for every call it accepts it runs asyncio.wait over all of
+    them — measured at ~15% of the event loop's time under a put load. Generic handlers alone are
+    looked up by method name per call, which is cheap. Put throughput rose from ~3,900-5,800 to
+    ~6,500-7,700 req/s on the development machine, same run."""
+
+    def __init__(self, grpc_server):
+        self._server = grpc_server
+
+    def add_generic_rpc_handlers(self, handlers) -> None:
+        self._server.add_generic_rpc_handlers(handlers)
+
+    def add_registered_method_handlers(self, service_name, method_handlers) -> None:
+        pass
+
+
 def add_services(grpc_server, server) -> None:
+    grpc_server = _GenericHandlersOnly(grpc_server)
     rpc_pb2_grpc.add_KVServicer_to_server(KVService(server), grpc_server)
     rpc_pb2_grpc.add_WatchServicer_to_server(WatchService(server), grpc_server)
     rpc_pb2_grpc.add_LeaseServicer_to_server(LeaseService(server), grpc_server)
