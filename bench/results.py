@@ -52,6 +52,8 @@ COLUMN_FORMAT = {
     "aio_cpu_us_per_put": ("aio us CPU/put", "{:.0f}"), "sync_future_cpu_us_per_put": ("future us CPU/put", "{:.0f}"),
     "aio_uvloop_rps": ("aio+uvloop puts/s", "{:,.0f}"), "aio_uvloop_cpu_us_per_put": ("aio+uvloop us CPU/put", "{:.0f}"),
     "uvloop_ratio": ("uvloop/aio", "{:.2f}"),
+    "fastkv_rss_mib": ("fastkv RSS MiB", "{:.0f}"), "etcd_rss_mib": ("etcd RSS MiB", "{:.0f}"),
+    "rss_ratio": ("fastkv/etcd", "{:.2f}"),
 }
 
 

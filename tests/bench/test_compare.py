@@ -1,10 +1,9 @@
-"""`fastkv bench compare` machinery, proven etcd-vs-etcd (fastkv serve does not exist yet).
+"""`fastkv bench compare` machinery, proven etcd-vs-etcd, and `fastkv bench memory`.
 
 Two identical real etcd servers must come out roughly equal (ratio ~ 1 within a wide margin for
 this noisy 2-core machine), every run must be counted in both columns, and a fastkv command that
 cannot start must make compare say so and exit non-zero instead of printing a one-sided table.
 """
-import importlib.util
 import json
 import shutil
 
@@ -45,8 +44,13 @@ def test_missing_fastkv_says_so_and_fails(bench, tmp_path):
                  "--rounds", "1", "--workloads", "put", "--total", "10", "--work-dir", str(tmp_path), check=False)
     assert proc.returncode == 2
     assert "fastkv is not available" in proc.stderr and "command not found" in proc.stderr
-    if importlib.util.find_spec("fastkv.server") is None:
-        # today: the default command (`python -m fastkv.cli serve`) exists as a CLI but has no serve
-        proc = bench("compare", "--rounds", "1", "--workloads", "put", "--total", "10",
-                     "--work-dir", str(tmp_path), check=False)
-        assert proc.returncode == 2 and "fastkv is not available" in proc.stderr
+
+
+def test_memory_fills_both_servers_and_reports_rss(bench):
+    r = bench.json("memory", "--keys", "3000", "--clients", "8", "--settle", "0.2")
+    for name in ("etcd", "fastkv"):
+        s = r[name]
+        assert s["keys"] == 3000 and s["errors"] == 0  # every put made a distinct key, on both
+        assert s["rss_mib"] > 5 and s["rss_before_mib"] > 5
+    assert r["rss_ratio"] == r["fastkv_rss_mib"] / r["etcd_rss_mib"]
+    assert 0.1 < r["rss_ratio"] < 10
