@@ -6,6 +6,7 @@ handed on and EtcdErrors become gRPC statuses with etcd's exact text and code.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import os
@@ -16,6 +17,7 @@ import grpc
 from fastkv.api import convert
 from fastkv.api.etcdpb import kv_pb2, rpc_pb2, rpc_pb2_grpc
 from fastkv.errors import EtcdError, ErrCompacted, ErrFutureRev
+from fastkv.server.snapshot_export import export_etcd_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -214,12 +216,16 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
         return rpc_pb2.MoveLeaderResponse()  # etcd 3.4 answers without a header
 
     async def Snapshot(self, request, context):
-        """The backend as one consistent file, in chunks, followed by its SHA-256 (as etcd does)."""
+        """One consistent state as etcd's own backend file (bbolt, see server/snapshot_export.py),
+        in chunks, followed by its SHA-256, as etcd sends it: `etcdctl snapshot status/restore`
+        and real etcd read the result."""
         loop = asyncio.get_running_loop()
+        members = self.s.members()
         fd, path = tempfile.mkstemp(prefix="fastkv-snapshot-", dir=self.s.member_dir)
         try:
             with os.fdopen(fd, "wb") as f:
-                await loop.run_in_executor(None, self.s.backend.write_snapshot, f)
+                await loop.run_in_executor(None, functools.partial(
+                    export_etcd_snapshot, self.s.backend, f, members=members))
             size = os.path.getsize(path)
             digest = hashlib.sha256()
             sent = 0

@@ -19,7 +19,7 @@ import sys
 
 PROTO_ROOT = pathlib.Path(__file__).resolve().parent
 OUT_ROOT = PROTO_ROOT.parent / "etcdpb"
-PACKAGES = ("mvccpb", "authpb", "etcdserverpb")
+PACKAGES = ("mvccpb", "authpb", "leasepb", "etcdserverpb")
 TARGET_PACKAGE = "fastkv.api.etcdpb"
 _IMPORT = re.compile(rf"^(from|import) ({'|'.join(PACKAGES)})(\b)", re.M)
 
@@ -49,12 +49,13 @@ def generate() -> list[pathlib.Path]:
     written = []
     (OUT_ROOT / "__init__.py").write_text(
         '"""Generated etcd v3 API stubs (regenerate with fastkv/api/proto/generate.py; do not edit).\n\n'
-        "Use: `from fastkv.api.etcdpb import rpc_pb2, rpc_pb2_grpc, kv_pb2, auth_pb2`.\n"
+        "Use: `from fastkv.api.etcdpb import rpc_pb2, rpc_pb2_grpc, kv_pb2, auth_pb2, lease_pb2`.\n"
         '"""\n'
         "from fastkv.api.etcdpb.authpb import auth_pb2\n"
+        "from fastkv.api.etcdpb.leasepb import lease_pb2\n"
         "from fastkv.api.etcdpb.mvccpb import kv_pb2\n"
         "from fastkv.api.etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc\n\n"
-        '__all__ = ["auth_pb2", "kv_pb2", "rpc_pb2", "rpc_pb2_grpc"]\n'
+        '__all__ = ["auth_pb2", "kv_pb2", "lease_pb2", "rpc_pb2", "rpc_pb2_grpc"]\n'
     )
     for pkg in PACKAGES:
         (OUT_ROOT / pkg / "__init__.py").write_text("")
