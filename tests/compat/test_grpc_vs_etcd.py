@@ -372,6 +372,8 @@ def _hdr(resp) -> tuple:
 def test_maintenance_headers_limits_and_snapshot_stream(etcd_endpoint, fastkv_endpoint):
     import hashlib
 
+    from fastkv.backend.bbolt import check_bbolt
+
     def scenario(cli):
         _seed(cli)
         m = cli.maintenance
@@ -402,7 +404,9 @@ def test_maintenance_headers_limits_and_snapshot_stream(etcd_endpoint, fastkv_en
         chunks = list(m.Snapshot(rpc_pb2.SnapshotRequest(), timeout=30))
         data = b"".join(c.blob for c in chunks)
         obs.append(("snapshot", chunks[-1].remaining_bytes, all(c.HasField("header") for c in chunks),
-                    hashlib.sha256(data[:-32]).digest() == data[-32:], len(data) > 32))
+                    hashlib.sha256(data[:-32]).digest() == data[-32:], len(data) > 32,
+                    # both are bbolt files that pass the checks bbolt's tx.Check makes
+                    check_bbolt(data[:-32])))
         return obs
 
     run_both(etcd_endpoint, fastkv_endpoint, scenario)
