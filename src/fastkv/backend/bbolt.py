@@ -82,7 +82,8 @@ def write_bbolt(target: str | os.PathLike | BinaryIO, buckets: Mapping[bytes, It
 
     Each bucket's items must be in strictly increasing byte order of key (bbolt's order) and keys
     must be non-empty; items may be any iterable, consumed once, so a caller can stream a large
-    bucket without holding it. Violations raise ValueError before anything past them is written.
+    bucket without holding it. A violation raises ValueError (or TypeError) when the writer reaches it,
+    leaving a partial, unusable file behind.
     `target` is a path (the file is created, written and fsynced) or a binary file object (written
     from its current position; not fsynced: the caller owns it). Returns the bytes written, always a
     multiple of `page_size`. `txid` is the transaction id recorded in the meta pages.
