@@ -84,7 +84,8 @@ def test_round_trip_through_our_reader(spec):
 
 
 @pytest.mark.etcd
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(_buckets)
 def test_real_bbolt_checks_and_reads_random_files(tmp_path, spec):
     assert ETCDCTL, "etcdctl is needed: apt-get install -y etcd-client"
