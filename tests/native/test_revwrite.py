@@ -172,3 +172,43 @@ def test_compiled_and_twin_writers_buffer_the_same_bytes(ops):
         out = [w.put(k, v, i + 2, 0, lease) for i, (k, v, lease) in enumerate(ops)]
         results.append((out, buf.bucket_items(0)))
     assert results[0] == results[1]
+
+
+def test_put_result_behaves_like_the_dataclass_it_replaces(impl):
+    import pickle
+
+    r = impl.PutResult(5)
+    assert (r.revision, r.prev_kv) == (5, None)
+    assert impl.PutResult(revision=5, prev_kv=None) == r != impl.PutResult(6)
+    kv = load("mvcccodec").KeyValue(b"k", 2, 3, 1, b"v", 0)
+    r.prev_kv = kv
+    assert r == impl.PutResult(5, load("mvcccodec").KeyValue(b"k", 2, 3, 1, b"v", 0))
+    assert repr(impl.PutResult(7)) == "PutResult(revision=7, prev_kv=None)"
+    assert pickle.loads(pickle.dumps(r)) == r
+    with pytest.raises(TypeError):
+        hash(r)
+
+
+def test_put_entry_takes_the_lean_path_only_when_lean_and_plain(impl):
+    calls = []
+
+    def put_value(key, value, lease):
+        calls.append(("lean", key, value, lease))
+        return 42
+
+    def slow(key, value, **options):
+        calls.append(("slow", key, value, options))
+        return "slow result"
+
+    entry = impl.PutEntry(put_value, slow)
+    put = entry.put
+    plain = {"lease": 0, "prev_kv": False, "ignore_value": False, "ignore_lease": False}
+    assert put(b"k", b"v") == "slow result"                      # not lean yet
+    entry.lean = True
+    r = put(b"k", b"v", lease=3)
+    assert type(r) is impl.PutResult and (r.revision, r.prev_kv) == (42, None)
+    assert put(b"k", b"v", prev_kv=True) == "slow result"        # an option: the full path
+    assert put(b"k", b"v", ignore_lease=True) == "slow result"
+    assert calls == [("slow", b"k", b"v", plain), ("lean", b"k", b"v", 3),
+                     ("slow", b"k", b"v", {**plain, "prev_kv": True}),
+                     ("slow", b"k", b"v", {**plain, "ignore_lease": True})]

@@ -21,3 +21,13 @@ cdef class RevisionWriter:
     cdef object _lock_acquire, _lock_release, _tx, _backend
     cdef object _empty_key_error, _no_space_error
     cpdef tuple put(self, bytes key, bytes value, int64_t main, int64_t sub, int64_t lease)
+
+
+cdef class PutResult:
+    cdef public int64_t revision
+    cdef public object prev_kv
+
+
+cdef class PutEntry:
+    cdef object _put_value, _slow
+    cdef public bint lean

@@ -86,3 +86,51 @@ cdef class RevisionWriter:
         finally:
             self._lock_release()
         return rev
+
+
+cdef class PutResult:
+    """The result of a put: its revision and, when asked for, the key's previous KeyValue (else None).
+
+    A compiled class rather than a dataclass because one is made per put on the hottest path; it
+    keeps the dataclass's constructor, attributes, equality and repr (see the twin)."""
+
+    def __init__(self, int64_t revision, prev_kv=None):
+        self.revision = revision
+        self.prev_kv = prev_kv
+
+    def __eq__(self, other):
+        if not isinstance(other, PutResult):
+            return NotImplemented
+        return self.revision == (<PutResult>other).revision and self.prev_kv == (<PutResult>other).prev_kv
+
+    __hash__ = None  # mutable, like the dataclass it replaces
+
+    def __repr__(self):
+        return f"PutResult(revision={self.revision}, prev_kv={self.prev_kv!r})"
+
+    def __reduce__(self):
+        return (PutResult, (self.revision, self.prev_kv))
+
+
+cdef class PutEntry:
+    """A put entry point with a lean path (what the embedded DB's `put` is bound to).
+
+    put(key, value, *, lease=0, prev_kv=False, ignore_value=False, ignore_lease=False): when `lean`
+    is set and no option is asked for, returns PutResult(put_value(key, value, lease)); otherwise
+    returns slow(key, value, lease=..., prev_kv=..., ignore_value=..., ignore_lease=...). The owner
+    keeps `lean` up to date (for the DB: batched mode, or inside a batch block)."""
+
+    def __init__(self, put_value, slow):
+        self._put_value = put_value
+        self._slow = slow
+        self.lean = False
+
+    def put(self, key, value, *, lease=0, prev_kv=False, ignore_value=False, ignore_lease=False):
+        cdef PutResult result
+        if self.lean and not (prev_kv or ignore_value or ignore_lease):
+            result = PutResult.__new__(PutResult)
+            result.revision = self._put_value(key, value, lease)
+            result.prev_kv = None
+            return result
+        return self._slow(key, value, lease=lease, prev_kv=prev_kv, ignore_value=ignore_value,
+                          ignore_lease=ignore_lease)

@@ -81,3 +81,50 @@ class RevisionWriter:
             if self._tx.depth == 0 and len(self.buffer) >= self._backend.batch_limit:
                 self._backend._after_write()
         return rev
+
+
+class PutResult:
+    """The result of a put: its revision and, when asked for, the key's previous KeyValue (else None).
+
+    Not a dataclass because one is made per put on the hottest path (the compiled one costs a
+    fraction of a dataclass's __init__); same constructor, attributes, equality and repr."""
+
+    __slots__ = ("revision", "prev_kv")
+    __hash__ = None  # mutable
+
+    def __init__(self, revision: int, prev_kv=None):
+        self.revision = revision
+        self.prev_kv = prev_kv
+
+    def __eq__(self, other):
+        if not isinstance(other, PutResult):
+            return NotImplemented
+        return self.revision == other.revision and self.prev_kv == other.prev_kv
+
+    def __repr__(self):
+        return f"PutResult(revision={self.revision}, prev_kv={self.prev_kv!r})"
+
+    def __reduce__(self):
+        return (PutResult, (self.revision, self.prev_kv))
+
+
+class PutEntry:
+    """A put entry point with a lean path (what the embedded DB's `put` is bound to).
+
+    put(key, value, *, lease=0, prev_kv=False, ignore_value=False, ignore_lease=False): when `lean`
+    is set and no option is asked for, returns PutResult(put_value(key, value, lease)); otherwise
+    returns slow(key, value, lease=..., prev_kv=..., ignore_value=..., ignore_lease=...). The owner
+    keeps `lean` up to date (for the DB: batched mode, or inside a batch block)."""
+
+    __slots__ = ("_put_value", "_slow", "lean")
+
+    def __init__(self, put_value, slow):
+        self._put_value = put_value
+        self._slow = slow
+        self.lean = False
+
+    def put(self, key, value, *, lease=0, prev_kv=False, ignore_value=False, ignore_lease=False):
+        if self.lean and not (prev_kv or ignore_value or ignore_lease):
+            return PutResult(self._put_value(key, value, lease), None)
+        return self._slow(key, value, lease=lease, prev_kv=prev_kv, ignore_value=ignore_value,
+                          ignore_lease=ignore_lease)
