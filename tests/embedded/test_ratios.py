@@ -7,9 +7,13 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import pytest
+
+from fastkv._native import is_compiled, load
 from fastkv.bench import embedded
 
 
+@pytest.mark.skipif(not is_compiled(load("revwrite")), reason="FASTKV_PURE: the floor is the compiled put path's")
 def test_embedded_batched_put_is_not_far_behind_raw_lmdb(tmp_path, capsys):
     args = SimpleNamespace(ops=20_000, key_size=16, val_size=256, rounds=3, dir=str(tmp_path), json=True,
                            breakdown=False)
