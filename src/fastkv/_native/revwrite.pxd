@@ -21,6 +21,7 @@ cdef class RevisionWriter:
     cdef object _lock_acquire, _lock_release, _tx, _backend
     cdef object _empty_key_error, _no_space_error
     cpdef tuple put(self, bytes key, bytes value, int64_t main, int64_t sub, int64_t lease)
+    cdef int64_t put_value_c(self, bytes key, bytes value, int64_t lease) except -1
 
 
 cdef class PutResult:
@@ -30,4 +31,5 @@ cdef class PutResult:
 
 cdef class PutEntry:
     cdef object _put_value, _slow
+    cdef RevisionWriter _writer
     cdef public bint lean

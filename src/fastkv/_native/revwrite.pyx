@@ -61,6 +61,9 @@ cdef class RevisionWriter:
         return created, version
 
     def put_value(self, bytes key not None, bytes value not None, int64_t lease=0):
+        return self.put_value_c(key, value, lease)
+
+    cdef int64_t put_value_c(self, bytes key, bytes value, int64_t lease) except -1:
         if len(key) == 0:
             raise self._empty_key_error()
         cdef int64_t created, version, rev
@@ -81,7 +84,7 @@ cdef class RevisionWriter:
             if self.on_put is not None:
                 self.on_put(key, value, created, rev, version, lease)
             # the batch-limit commit as the tx's outermost exit considers it (see the twin)
-            if self._tx.depth == 0 and len(self.buffer) >= self._backend.batch_limit:
+            if len(self.buffer) >= self._backend.batch_limit and self._tx.depth == 0:
                 self._backend._after_write()
         finally:
             self._lock_release()
@@ -124,12 +127,18 @@ cdef class PutEntry:
         self._put_value = put_value
         self._slow = slow
         self.lean = False
+        # a RevisionWriter's own put_value is called in C, skipping its Python-level call
+        owner = getattr(put_value, "__self__", None)
+        self._writer = owner if type(owner) is RevisionWriter and put_value == owner.put_value else None
 
     def put(self, key, value, *, lease=0, prev_kv=False, ignore_value=False, ignore_lease=False):
         cdef PutResult result
         if self.lean and not (prev_kv or ignore_value or ignore_lease):
             result = PutResult.__new__(PutResult)
-            result.revision = self._put_value(key, value, lease)
+            if self._writer is not None and type(key) is bytes and type(value) is bytes:
+                result.revision = self._writer.put_value_c(key, value, lease)
+            else:
+                result.revision = self._put_value(key, value, lease)
             result.prev_kv = None
             return result
         return self._slow(key, value, lease=lease, prev_kv=prev_kv, ignore_value=ignore_value,

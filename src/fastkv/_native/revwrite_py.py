@@ -78,7 +78,7 @@ class RevisionWriter:
             self.bytes_since_commit += cost
             if self.on_put is not None:
                 self.on_put(key, value, created, rev, version, lease)
-            if self._tx.depth == 0 and len(self.buffer) >= self._backend.batch_limit:
+            if len(self.buffer) >= self._backend.batch_limit and self._tx.depth == 0:
                 self._backend._after_write()
         return rev
 
