@@ -157,7 +157,7 @@ class KVStore:
         """Rebuild the index and revisions from the backend (what a restart does)."""
         self.index = self._index_impl.TreeIndex()
         self._writer.set_index(self.index)
-        self.current_revision = 1
+        top = 1  # highest main revision stored (a local: current_revision is a property)
         self.compact_revision = -1  # as etcd: "never compacted", so compact(0) on a fresh store succeeds
         with self._tx as tx:
             raw = tx.unsafe_get(META, META_FINISHED_COMPACT)
@@ -181,11 +181,12 @@ class KVStore:
                     else:
                         self.index.restore(kv.key, kv.create_revision, main, sub, kv.version)
                         seen.add(kv.key)
-                    self.current_revision = max(self.current_revision, main)
+                    if main > top:
+                        top = main
                 if len(rows) < _RESTORE_CHUNK:
                     break
                 start = rows[-1][0] + b"\x00"
-        self.current_revision = max(self.current_revision, self.compact_revision)
+        self.current_revision = max(top, self.compact_revision)
 
     def reload(self) -> None:
         """Drop buffered state and rebuild from what the backend has committed.
