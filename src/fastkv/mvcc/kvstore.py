@@ -217,7 +217,7 @@ class KVStore:
     def range(self, op: RangeOp) -> RangeResult:
         txncheck.check_range(op)
         with self._tx:
-            return self._range(op, self.current_revision)
+            return self._range(op, self._writer.revision)  # (the property's read, minus a call)
 
     def _range(self, op: RangeOp, cur_rev: int) -> RangeResult:
         rev = op.revision
