@@ -117,8 +117,7 @@ cdef class WriteBuffer:
             if not self._unordered[bucket] and not self._has_deletes[bucket]:
                 # in key order, puts only: the dict's items go to LMDB as they are
                 cur = txn.cursor(db=db)
-                first = <bytes>self._last_new[bucket]
-                for first in d:
+                for first in d:  # the bucket's first (smallest) key
                     break
                 append = not cur.last() or _cmp(<bytes>cur.key(), <bytes>first) < 0
                 cur.putmulti(d.items(), append=append)
