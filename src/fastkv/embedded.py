@@ -27,6 +27,7 @@ import contextlib
 import queue
 import threading
 
+from fastkv._native import load
 from fastkv.backend import open_backend
 from fastkv.backend.base import in_range
 from fastkv.backend.base import DEFAULT_QUOTA_BYTES
@@ -34,7 +35,6 @@ from fastkv.errors import EtcdError
 from fastkv.mvcc import (
     Compare, CompareResult, CompareTarget, DeleteOp, KVStore, PutOp, RangeOp, TxnOp,
 )
-from fastkv._native import load
 from fastkv.mvcc.ops import PutResult, index_end
 
 __all__ = ["DB", "Watch", "Compare", "CompareResult", "CompareTarget", "DeleteOp", "PutOp", "RangeOp", "TxnOp"]
@@ -72,7 +72,7 @@ class DB:
         # `db.put` is bound to a compiled entry point: when writes are buffered (batched mode or a
         # batch block) and no put option is asked for, it goes straight to the store's put_value and
         # builds the PutResult in C (the Python frame of DB.put and a Python-made result cost about
-        # a quarter of the whole buffered put); everything else goes to DB.put below, unchanged.
+        # a quarter of the whole buffered put); every other call goes to DB._put below, unchanged.
         self._put_entry = load("revwrite").PutEntry(self._kv.put_value, self._put)
         self._put_entry.lean = not sync
         self.put = self._put_entry.put
