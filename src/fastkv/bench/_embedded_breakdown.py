@@ -14,6 +14,8 @@ in microseconds, best of --rounds:
   encode              rev_key + encode_record alone
   buffer_put          WriteBuffer.put alone (prepared keys and records)
   commit              the backend commits: buffer -> LMDB putmulti + sync, every batch_limit puts
+  commit_floor        raw py-lmdb putmulti(append) of the same records, one synced txn per batch_limit
+                      records: what any store writing these records in such batches pays
   lock                `with backend lock:` alone (put_value takes it once per put)
   put_value_rest      put_value - fused_put - commit: lock, quota check, counters, commit rule
 """
@@ -24,7 +26,7 @@ import tempfile
 import time
 
 COMPONENTS = ("raw_put", "full_put", "put_value", "db_put_layer", "put_result", "fused_put", "index_put", "encode",
-              "buffer_put", "commit", "lock", "put_value_rest")
+              "buffer_put", "commit", "commit_floor", "lock", "put_value_rest")
 
 
 def _best(fn, rounds: int) -> float:
@@ -38,6 +40,7 @@ def breakdown(n: int, key_size: int, val_size: int, root: str, rounds: int = 3) 
     import fastkv
     from fastkv._native import load
     from fastkv.backend import KEY
+    from fastkv.backend.base import DEFAULT_BATCH_LIMIT as LIMIT  # what fastkv.open uses
     from fastkv.mvcc.ops import PutResult
 
     codec, revindex, batchbuf = load("mvcccodec"), load("revindex"), load("batchbuf")
@@ -107,9 +110,9 @@ def breakdown(n: int, key_size: int, val_size: int, root: str, rounds: int = 3) 
 
     def buffer_put():
         buf, dt = batchbuf.WriteBuffer(8), 0.0
-        for s in range(0, n, 10000):
+        for s in range(0, n, LIMIT):
             t0 = time.perf_counter()
-            for k, v in records[s:s + 10000]:
+            for k, v in records[s:s + LIMIT]:
                 buf.put(KEY, k, v)
             dt += time.perf_counter() - t0
             buf.clear()
@@ -128,6 +131,17 @@ def breakdown(n: int, key_size: int, val_size: int, root: str, rounds: int = 3) 
         db.close()
         return dt
 
+    def commit_floor():
+        env = lmdb.open(tempfile.mkdtemp(dir=root), map_size=1 << 34, max_dbs=2)
+        db = env.open_db(b"key")
+        t0 = time.perf_counter()
+        for s in range(0, n, LIMIT):
+            with env.begin(write=True) as txn:
+                txn.cursor(db=db).putmulti(records[s:s + LIMIT], append=True)
+        dt = time.perf_counter() - t0
+        env.close()
+        return dt
+
     def lock():
         db = fastkv.open(tempfile.mkdtemp(dir=root), batch_interval=0)
         lk = db.backend._lock
@@ -141,7 +155,7 @@ def breakdown(n: int, key_size: int, val_size: int, root: str, rounds: int = 3) 
 
     measured = {"raw_put": raw_put, "full_put": in_batch(False), "put_value": in_batch(True), "put_result": put_result,
                 "fused_put": fused_put, "index_put": index_put, "encode": encode, "buffer_put": buffer_put,
-                "commit": commit, "lock": lock}
+                "commit": commit, "commit_floor": commit_floor, "lock": lock}
     us = {name: _best(fn, rounds) / n * 1e6 for name, fn in measured.items()}
     us["db_put_layer"] = us["full_put"] - us["put_value"]
     us["put_value_rest"] = us["put_value"] - us["fused_put"] - us["commit"]

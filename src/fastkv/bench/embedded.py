@@ -7,7 +7,7 @@ its MVCC range (index lookup + record fetch + decode). Ratios are fastkv / raw; 
 MVCC layer costs nothing. Both sides run --rounds times, interleaved (raw, fastkv, raw, fastkv...),
 and each figure is the best round: on a shared machine that is the least disturbed measurement.
 
---breakdown adds where a put's time goes, component by component (see fastkv.bench._embedded_breakdown).
+--breakdown adds where a put's time goes, component by component (below).
 """
 from __future__ import annotations
 
@@ -20,8 +20,11 @@ from fastkv.bench._common import add_json_flag, emit, machine_info
 
 
 def add_parser(sub) -> None:
+    from fastkv.bench import _embedded_breakdown
+
     p = sub.add_parser("embedded", help="embedded put/range throughput vs raw py-lmdb",
-                       description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+                       description=__doc__ + "\n" + _embedded_breakdown.__doc__,
+                       formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     p.add_argument("--ops", type=int, default=100_000, help="keys to write and read (default 100000)")
     p.add_argument("--key-size", type=int, default=16, help="key bytes (default 16)")
     p.add_argument("--val-size", type=int, default=256, help="value bytes (default 256)")
