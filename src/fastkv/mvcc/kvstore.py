@@ -66,7 +66,6 @@ class KVStore:
     def __init__(self, backend, *, quota_bytes: int | None = None, max_txn_ops: int = txncheck.DEFAULT_MAX_TXN_OPS,
                  index_impl=None, lessor=None):
         self.backend = backend
-        self.lessor = lessor
         self.max_txn_ops = max_txn_ops
         self._index_impl = index_impl or _revindex
         self._tx = backend.batch_tx()
@@ -77,9 +76,7 @@ class KVStore:
         self._writer = _revwrite.RevisionWriter(
             None, backend._buffer, KEY, lock=backend._lock, tx=self._tx, backend=backend,
             empty_key_error=txncheck.ErrEmptyKey, no_space_error=ErrNoSpace, quota_bytes=quota_bytes)
-        if lessor is None:
-            # no lease bookkeeping can be needed: callers go straight to the native put
-            self.put_value = self._writer.put_value
+        self.lessor = lessor
         self._observer = None
         self._collect_events = True
         self.pending_events: list = []
@@ -91,6 +88,20 @@ class KVStore:
         backend.add_pre_commit_hook(self._save_consistent_index)
         backend.add_post_commit_hook(self._after_commit)
         self._restore()
+
+    @property
+    def lessor(self):
+        """The lease keeper (exists/attach/detach), or None."""
+        return self._lessor
+
+    @lessor.setter
+    def lessor(self, lessor) -> None:
+        self._lessor = lessor
+        if lessor is None:
+            # no lease bookkeeping can be needed: put_value callers go straight to the native put
+            self.put_value = self._writer.put_value
+        else:
+            self.__dict__.pop("put_value", None)  # back to the method, which routes leased puts
 
     # --- write state, kept by the writer ----------------------------------------------------------
     @property
@@ -267,8 +278,8 @@ class KVStore:
         """The common put (no prev_kv / ignore_*) on a lean path; returns its revision.
 
         Same semantics as put(PutOp(key, value, lease)); it exists because a put is the hot path of
-        every write benchmark and each Python-level call on it costs a measurable share. Without a
-        lessor, __init__ replaces this method on the instance by the writer's native put_value."""
+        every write benchmark and each Python-level call on it costs a measurable share. While the
+        store has no lessor, the instance's put_value is the writer's native one (see `lessor`)."""
         if lease and self.lessor is not None:
             return self.put(PutOp(key, value, lease)).revision
         return self._writer.put_value(key, value, lease)
