@@ -139,3 +139,24 @@ def test_failed_durable_commit_leaves_store_untouched(tmp_path):
     d.close()
     with fastkv.open(str(tmp_path / "db"), max_size=1 << 20) as d2:
         assert d2.range(b"k", prefix=True).count == n - 1
+
+
+def test_put_paths_durable_batched_and_with_options(tmp_path):
+    """db.put's compiled entry point: durable puts commit one by one, batch-block puts share commits,
+    and a put with an option inside a block takes the full path (prev_kv answered)."""
+    with fastkv.open(str(tmp_path / "db"), batch_interval=0) as d:
+        r = d.put(b"k", b"1")
+        assert (r.revision, r.prev_kv, d.backend.commits) == (2, None, 1)
+        with d.batch():
+            assert d.put(b"k", b"2").revision == 3
+            prev = d.put(b"k", b"3", prev_kv=True)
+            assert prev.revision == 4 and prev.prev_kv.value == b"2"
+            with d.batch():                       # nested block: still buffered after the inner exit
+                d.put(b"j", b"1")
+            assert d.put(b"j", b"2").revision == 6
+            assert d.backend.commits == 1 and d.get(b"j").value == b"2"
+        assert d.backend.commits == 2
+        d.put(b"after", b"x")                     # durable again once the block is over
+        assert d.backend.commits == 3
+    with fastkv.open(str(tmp_path / "db")) as d:
+        assert d.revision == 7 and d.get(b"k").version == 3

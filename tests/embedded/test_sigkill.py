@@ -21,13 +21,16 @@ import pytest
 
 import fastkv
 
+# Each ack line goes out in ONE write: under PYTHONUNBUFFERED=1 print("ack", i) writes its pieces
+# separately, and a SIGKILL between them left a torn "ack" line (seen here at ~1 in 60 runs).
 CHILD = textwrap.dedent(
     """
     import sys, fastkv
     from fastkv.embedded import PutOp
     path, mode = sys.argv[1], sys.argv[2]
     db = fastkv.open(path, sync=(mode == "durable"), batch_limit=50, batch_interval=0.02)
-    print("ready", flush=True)
+    out = sys.stdout
+    out.write("ready\\n"); out.flush()
     i = 0
     while True:
         if i % 10 == 9:
@@ -36,10 +39,10 @@ CHILD = textwrap.dedent(
         else:
             db.put(b"k%06d" % i, b"v%d" % i)
         if mode == "durable":
-            print("ack", i, flush=True)
+            out.write("ack %d\\n" % i); out.flush()
         elif i % 37 == 0:
             db.flush()
-            print("ack", i, flush=True)
+            out.write("ack %d\\n" % i); out.flush()
         i += 1
     """
 )

@@ -34,3 +34,23 @@ def test_put_versioned_matches_get_after_put(impl, seq):
                 except ValueError:
                     pass  # restore over a live generation
     assert fused.range(b"a", b"", main) == plain.range(b"a", b"", main)
+
+
+def test_keys_arriving_in_order_then_below_and_between(impl):
+    """Fresh keys in key order take the index's append shortcut (one compare against the last key);
+    keys below or between must still land in order, across many chunk splits."""
+    idx = impl.TreeIndex()
+    rev = 1
+    ordered = [b"k%06d" % i for i in range(0, 6000, 2)]
+    for k in ordered:
+        rev += 1
+        assert idx.put_versioned(k, rev, 0) == (rev, 1)
+    others = [b"k%06d" % i for i in range(5999, 0, -2)] + [b"a", b"k", b"k000000\x00", b"z"]
+    for k in others:
+        rev += 1
+        idx.put(k, rev, 0)
+    rev += 1
+    assert idx.put_versioned(b"z", rev, 0)[1] == 2           # an existing last key: an update
+    keys, _revs = idx.range(b"", b"", rev)
+    assert keys == sorted(ordered + others)
+    assert len(idx) == len(keys)

@@ -265,3 +265,22 @@ def test_txn_range_with_future_or_compacted_revision_fails_whole(store):
     with pytest.raises(ErrCompacted):
         store.txn(TxnOp([], [PutOp(b"x", b"1"), RangeOp(b"k", revision=2)], []))
     assert store.current_revision == rev and store.range(RangeOp(b"x")).kvs == []
+
+
+def test_lessor_set_after_construction_routes_leased_puts(store):
+    """put_value is the native lean put only while there is no lessor: a lessor attached later gets
+    its lease checks and attachments, and detaching it brings the lean put back."""
+    from fastkv.errors import ErrLeaseNotFound
+    from fastkv.lease import Lessor
+
+    lessor = Lessor(store.backend, min_ttl=2)
+    lessor.grant(7, 60)
+    lean = store.put_value
+    store.lessor = lessor
+    assert store.put_value(b"leased", b"v", 7) == 2
+    assert lessor.time_to_live(7, keys=True)[2] == [b"leased"]
+    with pytest.raises(ErrLeaseNotFound):
+        store.put_value(b"other", b"v", 8)
+    assert store.current_revision == 2
+    store.lessor = None
+    assert store.put_value == lean and store.put_value(b"plain", b"v") == 3

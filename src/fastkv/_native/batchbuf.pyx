@@ -2,11 +2,14 @@
 """Batch write buffer (compiled; twin and contract: batchbuf_py.py).
 
 Per bucket a dict holds the newest buffered value of each key (None = buffered delete). The dict
-keeps insertion order, and MVCC writes revision keys in increasing order, so the commit path
-usually finds a bucket already sorted and hands it to LMDB with MDB_APPEND in one putmulti call.
+keeps insertion order, and MVCC writes revision keys in increasing order, so the buffer notes, as
+keys arrive, whether a bucket's dict order is still key order (one memcmp per new key). A bucket that
+is in order and holds no delete goes to LMDB as it is: its dict items straight into one putmulti,
+with MDB_APPEND when it starts after what is stored; no copy, no sort, no order check at commit.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from libc.string cimport memcmp
+from cpython.dict cimport PyDict_Size
+from libc.string cimport memcmp, memset
 
 DELETED = None
 cdef object _MISSING = object()
@@ -21,25 +24,46 @@ cdef inline int _cmp(bytes a, bytes b):
 
 
 cdef class WriteBuffer:
-    cdef list _buckets
-    cdef Py_ssize_t _ops
-
     def __init__(self, int n_buckets):
+        if n_buckets < 1 or n_buckets > MAX_BUCKETS:
+            raise ValueError(f"n_buckets must be in 1..{MAX_BUCKETS}")
+        self._n = n_buckets
         self._buckets = [dict() for _ in range(n_buckets)]
+        self._last_new = [None] * n_buckets
         self._ops = 0
+        memset(self._unordered, 0, MAX_BUCKETS)
+        memset(self._has_deletes, 0, MAX_BUCKETS)
 
     def __len__(self):
         return self._ops
 
-    cpdef put(self, int bucket, bytes key, bytes value):
-        (<dict>self._buckets[bucket])[key] = value
+    cdef int store(self, int bucket, bytes key, object value) except -1:
+        """The one write path: value None = delete. Keeps the per-bucket order note up to date."""
+        if bucket < 0 or bucket >= self._n:
+            raise IndexError("bucket out of range")
+        cdef dict d = <dict>self._buckets[bucket]
+        cdef Py_ssize_t before = PyDict_Size(d)
+        d[key] = value
+        if PyDict_Size(d) != before:
+            # a key new to this batch lands at the end of the dict's order; an overwrite keeps
+            # its place, so only new keys can break key order
+            last = self._last_new[bucket]
+            if last is not None and _cmp(key, <bytes>last) <= 0:
+                self._unordered[bucket] = 1
+            self._last_new[bucket] = key
         self._ops += 1
+        return 0
+
+    cpdef put(self, int bucket, bytes key, bytes value):
+        self.store(bucket, key, value)
 
     cpdef delete(self, int bucket, bytes key):
-        (<dict>self._buckets[bucket])[key] = None
-        self._ops += 1
+        self.store(bucket, key, None)
+        self._has_deletes[bucket] = 1
 
     cpdef get(self, int bucket, bytes key, default=_MISSING):
+        if bucket < 0 or bucket >= self._n:
+            raise IndexError("bucket out of range")
         return (<dict>self._buckets[bucket]).get(key, default)
 
     @staticmethod
@@ -47,6 +71,8 @@ cdef class WriteBuffer:
         return _MISSING
 
     def range(self, int bucket, bytes start, end):
+        if bucket < 0 or bucket >= self._n:
+            raise IndexError("bucket out of range")
         cdef dict d = self._buckets[bucket]
         cdef bytes k
         if end is None:
@@ -57,35 +83,47 @@ cdef class WriteBuffer:
         for k, v in d.items():
             if _cmp(k, start) >= 0 and (unbounded or _cmp(k, end) < 0):
                 out.append((k, v))
-        out.sort()
+        if self._unordered[bucket]:
+            out.sort()
         return out
 
     cpdef list bucket_items(self, int bucket):
-        cdef dict d = self._buckets[bucket]
-        cdef list items = list(d.items())
-        cdef Py_ssize_t i
-        for i in range(1, len(items)):
-            if _cmp(<bytes>(<tuple>items[i])[0], <bytes>(<tuple>items[i - 1])[0]) < 0:
-                items.sort(key=_first)
-                break
+        if bucket < 0 or bucket >= self._n:
+            raise IndexError("bucket out of range")
+        cdef list items = list((<dict>self._buckets[bucket]).items())
+        if self._unordered[bucket]:
+            items.sort(key=_first)
         return items
 
     def clear(self):
         cdef dict d
         for d in self._buckets:
             d.clear()
+        self._last_new = [None] * self._n
         self._ops = 0
+        memset(self._unordered, 0, MAX_BUCKETS)
+        memset(self._has_deletes, 0, MAX_BUCKETS)
 
     def write_to_lmdb(self, txn, dbs):
         cdef Py_ssize_t written = 0, bucket
         cdef dict d
         cdef list items, puts
         cdef tuple kv
-        for bucket in range(len(self._buckets)):
+        for bucket in range(self._n):
             d = self._buckets[bucket]
             if not d:
                 continue
             db = dbs[bucket]
+            if not self._unordered[bucket] and not self._has_deletes[bucket]:
+                # in key order, puts only: the dict's items go to LMDB as they are
+                cur = txn.cursor(db=db)
+                for first in d:  # the bucket's first (smallest) key
+                    break
+                append = not cur.last() or _cmp(<bytes>cur.key(), <bytes>first) < 0
+                cur.putmulti(d.items(), append=append)
+                cur.close()
+                written += len(d)
+                continue
             items = self.bucket_items(bucket)
             puts = []
             for kv in items:

@@ -3,9 +3,13 @@
 `batchbuf.pyx` has the same API. The backend keeps one WriteBuffer per batch: every put/delete of
 the batch lands here (the newest write of a key wins), readers consult it before the committed
 store so they see buffered writes, and commit moves the whole buffer into one LMDB write
-transaction. The commit path sorts each bucket once and uses MDB_APPEND when the bucket's keys all
-sort after what is stored (the common case for the revision-keyed bucket), which is what makes a
-batched commit cheap.
+transaction. The commit path uses MDB_APPEND when the bucket's keys all sort after what is stored
+(the common case for the revision-keyed bucket), which is what makes a batched commit cheap.
+
+Order note: a dict keeps insertion order, and MVCC writes revision keys in increasing order, so as
+keys arrive the buffer notes per bucket whether its dict order is still key order (only a key new to
+the batch can break it: an overwrite keeps its place). A bucket in key order with no delete is handed
+to LMDB as its dict items, without a copy, a sort or an order check at commit.
 
 Contract: the buffer is not thread-safe; the backend's lock serialises all calls.
 """
@@ -22,23 +26,38 @@ def _in_range(key: bytes, start: bytes, end) -> bool:
 
 
 class WriteBuffer:
-    __slots__ = ("_buckets", "_ops")
+    __slots__ = ("_buckets", "_last_new", "_unordered", "_has_deletes", "_ops")
 
     def __init__(self, n_buckets: int):
+        if n_buckets < 1 or n_buckets > 64:
+            raise ValueError("n_buckets must be in 1..64")
         self._buckets = [dict() for _ in range(n_buckets)]
+        self._last_new: list = [None] * n_buckets   # key most recently added to each bucket's dict
+        self._unordered = [False] * n_buckets       # a new key arrived at or below the previous one
+        self._has_deletes = [False] * n_buckets
         self._ops = 0
 
     def __len__(self) -> int:
         """Number of operations buffered since the last clear (counts repeated keys)."""
         return self._ops
 
-    def put(self, bucket: int, key: bytes, value: bytes) -> None:
-        self._buckets[bucket][key] = value
+    def _store(self, bucket: int, key: bytes, value) -> None:
+        d = self._buckets[bucket]
+        before = len(d)
+        d[key] = value
+        if len(d) != before:
+            last = self._last_new[bucket]
+            if last is not None and key <= last:
+                self._unordered[bucket] = True
+            self._last_new[bucket] = key
         self._ops += 1
 
+    def put(self, bucket: int, key: bytes, value: bytes) -> None:
+        self._store(bucket, key, value)
+
     def delete(self, bucket: int, key: bytes) -> None:
-        self._buckets[bucket][key] = DELETED
-        self._ops += 1
+        self._store(bucket, key, DELETED)
+        self._has_deletes[bucket] = True
 
     def get(self, bucket: int, key: bytes, default=_MISSING):
         """Buffered value, DELETED (None) for a buffered delete, or `default` if not buffered."""
@@ -60,13 +79,17 @@ class WriteBuffer:
     def bucket_items(self, bucket: int) -> list:
         """All buffered (key, value_or_DELETED) of a bucket, sorted by key."""
         items = list(self._buckets[bucket].items())
-        if not _is_sorted(items):
+        if self._unordered[bucket]:
             items.sort(key=lambda kv: kv[0])
         return items
 
     def clear(self) -> None:
         for d in self._buckets:
             d.clear()
+        n = len(self._buckets)
+        self._last_new = [None] * n
+        self._unordered = [False] * n
+        self._has_deletes = [False] * n
         self._ops = 0
 
     def write_to_lmdb(self, txn, dbs) -> int:
@@ -80,6 +103,13 @@ class WriteBuffer:
             if not d:
                 continue
             db = dbs[bucket]
+            if not self._unordered[bucket] and not self._has_deletes[bucket]:
+                cur = txn.cursor(db=db)
+                first = next(iter(d))
+                cur.putmulti(d.items(), append=not cur.last() or cur.key() < first)
+                cur.close()
+                written += len(d)
+                continue
             items = self.bucket_items(bucket)
             puts = [kv for kv in items if kv[1] is not DELETED]
             for k, v in items:
@@ -92,12 +122,3 @@ class WriteBuffer:
                 cur.close()
             written += len(items)
         return written
-
-
-def _is_sorted(items) -> bool:
-    prev = None
-    for k, _ in items:
-        if prev is not None and k < prev:
-            return False
-        prev = k
-    return True

@@ -89,6 +89,8 @@ cdef class TreeIndex:
     cdef int _readable(self) except -1
     cdef _dump_into(self, list out)
     cdef uint64_t *_bucket(self, bytes key, uint64_t *h)
+    cdef int put_versioned_c(self, bytes key, int64_t main, int64_t sub, int64_t *created,
+                             int64_t *version) except -1
     cdef int _insert_new(self, bytes key, uint64_t h, int64_t main, int32_t sub, int64_t cmain,
                          int32_t csub, int64_t ver) except -1
     cdef bint _start(self, bytes key, size_t *ci, size_t *si)

@@ -34,11 +34,12 @@ cdef inline bytes _as_key(object key):
     return bytes(memoryview(key))
 
 
-cdef inline void _check_rev(int64_t main, int64_t sub) except *:
+cdef inline int _check_rev(int64_t main, int64_t sub) except -1:
     if main <= 0:
         raise ValueError(f"main revision must be in 1..2**63-1, got {main}")
     if sub < 0 or sub > INT32_MAX:
         raise ValueError(f"sub revision must be in 0..2**31-1, got {sub}")
+    return 0
 
 
 _REENTRY = ("TreeIndex used while one of its scans or compactions is in progress (a garbage "
@@ -134,27 +135,37 @@ cdef class TreeIndex:
     def put_versioned(self, key, int64_t main, int64_t sub):
         """put(), returning (created_main, version) of the key after it: what the MVCC write path
         needs for the record it stores, in one call and without an exception for a new key."""
+        cdef int64_t created, version
+        self.put_versioned_c(_as_key(key), main, sub, &created, &version)
+        return created, version
+
+    cdef int put_versioned_c(self, bytes key, int64_t main, int64_t sub, int64_t *created,
+                             int64_t *version) except -1:
+        """put_versioned() for C callers (the fused MVCC write in revwrite.pyx): no tuple."""
         self._writable()
         _check_rev(main, sub)
-        cdef bytes bkey = _as_key(key)
         cdef uint64_t h
-        cdef uint64_t *b = self._bucket(bkey, &h)
+        cdef uint64_t *b = self._bucket(key, &h)
         cdef ri_key_t *k
         cdef int64_t mmain = 0, cmain = 0, ver = 0
         cdef int32_t msub = 0, csub = 0
         if b == NULL:
-            self._insert_new(bkey, h, main, <int32_t>sub, main, <int32_t>sub, 1)
-            return main, 1
+            self._insert_new(key, h, main, <int32_t>sub, main, <int32_t>sub, 1)
+            created[0] = main
+            version[0] = 1
+            return 0
         k = ri_hash_ptr(b[0])
         if main < k.last_main or (main == k.last_main and sub <= ri_last_sub(k)):
             raise ValueError(f"put with revision {(main, sub)} not above "
-                             f"{(k.last_main, ri_last_sub(k))} for {bkey!r}")
+                             f"{(k.last_main, ri_last_sub(k))} for {key!r}")
         if RI_IS_CLOSED(k) or not ri_get(k, main, &mmain, &msub, &cmain, &csub, &ver):
             cmain, ver = main, 0
         if ri_append_at(&self.tree, b, main, <int32_t>sub, 0, RI_IS_CLOSED(k), main,
                         <int32_t>sub, 1) != 0:
             raise MemoryError()
-        return cmain, ver + 1
+        created[0] = cmain
+        version[0] = ver + 1
+        return 0
 
     def tombstone(self, key, int64_t main, int64_t sub):
         self._writable()

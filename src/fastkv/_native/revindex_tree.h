@@ -45,6 +45,14 @@ static int ri_tree_find(const ri_tree_t *t, const unsigned char *key, size_t kle
         *si = 0;
         return 0;
     }
+    /* past the last key (fresh keys written in key order, as bulk loads do): one compare, not two
+     * binary searches whose probes each load another key record */
+    ch = t->chunks[t->nchunks - 1];
+    if (ch->n && ri_cmp(key, klen, ch->slots[ch->n - 1]) > 0) {
+        *ci = t->nchunks - 1;
+        *si = ch->n;
+        return 0;
+    }
     /* last chunk whose first key <= key (chunk 0 if none) */
     hi = t->nchunks;
     while (hi - lo > 1) {

@@ -134,24 +134,28 @@ class _Tx:
     `with tx:` blocks nest (the lock is re-entrant). The batch-limit commit is considered only when
     the OUTERMOST block exits: everything a caller does inside one block (an applied raft entry with
     its consistent index, a lease revoke with its key deletions) lands in the same commit, never
-    split across two. `_depth` is only touched while holding the lock."""
+    split across two. `depth` is only touched while holding the lock.
 
-    __slots__ = ("_b", "_buf", "_depth")
+    A caller that holds the backend lock itself instead of opening a block (the MVCC lean put) keeps
+    the same rule by calling `_after_write()` only when `depth == 0`: then no block is open around
+    it and its write is complete."""
+
+    __slots__ = ("_b", "_buf", "depth")
 
     def __init__(self, backend: BatchingBackend):
         self._b = backend
         self._buf = backend._buffer
-        self._depth = 0
+        self.depth = 0  # open `with tx:` blocks (read by the lean put path; see above)
 
     def __enter__(self):
         self._b._lock.acquire()
-        self._depth += 1
+        self.depth += 1
         return self
 
     def __exit__(self, *exc):
         try:
-            self._depth -= 1
-            if exc[0] is None and self._depth == 0:
+            self.depth -= 1
+            if exc[0] is None and self.depth == 0:
                 self._b._after_write()
         finally:
             self._b._lock.release()

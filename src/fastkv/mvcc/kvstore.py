@@ -35,6 +35,7 @@ from fastkv.mvcc.ops import (
 
 _codec = load("mvcccodec")
 _revindex = load("revindex")
+_revwrite = load("revwrite")
 KeyValue = _codec.KeyValue
 rev_key = _codec.rev_key
 decode_record = _codec.decode_record
@@ -44,7 +45,7 @@ META_CONSISTENT_INDEX = b"consistent_index"
 META_FINISHED_COMPACT = b"finishedCompactRev"
 _U64 = struct.Struct(">Q")
 _RESTORE_CHUNK = 10000
-_PUT_OVERHEAD = 64  # bytes of record header + revision key + B+tree slot, for the quota estimate
+_PUT_OVERHEAD = _revwrite.PUT_OVERHEAD  # record header + revision key + B+tree slot, for the quota estimate
 
 
 class _WriteTxn:
@@ -65,13 +66,19 @@ class KVStore:
     def __init__(self, backend, *, quota_bytes: int | None = None, max_txn_ops: int = txncheck.DEFAULT_MAX_TXN_OPS,
                  index_impl=None, lessor=None):
         self.backend = backend
-        self.lessor = lessor
-        self.observer = None  # callable(events, revision) called at the end of each write txn
-        self.quota_bytes = quota_bytes
         self.max_txn_ops = max_txn_ops
         self._index_impl = index_impl or _revindex
         self._tx = backend.batch_tx()
-        self._buf = backend._buffer  # the lean put path writes the batch buffer directly
+        # Every put goes through the writer (index + record + batch buffer in one native call), and
+        # the writer owns the write state the put path touches: current revision and the quota
+        # estimate (see the properties below). Its put_value is the whole common put: it holds the
+        # backend lock itself and writes the batch buffer directly, with the tx's commit rule.
+        self._writer = _revwrite.RevisionWriter(
+            None, backend._buffer, KEY, lock=backend._lock, tx=self._tx, backend=backend,
+            empty_key_error=txncheck.ErrEmptyKey, no_space_error=ErrNoSpace, quota_bytes=quota_bytes)
+        self.lessor = lessor
+        self._observer = None
+        self._collect_events = True
         self.pending_events: list = []
         # With no observer, events are kept only while someone wants them (the embedded DB turns
         # this on while it has live watchers); history for later watchers comes from the backend.
@@ -82,11 +89,86 @@ class KVStore:
         backend.add_post_commit_hook(self._after_commit)
         self._restore()
 
+    @property
+    def lessor(self):
+        """The lease keeper (exists/attach/detach), or None."""
+        return self._lessor
+
+    @lessor.setter
+    def lessor(self, lessor) -> None:
+        self._lessor = lessor
+        if lessor is None:
+            # no lease bookkeeping can be needed: put_value callers go straight to the native put
+            self.put_value = self._writer.put_value
+        else:
+            self.__dict__.pop("put_value", None)  # back to the method, which routes leased puts
+
+    # --- write state, kept by the writer ----------------------------------------------------------
+    @property
+    def current_revision(self) -> int:
+        return self._writer.revision
+
+    @current_revision.setter
+    def current_revision(self, rev: int) -> None:
+        self._writer.revision = rev
+
+    @property
+    def quota_bytes(self):
+        return self._writer.quota_bytes
+
+    @quota_bytes.setter
+    def quota_bytes(self, quota) -> None:
+        self._writer.quota_bytes = quota
+
+    @property
+    def _size_at_commit(self) -> int:
+        return self._writer.size_at_commit
+
+    @_size_at_commit.setter
+    def _size_at_commit(self, n: int) -> None:
+        self._writer.size_at_commit = n
+
+    @property
+    def _bytes_since_commit(self) -> int:
+        return self._writer.bytes_since_commit
+
+    @_bytes_since_commit.setter
+    def _bytes_since_commit(self, n: int) -> None:
+        self._writer.bytes_since_commit = n
+
+    @property
+    def observer(self):
+        """callable(events, revision) called at the end of each write txn, or None."""
+        return self._observer
+
+    @observer.setter
+    def observer(self, fn) -> None:
+        self._observer = fn
+        self._writer.on_put = self._on_put if fn is not None or self._collect_events else None
+
+    @property
+    def collect_events(self) -> bool:
+        return self._collect_events
+
+    @collect_events.setter
+    def collect_events(self, on: bool) -> None:
+        self._collect_events = on
+        self._writer.on_put = self._on_put if on or self._observer is not None else None
+
+    def _on_put(self, key: bytes, value: bytes, created: int, rev: int, version: int, lease: int) -> None:
+        """The writer's report of a put made by put_value: the same event _end makes for a txn."""
+        events = [Event(EventType.PUT, KeyValue(key, created, rev, version, value, lease))]
+        if self._observer is not None:
+            self._observer(events, rev)
+        else:
+            self.pending_events.extend(events)
+
     # --- opening and restart ----------------------------------------------------------------------
     def _restore(self) -> None:
         """Rebuild the index and revisions from the backend (what a restart does)."""
         self.index = self._index_impl.TreeIndex()
-        self.current_revision = 1
+        self._writer.set_index(self.index)
+        top = 1  # highest main revision stored (a local: current_revision is a property)
         self.compact_revision = -1  # as etcd: "never compacted", so compact(0) on a fresh store succeeds
         with self._tx as tx:
             raw = tx.unsafe_get(META, META_FINISHED_COMPACT)
@@ -110,11 +192,12 @@ class KVStore:
                     else:
                         self.index.restore(kv.key, kv.create_revision, main, sub, kv.version)
                         seen.add(kv.key)
-                    self.current_revision = max(self.current_revision, main)
+                    if main > top:
+                        top = main
                 if len(rows) < _RESTORE_CHUNK:
                     break
                 start = rows[-1][0] + b"\x00"
-        self.current_revision = max(self.current_revision, self.compact_revision)
+        self.current_revision = max(top, self.compact_revision)
 
     def reload(self) -> None:
         """Drop buffered state and rebuild from what the backend has committed.
@@ -145,7 +228,7 @@ class KVStore:
     def range(self, op: RangeOp) -> RangeResult:
         txncheck.check_range(op)
         with self._tx:
-            return self._range(op, self.current_revision)
+            return self._range(op, self._writer.revision)  # (the property's read, minus a call)
 
     def _range(self, op: RangeOp, cur_rev: int) -> RangeResult:
         rev = op.revision
@@ -192,29 +275,14 @@ class KVStore:
             return res
 
     def put_value(self, key: bytes, value: bytes, lease: int = 0) -> int:
-        """The common put (no prev_kv / ignore_* / lessor) on a lean path; returns its revision.
+        """The common put (no prev_kv / ignore_*) on a lean path; returns its revision.
 
         Same semantics as put(PutOp(key, value, lease)); it exists because a put is the hot path of
-        every write benchmark and each Python-level call on it costs a measurable share."""
-        if not key:
-            raise txncheck.ErrEmptyKey()
+        every write benchmark and each Python-level call on it costs a measurable share. While the
+        store has no lessor, the instance's put_value is the writer's native one (see `lessor`)."""
         if lease and self.lessor is not None:
             return self.put(PutOp(key, value, lease)).revision
-        with self._tx:
-            if self.quota_bytes is not None:
-                self._check_quota(len(key) + len(value))
-            rev = self.current_revision + 1
-            created, version = self.index.put_versioned(key, rev, 0)
-            self._buf.put(KEY, rev_key(rev, 0), encode_record(key, value, created, rev, version, lease))
-            self.current_revision = rev
-            self._bytes_since_commit += len(key) + len(value) + _PUT_OVERHEAD
-            if self.observer is not None or self.collect_events:
-                events = [Event(EventType.PUT, KeyValue(key, created, rev, version, value, lease))]
-                if self.observer is not None:
-                    self.observer(events, rev)
-                else:
-                    self.pending_events.extend(events)
-        return rev
+        return self._writer.put_value(key, value, lease)
 
     def delete_range(self, op: DeleteOp) -> DeleteResult:
         txncheck.check_delete(op)
@@ -267,8 +335,7 @@ class KVStore:
         value = prev.value if op.ignore_value else op.value
         lease = prev.lease if op.ignore_lease else op.lease
         sub = len(wt.changes)
-        create_rev, version = self.index.put_versioned(op.key, rev, sub)
-        self._tx.unsafe_put(KEY, rev_key(rev, sub), encode_record(op.key, value, create_rev, rev, version, lease))
+        create_rev, version = self._writer.put(op.key, value, rev, sub, lease)
         if lessor is not None:
             old_lease = prev.lease if prev is not None else 0
             if old_lease != lease:

@@ -108,10 +108,9 @@ class RangeResult:
     revision: int
 
 
-@dataclass(slots=True)
-class PutResult:
-    revision: int
-    prev_kv: object = None
+# PutResult(revision, prev_kv=None): compiled (one is made per put on the hottest path); same
+# constructor, attributes, equality and repr as the dataclasses here (see _native/revwrite_py.py).
+PutResult = load("revwrite").PutResult
 
 
 @dataclass(slots=True)
