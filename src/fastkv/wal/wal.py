@@ -203,6 +203,11 @@ class WAL:
             if len(records) < 2 or records[0][0] != codec.CRC_TYPE or records[1][0] != META:
                 raise WALCorruptError(path, 0 if not records else end, "the segment's opening CRC and "
                                       "metadata records are damaged")
+            # the first segment also opens with the (0, 0) snapshot marker, written in the same
+            # fsynced file before it got its name (WAL.create): missing, it is damage, not a torn write
+            if seg.seq == 0 and (len(records) < 3 or records[2] != (SNAP, _MARKER.pack(0, 0))):
+                raise WALCorruptError(path, end if len(records) < 3 else None,
+                                      "the first segment's opening snapshot marker is damaged")
             try:
                 others, seen = codec.collect_entries(records, entries, snap_index + 1)
             except ValueError as exc:
