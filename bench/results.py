@@ -235,9 +235,10 @@ def update_readme(headline, m) -> None:
                 rows.append(f"| {w}, {run['label']} | {s[b]['rps_median']:,.0f} ops/s, p99 {s[b]['p99_ms_median']:.1f} ms | "
                             f"{a}: {s[a]['rps_median']:,.0f} ops/s, p99 {s[a]['p99_ms_median']:.1f} ms | "
                             f"x{s['ratio_rps']:.2f} ({s['ratio_rps_min']:.2f}..{s['ratio_rps_max']:.2f}) |")
-        elif "headline_result" in run:
-            # a run names what to show: format strings over its JSON result
-            fmt = lambda key: run.get(key, "").format(**r)  # noqa: E731
+        elif "headline_result" in run or "headline_result" in r:
+            # a run names what to show: format strings over its JSON result (in the section file,
+            # or given by the benchmark itself)
+            fmt = lambda key: run.get(key, r.get(key, "")).format(**r)  # noqa: E731
             rows.append(f"| {run['label']} | {fmt('headline_result')} | {fmt('headline_reference')} | "
                         f"{fmt('headline_ratio')} |")
         else:
