@@ -74,7 +74,7 @@ class DB:
         # builds the PutResult in C (the Python frame of DB.put and a Python-made result cost about
         # a quarter of the whole buffered put); every other call goes to DB._put below, unchanged.
         self._put_entry = load("revwrite").PutEntry(self._kv.put_value, self._put)
-        self._put_entry.lean = not sync
+        self._put_entry.lean = self._buffered()
         self.put = self._put_entry.put
 
     # --- reads ----------------------------------------------------------------------------------
@@ -105,9 +105,13 @@ class DB:
         return self._put(key, value, lease=lease, prev_kv=prev_kv, ignore_value=ignore_value,
                          ignore_lease=ignore_lease)
 
+    def _buffered(self) -> bool:
+        """Writes share commits now (batched mode, or inside a batch block): a put returns unsynced."""
+        return not self._sync or self._batch_depth > 0
+
     def _put(self, key: bytes, value: bytes, *, lease: int = 0, prev_kv: bool = False, ignore_value: bool = False,
              ignore_lease: bool = False):
-        if not (prev_kv or ignore_value or ignore_lease) and (not self._sync or self._batch_depth):
+        if not (prev_kv or ignore_value or ignore_lease) and self._buffered():
             # buffered write on the lean path: nothing to commit here
             return PutResult(self._kv.put_value(key, value, lease), None)
         return self._write(self._kv.put, PutOp(key, value, lease, prev_kv, ignore_value, ignore_lease))
@@ -145,13 +149,13 @@ class DB:
         """Within the block writes share commits; the block's end flushes (durable on exit)."""
         with self._lock:
             self._batch_depth += 1
-            self._put_entry.lean = True
+            self._put_entry.lean = self._buffered()
         try:
             yield self
         finally:
             with self._lock:
                 self._batch_depth -= 1
-                self._put_entry.lean = not self._sync or self._batch_depth > 0
+                self._put_entry.lean = self._buffered()
                 if self._batch_depth == 0:
                     self._backend.force_commit()
 

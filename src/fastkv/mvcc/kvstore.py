@@ -144,7 +144,7 @@ class KVStore:
     @observer.setter
     def observer(self, fn) -> None:
         self._observer = fn
-        self._writer.on_put = self._on_put if fn is not None or self._collect_events else None
+        self._route_put_events()
 
     @property
     def collect_events(self) -> bool:
@@ -153,7 +153,12 @@ class KVStore:
     @collect_events.setter
     def collect_events(self, on: bool) -> None:
         self._collect_events = on
-        self._writer.on_put = self._on_put if on or self._observer is not None else None
+        self._route_put_events()
+
+    def _route_put_events(self) -> None:
+        """The writer reports its puts only while someone takes events (an observer, or collecting)."""
+        wanted = self._observer is not None or self._collect_events
+        self._writer.on_put = self._on_put if wanted else None
 
     def _on_put(self, key: bytes, value: bytes, created: int, rev: int, version: int, lease: int) -> None:
         """The writer's report of a put made by put_value: the same event _end makes for a txn."""

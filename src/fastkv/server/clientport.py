@@ -4,8 +4,9 @@ grpcio owns the sockets it listens on and cannot share a port with an HTTP/1.1 s
 client URL is served by this front listener and gRPC listens on internal loopback ports. Each new
 connection is classified by its first bytes: the HTTP/2 client preface ("PRI * HTTP/2.0") is
 relayed byte for byte to one of the internal gRPC servers, with backpressure in both directions;
-anything else is answered as an HTTP/1.1 request by fastkv.server.http.route. The relay is protocol-level (no
-stream objects, no parsing after the first bytes), so it adds one buffer hand-off per chunk.
+anything else is answered as an HTTP/1.1 request by fastkv.server.http.route. The relay is
+protocol-level (no stream objects, no parsing after the first bytes), so it adds one buffer
+hand-off per chunk.
 """
 from __future__ import annotations
 
