@@ -99,7 +99,12 @@ class Harness:
                       pre_vote=c["pre-vote"], check_quorum=c["check-quorum"],
                       max_inflight_msgs=c["max-inflight"], max_size_per_msg=c["max-size"],
                       max_inflight_bytes=c["max-inflight-bytes"],
-                      rng=random.Random(node_id), pure=True)
+                      rng=random.Random(node_id), pure=True, logger=self._raft_log)
+
+    def _raft_log(self, line: str) -> None:
+        # The core's own account of its decisions, recorded with the command that caused them
+        # (etcd-io/raft's interaction tests show its log lines the same way).
+        self.p(f"INFO {line}")
 
     def _ids(self, args):
         return [int(a) for a in args] if args else sorted(self.nodes)

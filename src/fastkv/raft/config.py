@@ -52,6 +52,10 @@ class Config:
                     to random.Random(id) so that a member is deterministic even when not given one.
     pure            True forces the pure-Python log/codec twins, False demands the compiled ones,
                     None follows fastkv._native.load's default.
+    logger          a callable taking one line of text, told of the core's decisions in etcd-raft's
+                    words ("1 became leader at term 5", "3 [logterm: 1, index: 4, vote: 0] rejected
+                    MsgVote from 2 ..."); None keeps the core silent. The server hands it a logging
+                    call, the scenario tests record the lines.
     """
 
     def __init__(self, id: int, storage, peers=None, learners=None, election_tick: int = 10,
@@ -59,7 +63,7 @@ class Config:
                  max_inflight_msgs: int = 512, max_inflight_bytes: int = 0,
                  max_committed_size_per_ready=None, pre_vote: bool = True,
                  check_quorum: bool = True, rng: random.Random | None = None, pure=None,
-                 disable_proposal_forwarding: bool = False):
+                 disable_proposal_forwarding: bool = False, logger=None):
         self.id = id
         self.storage = storage
         self.peers = list(peers) if peers else None
@@ -76,6 +80,7 @@ class Config:
         self.rng = rng if rng is not None else random.Random(id)
         self.pure = pure
         self.disable_proposal_forwarding = disable_proposal_forwarding
+        self.logger = logger
 
     def validate(self) -> None:
         if self.id == 0:

@@ -57,6 +57,10 @@ class RaftLog:
         except (self._compacted, self._unavailable):
             return 0
 
+    def stable_last_index(self) -> int:
+        """Last index handed over as persisted (advance() moved it out of `unstable`)."""
+        return min(self.last_index(), self.unstable.offset - 1)
+
     def last_term(self) -> int:
         return self.term(self.last_index())
 

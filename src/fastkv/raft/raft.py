@@ -92,6 +92,7 @@ class Raft:
         self.randomized_election_timeout = cfg.election_tick
         self.rng = cfg.rng
         self.disable_proposal_forwarding = cfg.disable_proposal_forwarding
+        self.logger = cfg.logger
         self._step = self._step_follower
 
         hs, cs = cfg.storage.initial_state()
@@ -141,7 +142,8 @@ class Raft:
         for node_id, pr in list(self.prs.progress.items()):
             fresh = type(pr)(last + 1, self.prs.max_inflight, self.prs.max_inflight_bytes, pr.is_learner)
             if node_id == self.id:
-                fresh.match = last
+                # Our own copy counts towards a quorum only once it is durable (see persisted()).
+                fresh.match = self.raft_log.stable_last_index()
             self.prs.progress[node_id] = fresh
         self.pending_conf_index = 0
         self.bcast_pending = False
@@ -153,6 +155,8 @@ class Raft:
         self._reset(term)
         self.lead = lead
         self.state = FOLLOWER
+        if self.logger is not None:
+            self.logger(f"{self.id:x} became follower at term {self.term}")
 
     def become_candidate(self) -> None:
         if self.state == LEADER:
@@ -161,6 +165,8 @@ class Raft:
         self._reset(self.term + 1)
         self.vote = self.id
         self.state = CANDIDATE
+        if self.logger is not None:
+            self.logger(f"{self.id:x} became candidate at term {self.term}")
 
     def become_pre_candidate(self) -> None:
         if self.state == LEADER:
@@ -170,6 +176,8 @@ class Raft:
         self.prs.reset_votes()
         self.lead = 0
         self.state = PRE_CANDIDATE
+        if self.logger is not None:
+            self.logger(f"{self.id:x} became pre-candidate at term {self.term}")
 
     def become_leader(self) -> None:
         if self.state == FOLLOWER:
@@ -178,6 +186,8 @@ class Raft:
         self._reset(self.term)
         self.lead = self.id
         self.state = LEADER
+        if self.logger is not None:
+            self.logger(f"{self.id:x} became leader at term {self.term}")
         pr = self.prs.progress.get(self.id)
         if pr is not None:
             pr.become_replicate()
@@ -305,13 +315,22 @@ class Raft:
         return self.raft_log.maybe_commit(self.prs.committed(), self.term)
 
     def _append_entry(self, ents) -> None:
-        li = self.raft_log.append_proposals(self.term, ents)
+        # The leader's own copy is not counted here: the application may send these entries to
+        # the followers before its own fsync (dissertation §10.2.1), so only persisted() counts
+        # it. An entry is then committed only once a quorum holds it durably, and committed
+        # entries can be applied (and answered) without waiting for the local fsync.
+        self.raft_log.append_proposals(self.term, ents)
+
+    def persisted(self, index: int, term: int) -> None:
+        """The application made our log durable up to (index, term): as a leader, count our own
+        copy (a commit may follow; followers then learn it with the next broadcast)."""
+        if self.state != LEADER:
+            return
         pr = self.prs.progress.get(self.id)
-        if pr is not None:
-            # The leader counts its own copy at once; the Ready contract has it persisted before
-            # anything that depends on the commit leaves this node.
-            pr.maybe_update(li)
-        self._maybe_commit_and_release_reads()
+        if pr is None or self.raft_log.term(index) != term:
+            return  # removed, or that entry was overwritten since
+        if pr.maybe_update(index) and self._maybe_commit_and_release_reads():
+            self.bcast_pending = True
 
     def _maybe_commit_and_release_reads(self) -> bool:
         if not self.maybe_commit():
@@ -348,8 +367,18 @@ class Raft:
         for node_id in sorted(self.prs.voters):
             if node_id == self.id:
                 continue
+            if self.logger is not None:
+                self.logger(f"{self.id:x} [logterm: {last_term}, index: {last_index}] sent "
+                            f"{pb.MESSAGE_TYPE_NAMES[vote_msg]} request to {node_id:x} at term {self.term}")
             self._send(self._msg(type=vote_msg, to=node_id, term=term, index=last_index,
                                  log_term=last_term, context=ctx))
+
+    def _log_vote(self, verb: str, m, why: str) -> None:
+        log = self.raft_log
+        name = self.pb.MESSAGE_TYPE_NAMES[m.type]
+        prep = "for" if verb == "cast" else "from"
+        self.logger(f"{self.id:x} [logterm: {log.last_term()}, index: {log.last_index()}, vote: {self.vote:x}] "
+                    f"{verb} {name} {prep} {m.frm:x} [logterm: {m.log_term}, index: {m.index}] at term {self.term}{why}")
 
     def _poll(self, node_id: int, granted: bool) -> int:
         self.prs.record_vote(node_id, granted)
@@ -363,7 +392,12 @@ class Raft:
             # A conf change committed but not applied could change who may vote: wait for it.
             ents = log.slice(log.applied + 1, log.committed + 1)
             if any(e.type == self.pb.ENTRY_CONF_CHANGE for e in ents):
+                if self.logger is not None:
+                    self.logger(f"{self.id:x} cannot campaign at term {self.term} since there are "
+                                "still pending configuration changes to apply")
                 return
+        if self.logger is not None:
+            self.logger(f"{self.id:x} is starting a new election at term {self.term}")
         self.campaign(kind)
 
     # --- step ----------------------------------------------------------------------------------
@@ -379,7 +413,13 @@ class Raft:
                 if not force and in_lease:
                     # We heard from a leader within the election timeout: ignore the vote
                     # (disruptive server, dissertation §4.2.3).
+                    if self.logger is not None:
+                        self._log_vote("ignored", m, f": lease is not expired (remaining ticks: "
+                                                     f"{self.election_timeout - self.election_elapsed})")
                     return
+            if self.logger is not None and t != pb.MSG_PRE_VOTE and not (t == pb.MSG_PRE_VOTE_RESP and not m.reject):
+                self.logger(f"{self.id:x} [term: {self.term}] received a {pb.MESSAGE_TYPE_NAMES[t]} "
+                            f"message with higher term from {m.frm:x} [term: {m.term}]")
             if t == pb.MSG_PRE_VOTE:
                 pass  # never change term for a pre-vote
             elif t == pb.MSG_PRE_VOTE_RESP and not m.reject:
@@ -408,11 +448,15 @@ class Raft:
             if can_vote and self.raft_log.is_up_to_date(m.index, m.log_term):
                 # §5.4.1 election restriction. The response carries the candidate's term so a
                 # pre-candidate can tell it from stale answers.
+                if self.logger is not None:
+                    self._log_vote("cast", m, "")
                 self._send(self._msg(type=resp, to=m.frm, term=m.term))
                 if t == pb.MSG_VOTE:
                     self.election_elapsed = 0
                     self.vote = m.frm
             else:
+                if self.logger is not None:
+                    self._log_vote("rejected", m, "")
                 self._send(self._msg(type=resp, to=m.frm, term=self.term, reject=True))
         else:
             self._step(m)
@@ -425,6 +469,8 @@ class Raft:
             return
         if t == pb.MSG_CHECK_QUORUM:
             if not self.prs.quorum_active():
+                if self.logger is not None:
+                    self.logger(f"{self.id:x} stepped down to follower since quorum is not active")
                 self.become_follower(self.term, 0)
                 return
             for node_id, pr in self.prs.progress.items():
@@ -486,6 +532,8 @@ class Raft:
             if transferee == self.id:
                 return
             # Finish within one election timeout or give up (§3.10); proposals are refused meanwhile.
+            if self.logger is not None:
+                self.logger(f"{self.id:x} [term {self.term}] starts to transfer leadership to {transferee:x}")
             self.election_elapsed = 0
             self.lead_transferee = transferee
             if pr.match == self.raft_log.last_index():
@@ -672,12 +720,16 @@ class Raft:
         if self.id in prs.progress:
             prs.progress[self.id].match = last
         self.is_learner = self.id in prs.learners
+        if self.logger is not None:
+            self.logger(f"{self.id:x} [commit: {self.raft_log.committed}] restored snapshot "
+                        f"[index: {meta.index}, term: {meta.term}]")
         return True
 
     # --- membership ----------------------------------------------------------------------------
     def apply_conf_change(self, cc):
         """Apply one committed conf change to the configuration; returns the new ConfState."""
         pb = self.pb
+        before = (set(self.prs.voters), set(self.prs.learners)) if self.logger is not None else None
         if cc.node_id == 0:
             self.pending_conf_index = 0
         elif cc.type == pb.CONF_CHANGE_ADD_NODE:
@@ -688,6 +740,9 @@ class Raft:
             self._remove_node(cc.node_id)
         else:
             raise ValueError(f"unexpected conf change type {cc.type}")
+        if before is not None and before != (set(self.prs.voters), set(self.prs.learners)):
+            self.logger(f"{self.id:x} switched to configuration voters=({' '.join('%x' % v for v in sorted(self.prs.voters))})"
+                        + (f" learners=({' '.join('%x' % v for v in sorted(self.prs.learners))})" if self.prs.learners else ""))
         return self.prs.conf_state(pb.ConfState)
 
     def _add_node(self, node_id: int, learner: bool) -> None:

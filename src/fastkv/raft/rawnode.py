@@ -226,6 +226,7 @@ class RawNode:
         if rd.entries:
             e = rd.entries[-1]
             log.stable_to(e.index, e.term)
+            self.raft.persisted(e.index, e.term)
         if rd.snapshot is not None:
             log.stable_snap_to(rd.snapshot.metadata.index)
 
