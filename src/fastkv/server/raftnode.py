@@ -1,112 +1,203 @@
-"""The raft node: the one Ready loop, plus raft's stable storage (WAL, snapshots, MemoryStorage).
+"""The production wiring of the node driver (server/node.py): uvloop, a WAL worker thread, the peer
+transport, a ticker, and the WAL-backed log store.
 
-Per Ready, strictly in this order (the raft core's contract, see fastkv.raft.rawnode):
-  1. persist snapshot + entries + hard state to the WAL with one fdatasync (in a worker thread, so
-     the event loop keeps accepting requests — they become the next Ready's batch);
-  2. make them visible in the MemoryStorage raft reads;
-  3. send messages (transport);
-  4. apply committed entries in order (the server's applier), serve read states;
-  5. advance.
-Proposals are queued by request handlers and handed to raft in one batch per loop turn, so every
-request that arrives during an fsync shares the next one.
+All decisions about a Ready (what is sent when, what is applied when) live in the driver, which the
+simulator runs too; what is here is the part the simulator replaces: the durable write runs in a
+worker thread (the loop keeps accepting requests meanwhile: they become the next Ready's batch),
+ticks come from a timer, messages go to the transport.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from fastkv import failpoints
 from fastkv._native import load
 from fastkv.raft import rawnode as rawnode_mod
 from fastkv.raft.config import Config
-from fastkv.raft.raft import LEADER
+from fastkv.server.node import NodeDriver
 from fastkv.wal.snapshotter import Snapshotter
 from fastkv.wal.wal import WAL
 
 log = logging.getLogger(__name__)
+raft_log = logging.getLogger("fastkv.raft")
 raftpb = load("raftpb")
 raftlog = load("raftlog")
 
 SNAPSHOT_CATCHUP_ENTRIES = 5000  # entries kept in memory after a snapshot for slow followers (etcd)
 
 
-class RaftNode:
-    def __init__(self, *, member_id: int, peers: list[int], waldir: str, snapdir: str, metadata: bytes,
-                 election_tick: int, heartbeat_interval: float, applied: int, transport, on_fsync=None,
-                 seed: int | None = None, member_of=None):
-        import random
+class WALStore:
+    """Raft's stable storage in production: the WAL and snapshot files, and the MemoryStorage the
+    raft core reads, recovered from them on open."""
 
-        self.member_id = member_id
-        self.heartbeat_interval = heartbeat_interval
-        self.transport = transport
+    def __init__(self, waldir: str, snapdir: str, metadata: bytes, on_fsync=None,
+                 segment_size: int | None = None):
         self.storage = raftlog.MemoryStorage()
         self.snapshotter = Snapshotter(snapdir)
         self.conf_state = raftpb.ConfState()
-        fresh = not WAL.exists(waldir)
-        # FASTKV_WAL_SEGMENT_BYTES (hidden, for tests): smaller WAL segments, so a test can watch
-        # snapshots release old segments after a few thousand writes instead of 64 MB of them.
+        self.fresh = not WAL.exists(waldir)
         wal_opts = {"on_fsync": on_fsync}
-        if os.environ.get("FASTKV_WAL_SEGMENT_BYTES"):
-            wal_opts["segment_size"] = int(os.environ["FASTKV_WAL_SEGMENT_BYTES"])
-        if fresh:
+        if segment_size:
+            wal_opts["segment_size"] = segment_size
+        snap = None
+        if self.fresh:
             self.wal = WAL.create(waldir, metadata, **wal_opts)
-            snap = None
+            self.metadata = metadata
         else:
             snap = self.snapshotter.load(acceptable=WAL.snapshot_markers(waldir))
             marker = (snap.metadata.index, snap.metadata.term) if snap is not None else None
             self.wal = WAL.open(waldir, snapshot_marker=marker, **wal_opts)
-            metadata, hard_state, entries = self.wal.read_all()
+            self.metadata, hard_state, entries = self.wal.read_all()
             if snap is not None:
                 self.storage.apply_snapshot(snap)
                 self.conf_state = snap.metadata.conf_state
             if hard_state is not None:
+                if snap is not None and hard_state.commit < snap.metadata.index:
+                    # The snapshot proves its index was committed; a commit-only hard state is
+                    # written without an fsync and may be older than the snapshot after a crash.
+                    hard_state = raftpb.HardState(hard_state.term, hard_state.vote, snap.metadata.index)
                 self.storage.set_hard_state(hard_state)
             self.storage.append(entries)
-        self.metadata = self.wal.metadata if not fresh else metadata
-        if not fresh and member_of is not None:
+        self.snapshot_index = snap.metadata.index if snap is not None else 0
+
+    # LogStore ---------------------------------------------------------------------------------
+    def save(self, hard_state, entries, snapshot, must_sync: bool) -> None:
+        if snapshot is not None:
+            # before the entries that follow it, as etcd's SaveSnap precedes Save
+            failpoints.hit("raft.save_snapshot.before")
+            self.snapshotter.save(snapshot)
+            self.wal.save_snapshot_marker(snapshot.metadata.index, snapshot.metadata.term)
+        failpoints.hit("raft.wal_save.before")
+        self.wal.save(hard_state, entries)  # the WAL decides the fsync (raft's MustSync rule)
+        failpoints.hit("raft.wal_save.after")
+
+    def saved(self, hard_state, entries, snapshot) -> None:
+        st = self.storage
+        if snapshot is not None:
+            st.apply_snapshot(snapshot)
+            self.conf_state = snapshot.metadata.conf_state
+            self.snapshot_index = snapshot.metadata.index
+        if entries:
+            st.append(entries)
+        if hard_state is not None:
+            st.set_hard_state(hard_state)
+
+    # snapshots of our own applied state ---------------------------------------------------------
+    def persist_snapshot(self, snap) -> None:
+        """(worker thread) The snapshot file, its WAL marker, then release what it covers."""
+        self.snapshotter.save(snap)
+        self.wal.save_snapshot_marker(snap.metadata.index, snap.metadata.term)
+        self.wal.release_lock_to(snap.metadata.index)
+        self.snapshotter.purge(keep=5)
+
+    def close(self) -> None:
+        self.wal.close()
+
+
+def _ignore(*args) -> None:
+    pass
+
+
+class RaftNode:
+    """One member's raft, wired for production, and the driver's NodeSink (it forwards to the
+    callbacks the server sets before start(); on_read_states and on_dropped are called directly)."""
+
+    def __init__(self, *, member_id: int, peers: list[int], waldir: str, snapdir: str, metadata: bytes,
+                 election_tick: int, heartbeat_interval: float, transport, on_fsync=None,
+                 seed: int | None = None, member_of=None, wal_segment_bytes: int | None = None,
+                 pre_vote: bool = True):
+        self.heartbeat_interval = heartbeat_interval
+        self.transport = transport
+        self.store = WALStore(waldir, snapdir, metadata, on_fsync=on_fsync, segment_size=wal_segment_bytes)
+        self.storage = self.store.storage
+        self.metadata = self.store.metadata
+        self.fresh = self.store.fresh
+        if not self.fresh and member_of is not None:
             # a restarted member is who its WAL says (etcd ignores --initial-* flags on restart): with
             # a flag-derived id that is not a voter in the recovered conf state it never campaigns
-            member_id = self.member_id = member_of(self.metadata)
-        self.snapshot_index = snap.metadata.index if snap is not None else 0
+            member_id = member_of(self.metadata)
+        self.member_id = member_id
         # As etcd: raft's applied index is the snapshot's, so raft re-delivers every committed entry
         # after it; the applier skips what the backend already holds (consistent index) but re-applies
         # conf changes, which is how membership comes back after a restart.
-        applied = self.snapshot_index
-        cfg = Config(id=member_id, storage=self.storage, peers=peers if fresh else None,
-                     election_tick=election_tick, heartbeat_tick=1, applied=applied,
-                     rng=random.Random(seed if seed is not None else int.from_bytes(os.urandom(8), "big")))
+        if seed is None:
+            seed = int.from_bytes(os.urandom(8), "big")
+        cfg = Config(id=member_id, storage=self.storage, peers=peers if self.fresh else None,
+                     election_tick=election_tick, heartbeat_tick=1, applied=self.store.snapshot_index,
+                     rng=random.Random(seed), pre_vote=pre_vote, logger=raft_log.info)
         self.node = rawnode_mod.RawNode(cfg)
-        self.fresh = fresh
-        self.is_leader = False
-        self.leader = 0
-        self.term = 0
-        self.commit_index = 0
-        self._proposals: list = []
-        self._read_ctxs: list = []
+        self.driver = NodeDriver(self.node, self.store, transport.send, self)
         self._wake = asyncio.Event()
         self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastkv-wal")
         self._stopped = False
         self._tasks: list = []
         # set by the server before start()
         self.apply_entries = None   # fn(list[Entry]) applied in order on the loop thread
-        self.on_leader_change = None  # fn(is_leader: bool, leader: int)
-        self.on_read_states = None  # fn(list[ReadState])
-        self.after_apply = None     # coroutine fn() run after each Ready's apply (snapshots)
+        self.install_snapshot = None  # fn(Snapshot): replace the state with the snapshot's
+        self.on_leader_change = None  # fn(was_leader, is_leader, leader)
+        self.on_read_states = _ignore  # fn(list[ReadState])
+        self.on_dropped = _ignore   # fn(batch, exc): fail the requests whose proposals were dropped
+        self.after_apply = None     # coroutine fn() run after each Ready (snapshots)
+
+    # what the server reads
+    @property
+    def is_leader(self) -> bool:
+        return self.driver.is_leader
+
+    @property
+    def leader(self) -> int:
+        return self.driver.leader
+
+    @property
+    def term(self) -> int:
+        return self.driver.term
+
+    @property
+    def commit_index(self) -> int:
+        return self.driver.commit_index
+
+    @property
+    def conf_state(self):
+        return self.store.conf_state
+
+    @conf_state.setter
+    def conf_state(self, cs) -> None:
+        self.store.conf_state = cs
+
+    @property
+    def snapshot_index(self) -> int:
+        return self.store.snapshot_index
 
     # --- inputs (loop thread only) ------------------------------------------------------------
     def propose(self, data: bytes) -> None:
-        self._proposals.append(data)
+        self.driver.propose(data)
         self._wake.set()
 
     def read_index(self, ctx: bytes) -> None:
-        self._read_ctxs.append(ctx)
+        self.driver.read_index(ctx)
         self._wake.set()
 
     def step(self, msg) -> None:
-        self.node.step(msg)
+        self.driver.step(msg)
         self._wake.set()
+
+    # --- NodeSink: what the driver hands up -------------------------------------------------------
+    def on_soft_state(self, was_leader: bool, is_leader: bool, leader: int) -> None:
+        if self.on_leader_change is not None:
+            self.on_leader_change(was_leader, is_leader, leader)
+
+    def apply(self, entries) -> None:
+        self.apply_entries(entries)
+
+    def apply_snapshot(self, snapshot) -> None:
+        if self.install_snapshot is None:
+            raise RuntimeError("installing a snapshot from a leader needs the cluster transport")
+        self.install_snapshot(snapshot)
 
     # --- the loop -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -120,7 +211,7 @@ class RaftNode:
     def _maybe_campaign(self) -> None:
         """A one-member cluster need not wait an election timeout: campaign as soon as membership
         (from bootstrap, snapshot or replayed conf changes) shows this member as the only voter."""
-        if self.is_leader:
+        if self.driver.is_leader:
             return
         st = self.node.status()
         # raft refuses to campaign while committed conf changes are unapplied, so wait for those
@@ -130,85 +221,41 @@ class RaftNode:
     async def _ticker(self) -> None:
         while not self._stopped:
             await asyncio.sleep(self.heartbeat_interval)
-            self.node.tick()
+            self.driver.tick()
             self._wake.set()
 
     async def _run(self) -> None:
-        node = self.node
+        driver, store = self.driver, self.store
         loop = asyncio.get_running_loop()
         while not self._stopped:
             await self._wake.wait()
             self._wake.clear()
             while not self._stopped:
-                self._feed(node)
-                if not node.has_ready():
+                rd = driver.begin()
+                if rd is None:
                     break
-                rd = node.ready()
-                if rd.soft_state is not None:
-                    self._soft_state(rd.soft_state)
-                if rd.hard_state is not None:
-                    self.term = rd.hard_state.term
-                    self.commit_index = rd.hard_state.commit
-                if rd.snapshot is not None and rd.snapshot.metadata.index > 0:
-                    raise RuntimeError("installing a snapshot from a leader needs the cluster transport")
-                if rd.entries or rd.must_sync:
-                    await loop.run_in_executor(self._disk, self.wal.save, rd.hard_state, rd.entries)
-                if rd.entries:
-                    self.storage.append(rd.entries)
-                if rd.hard_state is not None:
-                    self.storage.set_hard_state(rd.hard_state)
-                if rd.messages:
-                    self.transport.send(rd.messages)
-                if rd.committed_entries:
-                    self.apply_entries(rd.committed_entries)
-                if rd.read_states and self.on_read_states is not None:
-                    self.on_read_states(rd.read_states)
-                node.advance(rd)
+                if driver.needs_persist(rd):
+                    await loop.run_in_executor(self._disk, store.save, rd.hard_state, rd.entries,
+                                               rd.snapshot, rd.must_sync)
+                driver.finish(rd)
                 self._maybe_campaign()
                 if self.after_apply is not None:
                     await self.after_apply()
-
-    def _feed(self, node) -> None:
-        if self._proposals:
-            batch, self._proposals = self._proposals, []
-            try:
-                node.propose_batch(batch)
-            except Exception as exc:  # ProposalDropped: no leader right now
-                if self.on_dropped is not None:
-                    self.on_dropped(batch, exc)
-        if self._read_ctxs:
-            ctxs, self._read_ctxs = self._read_ctxs, []
-            for ctx in ctxs:
-                node.read_index(ctx)
-
-    on_dropped = None  # fn(batch, exc): the server fails the requests whose proposals were dropped
-
-    def _soft_state(self, ss) -> None:
-        was = self.is_leader
-        self.leader = ss.lead
-        self.is_leader = ss.raft_state == LEADER
-        if self.on_leader_change is not None:
-            self.on_leader_change(was, self.is_leader, self.leader)
 
     # --- snapshots ----------------------------------------------------------------------------
     async def snapshot(self, index: int, data: bytes = b"") -> None:
         """Record a raft snapshot at applied `index` (the backend must already hold state >= index),
         then let the WAL and memory drop what it covers."""
         loop = asyncio.get_running_loop()
-        snap = self.storage.create_snapshot(index, self.conf_state, data)
+        store = self.store
+        snap = self.storage.create_snapshot(index, store.conf_state, data)
         t0 = time.perf_counter()
-        await loop.run_in_executor(self._disk, self._persist_snapshot, snap)
+        await loop.run_in_executor(self._disk, store.persist_snapshot, snap)
         compact_to = index - SNAPSHOT_CATCHUP_ENTRIES
         if compact_to > self.storage.first_index():
             self.storage.compact(compact_to)
-        self.snapshot_index = index
+        store.snapshot_index = index
         log.info("snapshot at index %d saved in %.1f ms", index, 1000 * (time.perf_counter() - t0))
-
-    def _persist_snapshot(self, snap) -> None:
-        self.snapshotter.save(snap)
-        self.wal.save_snapshot_marker(snap.metadata.index, snap.metadata.term)
-        self.wal.release_lock_to(snap.metadata.index)
-        self.snapshotter.purge(keep=5)
 
     # --- stop ---------------------------------------------------------------------------------
     async def stop(self) -> None:
@@ -223,4 +270,4 @@ class RaftNode:
                 pass
         self._disk.shutdown(wait=True)
         self.transport.stop()
-        self.wal.close()
+        self.store.close()

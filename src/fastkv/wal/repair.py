@@ -23,7 +23,7 @@ import shutil
 import struct
 
 from fastkv._native import load
-from fastkv.wal import failpoints
+from fastkv import failpoints
 from fastkv.wal.segment import BROKEN_SUFFIX, fsync_dir, is_all_zero, preallocate
 
 log = logging.getLogger("fastkv.wal")

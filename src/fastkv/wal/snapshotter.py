@@ -24,7 +24,7 @@ import re
 import struct
 
 from fastkv._native import load
-from fastkv.wal import failpoints
+from fastkv import failpoints
 from fastkv.wal.errors import SnapshotError
 from fastkv.wal.segment import BROKEN_SUFFIX, TMP_SUFFIX, fsync_dir, pwrite_all
 

@@ -34,7 +34,8 @@ import time
 from typing import Callable
 
 from fastkv._native import load
-from fastkv.wal import failpoints, repair
+from fastkv import failpoints
+from fastkv.wal import repair
 from fastkv.wal.errors import (
     WALClosedError,
     WALCorruptError,
