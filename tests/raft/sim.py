@@ -1,15 +1,23 @@
-"""A deterministic cluster simulator: N real raft cores, a seeded faulty network, seeded crashes.
+"""A deterministic cluster simulator: the production node driver over a seeded faulty network
+and a simulated disk, with the server's real applier and KVStore (memory backend) as each member's
+state machine.
 
 Everything random comes from one `random.Random(seed)`, so a seed replays a run exactly. Each
 simulated tick: maybe inject faults, tick every live node, submit client work, then deliver
-messages and run every node's Ready loop (persist -> send -> apply -> advance) in rounds.
+messages and run every node's Ready through fastkv.server.node.NodeDriver in rounds: the same
+code that orders send / persist / apply in `fastkv serve` (leader sends before its fsync,
+committed entries durable here apply before it). Only the wiring is the simulator's: a durable
+write may take up to `disk_delay` ticks (messages keep arriving meanwhile, as they do while
+production's WAL thread fsyncs), and the disk (SimDisk) loses unsynced writes in a crash and keeps
+a seeded prefix of a write a crash interrupted (the torn tail WAL repair cuts back to).
 
 Messages cross the network encoded with the raftpb codec (as the transport will), so no two
 nodes ever share a mutable object and the codec is exercised on every hop.
 
-A crash throws the RawNode and the state machine away and keeps only what was persisted: the
-MemoryStorage (entries, hard state, snapshot with the state machine image). The restarted node is
-rebuilt from it, as fastkv's server will be from its WAL.
+A crash throws the driver, RawNode and state machine away and keeps only what reached the
+simulated disk: entries, hard state, and the snapshot (whose backend image the simulator keeps, as
+a snapshot file keeps the backend). The restarted node is rebuilt from it, as the server is from
+its WAL.
 
 Invariants (checked every tick; a violation raises SimFailure naming the seed):
   election safety     at most one leader per term, ever;
@@ -33,7 +41,14 @@ import zlib
 
 from fastkv._native import load
 from fastkv._native.raftlog_py import MemoryStorage
+from fastkv.api.etcdpb import rpc_pb2
+from fastkv.backend.memory_backend import MemoryBackend
+from fastkv.mvcc import KVStore
+from fastkv.mvcc.ops import RangeOp
 from fastkv.raft import LEADER, Config, ProposalDropped, RawNode, StepPeerNotFound
+from fastkv.server import request as rq
+from fastkv.server.apply import Alarms, Applier
+from fastkv.server.node import NodeDriver, recovered_hard_state
 
 
 class SimFailure(AssertionError):
@@ -61,6 +76,8 @@ class SimOptions:
         self.snapshot_keep = 5
         self.max_inflight = 4
         self.max_size_per_msg = 256
+        self.disk_delay = 2             # ticks a durable write may take (0 = at once)
+        self.keys = 8                   # the key space of the client puts
         self.pure = True
         for k, v in kw.items():
             if not hasattr(self, k):
@@ -68,17 +85,134 @@ class SimOptions:
             setattr(self, k, v)
 
 
+class _NoWait:
+    """The sim's proposals carry request id 0: nobody waits on their results."""
+
+    def trigger(self, request_id, result):
+        pass
+
+
+class StateMachine:
+    """A member's real state machine: the server's Applier over a KVStore on a memory backend."""
+
+    def __init__(self, backend=None):
+        self.backend = backend if backend is not None else MemoryBackend(batch_interval=0)
+        self.kv = KVStore(self.backend)
+        self.applier = Applier(self.kv, None, Alarms(self.backend), _NoWait())
+
+    def contents(self):
+        r = self.kv.range(RangeOp(b"\x00", b"\x00"))
+        return self.kv.current_revision, [(kv.key, kv.value, kv.mod_revision, kv.version) for kv in r.kvs]
+
+
+class SimDisk:
+    """The LogStore of a simulated member. save() writes `disk`, what survives a crash; saved()
+    makes it visible in `storage`, what raft reads (as WALStore does with the WAL and its
+    MemoryStorage). A write without sync (a commit-only hard state) is lost in a crash unless a
+    synced write followed it."""
+
+    def __init__(self, disk: MemoryStorage | None = None):
+        self.disk = disk if disk is not None else MemoryStorage()
+        self.synced_hard = self.disk.hard_state()
+        self.storage = _copy_storage(self.disk, self.synced_hard)
+
+    def save(self, hard_state, entries, snapshot, must_sync: bool) -> None:
+        self.write(hard_state, entries, snapshot)
+        if must_sync or entries or snapshot is not None:
+            self.synced_hard = self.disk.hard_state()
+
+    def write(self, hard_state, entries, snapshot) -> None:
+        d = self.disk
+        if snapshot is not None:
+            d.apply_snapshot(snapshot)
+        if entries:
+            d.append(entries)
+        if hard_state is not None:
+            d.set_hard_state(hard_state)
+
+    def saved(self, hard_state, entries, snapshot) -> None:
+        st = self.storage
+        if snapshot is not None:
+            st.apply_snapshot(snapshot)
+        if entries:
+            st.append(entries)
+        if hard_state is not None:
+            st.set_hard_state(hard_state)
+
+    def crash(self, rng, in_flight) -> "SimDisk":
+        """The disk as a restarted member finds it: unsynced writes maybe lost, and of a write the
+        crash interrupted, a seeded prefix (snapshot, then entries, then hard state)."""
+        if in_flight is not None:
+            k = rng.randint(0, len(in_flight.entries) + 1)
+            snap = in_flight.snapshot if k > 0 else None
+            ents = in_flight.entries[:max(0, k - (snap is not None))]
+            whole = k == len(in_flight.entries) + 1
+            self.write(in_flight.hard_state if whole else None, ents, snap)
+            if whole:
+                self.synced_hard = self.disk.hard_state()
+        hard = self.disk.hard_state() if rng.random() < 0.5 else self.synced_hard
+        return SimDisk(_copy_storage(self.disk, hard))
+
+    def create_snapshot(self, index: int, conf_state, data: bytes, keep: int) -> None:
+        """A snapshot of our own applied state: recorded durably, then both logs compacted."""
+        for st in (self.storage, self.disk):
+            st.create_snapshot(index, conf_state, data)
+            cut = index - keep
+            if cut > st.first_index():
+                st.compact(cut)
+
+
+def _copy_storage(src: MemoryStorage, hard) -> MemoryStorage:
+    st = MemoryStorage()
+    snap = src.snapshot()
+    if snap.metadata.index:
+        st.apply_snapshot(snap)
+    first, last = src.first_index(), src.last_index()
+    if last >= first:
+        st.append(src.entries(first, last + 1))
+    st.set_hard_state(recovered_hard_state(hard, snap.metadata.index))
+    return st
+
+
 class SimNode:
-    def __init__(self, node_id: int):
+    """One member: the node driver's sink (its state machine and read checks) and its disk."""
+
+    def __init__(self, node_id: int, cluster: "Cluster"):
         self.id = node_id
-        self.storage = MemoryStorage()
+        self.cluster = cluster
+        self.disk = SimDisk()
         self.raw = None
+        self.driver = None
+        self.in_flight = None   # (Ready, tick its durable write completes)
         self.alive = False
         self.removed = False
-        self.sm_index = 0       # state machine: last applied index and a digest chain
+        self.sm = None          # the real state machine
+        self.sm_index = 0       # last applied index and a digest chain of what was applied
         self.sm_digest = 0
         self.conf_state = None
         self.reads = {}         # ctx -> commit index known when the read was issued
+
+    @property
+    def storage(self):
+        return self.disk.storage
+
+    # NodeSink
+    def on_soft_state(self, was_leader, is_leader, leader):
+        pass
+
+    def apply(self, entries):
+        for e in entries:
+            self.cluster._apply(self, e)
+
+    def apply_snapshot(self, snapshot):
+        self.cluster._restore_sm(self, snapshot)
+
+    def on_read_states(self, states):
+        for rs in states:
+            self.cluster._read_state(self, rs)
+
+    def on_dropped(self, batch, exc):
+        pass  # what a server does: the client is told there is no leader and retries
 
 
 class Cluster:
@@ -102,8 +236,9 @@ class Cluster:
         self.faults = True
         self.log = []                   # short trace of notable events, for failure reports
         self.stats = collections.Counter()  # what happened, so tests can tell a run did something
+        self.images = {}                # snapshot index -> backend image of the state there
         for i in range(1, opts.voters + 1):
-            n = self.nodes[i] = SimNode(i)
+            n = self.nodes[i] = SimNode(i, self)
             self._start(n, peers=list(range(1, opts.voters + 1)))
 
     # --- helpers ---------------------------------------------------------------------------------
@@ -121,18 +256,26 @@ class Cluster:
         snap = n.storage.snapshot()
         n.sm_index = snap.metadata.index
         n.sm_digest = int(snap.data.decode()) if snap.data else 0
+        n.sm = StateMachine(self.images[n.sm_index].clone(batch_interval=0) if n.sm_index else None)
         n.conf_state = snap.metadata.conf_state
         cfg = Config(id=n.id, storage=n.storage, peers=peers, election_tick=o.election_tick,
                      heartbeat_tick=o.heartbeat_tick, applied=n.sm_index,
                      max_size_per_msg=o.max_size_per_msg, max_inflight_msgs=o.max_inflight,
                      rng=random.Random(self.rng.getrandbits(32)), pure=o.pure)
         n.raw = RawNode(cfg)
+        n.driver = NodeDriver(n.raw, n.disk, lambda msgs, n=n: self._send_all(n, msgs), n)
+        n.in_flight = None
         n.alive = True
         n.reads = {}
 
+    def _crash(self, n: SimNode):
+        n.disk = n.disk.crash(self.rng, n.in_flight[0] if n.in_flight else None)
+        n.alive = False
+        n.raw = n.driver = n.sm = n.in_flight = None
+
     def _restart(self, n: SimNode):
         # A founding member that crashed before persisting anything bootstraps again (as a
-        # server without a WAL does); everyone else is rebuilt from storage alone.
+        # server without a WAL does); everyone else is rebuilt from its disk alone.
         fresh = n.storage.last_index() == 0 and n.id <= self.opts.voters
         self._start(n, peers=list(range(1, self.opts.voters + 1)) if fresh else None)
 
@@ -146,7 +289,16 @@ class Cluster:
         p = self.partition
         return p is None or ((a in p) == (b in p))
 
+    @staticmethod
+    def put(key: bytes, value: bytes) -> bytes:
+        """A client put as the server proposes it (request id 0: nobody waits for it)."""
+        return rq.encode(0, rq.PUT, rpc_pb2.PutRequest(key=key, value=value))
+
     # --- network ---------------------------------------------------------------------------------
+    def _send_all(self, frm: SimNode, msgs):
+        for m in msgs:
+            self.send(frm, m)
+
     def send(self, frm: SimNode, m):
         o = self.opts
         data = self.pb.encode_message(m)
@@ -181,42 +333,41 @@ class Cluster:
                 continue
             moved = True
             try:
-                dst.raw.step(m)
+                dst.driver.step(m)
             except (ProposalDropped, StepPeerNotFound):
                 pass  # what a server does too: the client retries / the stray answer is ignored
         return moved
 
-    # --- the Ready loop (what server/raftnode.py does) -------------------------------------------
+    # --- the Ready loop: the production driver, with the simulator's disk timing -----------------
     def handle_ready(self, n: SimNode) -> bool:
-        raw = n.raw
-        if not raw.has_ready():
-            return False
-        rd = raw.ready()
-        st = n.storage
-        # 1. persist
-        if rd.snapshot is not None:
-            st.apply_snapshot(rd.snapshot)
-        if rd.entries:
-            st.append(rd.entries)
-        if rd.hard_state is not None:
-            st.set_hard_state(rd.hard_state)
-        if rd.snapshot is not None:
-            self._restore_sm(n, rd.snapshot)
-        # 2. send
-        for m in rd.messages:
-            self.send(n, m)
-        # 3. apply
-        for e in rd.committed_entries:
-            self._apply(n, e)
-        for rs in rd.read_states:
-            floor = n.reads.pop(rs.request_ctx, None)
-            self.stats["reads_served"] += 1
-            if floor is not None and rs.index < floor:
-                self.fail(f"node {n.id}: read {rs.request_ctx!r} at index {rs.index} < commit "
-                          f"{floor} known when it was issued")
-        raw.advance(rd)
+        d = n.driver
+        if n.in_flight is not None:
+            rd, due = n.in_flight
+            if self.now < due:
+                return False
+            n.in_flight = None
+        else:
+            rd = d.begin()
+            if rd is None:
+                return False
+            if d.needs_persist(rd):
+                o = self.opts
+                delay = self.rng.randint(0, o.disk_delay) if self.faults and o.disk_delay else 0
+                if delay:
+                    n.in_flight = (rd, self.now + delay)
+                    return True
+        if d.needs_persist(rd):
+            d.persist(rd)
+        d.finish(rd)
         self._maybe_snapshot(n)
         return True
+
+    def _read_state(self, n: SimNode, rs):
+        floor = n.reads.pop(rs.request_ctx, None)
+        self.stats["reads_served"] += 1
+        if floor is not None and rs.index < floor:
+            self.fail(f"node {n.id}: read {rs.request_ctx!r} at index {rs.index} < commit "
+                      f"{floor} known when it was issued")
 
     def _restore_sm(self, n: SimNode, snap):
         idx = snap.metadata.index
@@ -225,6 +376,8 @@ class Cluster:
         if want is not None and want != digest:
             self.fail(f"node {n.id}: snapshot at {idx} has digest {digest}, others had {want}")
         n.sm_index, n.sm_digest, n.conf_state = idx, digest, snap.metadata.conf_state
+        # the backend travels beside the raft snapshot (production: the pipeline's file)
+        n.sm = StateMachine(self.images[idx].clone(batch_interval=0))
         self.stats["snapshots_installed"] += 1
         self.note(f"n{n.id} installed snapshot {idx}")
 
@@ -241,6 +394,10 @@ class Cluster:
         want = self.digest_at.setdefault(e.index, n.sm_digest)
         if want != n.sm_digest:
             self.fail(f"node {n.id}: state digest differs at {e.index}")
+        if e.type == pb.ENTRY_NORMAL:
+            n.sm.applier.apply_normal(e.index, bytes(e.data))
+        else:
+            n.sm.applier.mark_applied(e.index)
         if e.type == pb.ENTRY_CONF_CHANGE:
             cc = pb.decode_conf_change(e.data)
             n.conf_state = n.raw.apply_conf_change(cc)
@@ -259,12 +416,11 @@ class Cluster:
         st = n.storage
         if not o.snapshot_every or n.sm_index - st.first_index() < o.snapshot_every:
             return
-        if n.sm_index <= st.snapshot().metadata.index:
+        if n.sm_index <= st.snapshot().metadata.index or n.sm_index > n.disk.disk.last_index():
             return
-        st.create_snapshot(n.sm_index, n.conf_state, str(n.sm_digest).encode())
-        cut = n.sm_index - o.snapshot_keep
-        if cut > st.first_index():
-            st.compact(cut)
+        if n.sm_index not in self.images:
+            self.images[n.sm_index] = n.sm.backend.clone(batch_interval=0)
+        n.disk.create_snapshot(n.sm_index, n.conf_state, str(n.sm_digest).encode(), o.snapshot_keep)
 
     # --- checks ----------------------------------------------------------------------------------
     def check(self):
@@ -344,8 +500,9 @@ class Cluster:
             if n.removed:
                 continue
             if n.alive and rng.random() < o.crash_rate:
-                n.alive = False
-                n.raw = None
+                if n.in_flight is not None:
+                    self.stats["crashes_mid_write"] += 1
+                self._crash(n)
                 self.stats["crashes"] += 1
                 self.note(f"crash n{n.id}")
             elif not n.alive and rng.random() < o.restart_rate:
@@ -359,16 +516,13 @@ class Cluster:
         if live and rng.random() < o.propose_rate:
             n = rng.choice(live)
             self.proposed += 1
-            try:
-                n.raw.propose(b"v%d" % self.proposed)
-            except ProposalDropped:
-                pass
+            n.driver.propose(self.put(b"k%d" % (self.proposed % o.keys), b"v%d" % self.proposed))
         if live and rng.random() < o.read_rate:
             n = rng.choice(live)
             ctx = b"r%d" % self.seq
             self.seq += 1
             n.reads[ctx] = self.max_commit
-            n.raw.read_index(ctx)
+            n.driver.read_index(ctx)
         if not self.faults:
             return  # after healing: plain client load only, so liveness is measured fairly
         if leaders and rng.random() < o.transfer_rate:
@@ -395,7 +549,7 @@ class Cluster:
         if what == "add_learner":
             node_id = self.next_id
             self.next_id += 1
-            n = self.nodes[node_id] = SimNode(node_id)
+            n = self.nodes[node_id] = SimNode(node_id, self)
             self._start(n)  # empty storage, no peers: it learns the cluster from the leader
             cc = pb.ConfChange(pb.CONF_CHANGE_ADD_LEARNER_NODE, node_id)
         elif what == "promote":
@@ -413,7 +567,7 @@ class Cluster:
         if self.faults:
             self.inject_faults()
         for n in self.live():
-            n.raw.tick()
+            n.driver.tick()
         self.client_work()
         self.pump()
         self.check()
@@ -435,7 +589,7 @@ class Cluster:
 
     def check_liveness(self):
         """After healing: a leader emerges and a fresh entry is applied by every member."""
-        marker = b"liveness-%d" % self.seed
+        marker = self.put(b"liveness", b"%d" % self.seed)
         start = self.now
         last_try = None
         while self.now - start < self.opts.liveness_ticks:
@@ -460,6 +614,10 @@ class Cluster:
                 digests = {self.nodes[m].sm_digest for m in members if self.nodes[m].sm_index == top}
                 if len(digests) > 1:
                     self.fail("members at the same index have different state digests")
+                stores = {m: self.nodes[m].sm.contents() for m in members if self.nodes[m].sm_index == top}
+                if len({repr(c) for c in stores.values()}) > 1:
+                    self.fail(f"members at index {top} hold different keys/revisions: {stores}")
+                self.stats["final_revision"] = next(iter(stores.values()))[0]
                 return self.now - start
         self.fail(f"no progress within {self.opts.liveness_ticks} ticks after healing: "
                   f"{[(n.id, n.alive, n.raw.status() if n.raw else None) for n in self.nodes.values()]}")

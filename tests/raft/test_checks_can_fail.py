@@ -9,6 +9,7 @@ import pytest
 from fastkv._native import raftlog_py
 from fastkv.raft import log as raft_log
 from fastkv.raft import raft as raft_core
+from fastkv.server import node as node_mod
 
 from .scenario import run_file
 from .sim import Cluster, SimOptions
@@ -58,3 +59,21 @@ def test_scenario_catches_reads_without_a_quorum_round(monkeypatch):
                         lambda self, m: self._answer_read(m, self.raft_log.committed))
     _, _, mismatches = run_file((TESTDATA / "read_index.txt").read_text())
     assert any(cmd == "stabilize" and "ReadState" in got for cmd, _, got in mismatches)
+
+
+
+def test_sim_catches_followers_acknowledging_before_their_fsync(monkeypatch):
+    # The production driver lets only a leader send before its own durable write. If followers
+    # did too, their append acknowledgements would promise entries a crash mid-write then loses,
+    # and an entry counted committed could vanish from every log that wins the next election.
+    begin = node_mod.NodeDriver.begin
+
+    def begin_and_send_everything_at_once(self):
+        rd = begin(self)
+        if rd is not None and not self._sent_early and rd.messages:
+            self.send(rd.messages)
+            rd.messages = []
+        return rd
+
+    monkeypatch.setattr(node_mod.NodeDriver, "begin", begin_and_send_everything_at_once)
+    assert sim_catches("crashy", range(80))

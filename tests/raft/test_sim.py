@@ -64,6 +64,9 @@ def test_faults_happen_and_progress_is_made():
         for what in ("dropped", "partitions", "crashes", "reads_served"):
             assert total[what] > 0, (profile, what, total)
         assert total["leaders_elected"] >= 8, (profile, total)
+        # the driver's disk timing is exercised: crashes land in the middle of durable writes,
+        # and the real state machines applied client puts
+        assert total["crashes_mid_write"] > 0 and total["final_revision"] > 4, (profile, total)
         if profile in ("snapshots", "membership"):
             assert total["snapshots_installed"] > 0, (profile, total)
         if profile == "membership":

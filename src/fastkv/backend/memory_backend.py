@@ -63,6 +63,16 @@ class MemoryBackend(BatchingBackend):
     def defrag(self) -> None:
         self.force_commit()
 
+    def clone(self, **kw) -> "MemoryBackend":
+        """An independent copy of everything committed after committing the buffer: the memory
+        backend's counterpart of a snapshot file (the simulator ships it to lagging members)."""
+        self.force_commit()
+        with self._lock:
+            copy = MemoryBackend(max_size=self.max_size, **kw)
+            copy._stores = [SortedDict(s) for s in self._stores]
+            copy._bytes = self._bytes
+        return copy
+
     def write_snapshot(self, fileobj) -> int:
         raise NotImplementedError("the memory backend has no on-disk form to snapshot")
 

@@ -1,8 +1,9 @@
 """`fastkv bench raft`: committed entries per second of the raft core, no I/O.
 
 A 3-member cluster lives in one process: the leader proposes batches of entries, every member
-runs the Ready loop (append to MemoryStorage, hand messages straight to the peer, apply, advance),
-and the clock is the number of entries the leader applied. The same workload runs twice in one
+runs the production node driver (server/node.py) over a log store with no durability (the log in
+MemoryStorage, messages handed straight to the peer), and the clock is the number of entries the
+leader applied. The same workload runs twice in one
 invocation: with the compiled log/codec (raftpb.pyx, unstable.pyx) and with their pure-Python
 twins, and the ratio between the two is reported.
 """
@@ -19,6 +20,7 @@ def run_cluster(pure: bool, total: int, batch: int, size: int, encode: bool, win
                 progress: Progress | None = None) -> dict:
     """Commit `total` entries of `size` bytes through a 3-member cluster; returns figures."""
     from fastkv.raft import LEADER, Config, RawNode
+    from fastkv.server.node import MemoryLogStore, NodeDriver
 
     pb = load("raftpb", pure=pure)
     storage_mod = load("raftlog")
@@ -32,28 +34,42 @@ def run_cluster(pure: bool, total: int, batch: int, size: int, encode: bool, win
     applied = {i: 0 for i in ids}
     encode_message, decode_message = pb.encode_message, pb.decode_message
 
+    class Member:
+        """The state machine: it only records how far it applied."""
+
+        def __init__(self, member_id):
+            self.id = member_id
+
+        def apply(self, entries):
+            applied[self.id] = entries[-1].index
+
+        def on_soft_state(self, was_leader, is_leader, leader):
+            pass
+
+        def apply_snapshot(self, snapshot):
+            raise RuntimeError("the benchmark never compacts below a follower")
+
+        def on_read_states(self, states):
+            pass
+
+        def on_dropped(self, batch, exc):
+            raise RuntimeError(f"proposal dropped: {exc}")
+
+    if encode:
+        def send(msgs):
+            inbox.extend(encode_message(m) for m in msgs)
+    else:
+        send = inbox.extend
+    # the production node driver: what is sent and applied when follows server/node.py
+    drivers = {i: NodeDriver(nodes[i], MemoryLogStore(storages[i]), send, Member(i)) for i in ids}
+
     def pump() -> None:
         moved = True
         while moved:
             moved = False
             for i in ids:
-                raw = nodes[i]
-                if not raw.has_ready():
-                    continue
-                moved = True
-                rd = raw.ready()
-                st = storages[i]
-                if rd.entries:
-                    st.append(rd.entries)
-                if rd.hard_state is not None:
-                    st.set_hard_state(rd.hard_state)
-                if encode:
-                    inbox.extend(encode_message(m) for m in rd.messages)
-                else:
-                    inbox.extend(rd.messages)
-                if rd.committed_entries:
-                    applied[i] = rd.committed_entries[-1].index
-                raw.advance(rd)
+                while drivers[i].run_ready_sync():
+                    moved = True
             if inbox:
                 moved = True
                 msgs = inbox[:]
@@ -61,7 +77,7 @@ def run_cluster(pure: bool, total: int, batch: int, size: int, encode: bool, win
                 for m in msgs:
                     if encode:
                         m = decode_message(m)
-                    nodes[m.to].step(m)
+                    drivers[m.to].step(m)
 
     pump()
     leader = nodes[1]

@@ -41,6 +41,26 @@ class LogStore(Protocol):
         """On the loop thread, after save(): make the write visible in `storage`."""
 
 
+class MemoryLogStore:
+    """A LogStore with no durability: the log lives only in the MemoryStorage raft reads. For
+    benchmarks of the raft core and tools; never for a member whose acknowledgements matter."""
+
+    def __init__(self, storage):
+        self.storage = storage
+
+    def save(self, hard_state, entries, snapshot, must_sync: bool) -> None:
+        pass
+
+    def saved(self, hard_state, entries, snapshot) -> None:
+        st = self.storage
+        if snapshot is not None:
+            st.apply_snapshot(snapshot)
+        if entries:
+            st.append(entries)
+        if hard_state is not None:
+            st.set_hard_state(hard_state)
+
+
 class NodeSink(Protocol):
     """What the driver hands up to the member's state machine (the server, or the sim's member)."""
 
@@ -177,6 +197,15 @@ class NodeDriver:
             ctxs, self._read_ctxs = self._read_ctxs, []
             for ctx in ctxs:
                 raw.read_index(ctx)
+
+
+def recovered_hard_state(hard_state, snapshot_index: int):
+    """The hard state to restart from. A commit-only hard state is written without an fsync (raft's
+    MustSync rule), so after a crash the newest one on disk may be older than a snapshot; the
+    snapshot proves its index was committed."""
+    if hard_state is not None and hard_state.commit < snapshot_index:
+        return type(hard_state)(hard_state.term, hard_state.vote, snapshot_index)
+    return hard_state
 
 
 def _durable_prefix(entries: list, durable_index: int) -> int:

@@ -19,7 +19,7 @@ from fastkv import failpoints
 from fastkv._native import load
 from fastkv.raft import rawnode as rawnode_mod
 from fastkv.raft.config import Config
-from fastkv.server.node import NodeDriver
+from fastkv.server.node import NodeDriver, recovered_hard_state
 from fastkv.wal.snapshotter import Snapshotter
 from fastkv.wal.wal import WAL
 
@@ -57,11 +57,8 @@ class WALStore:
                 self.storage.apply_snapshot(snap)
                 self.conf_state = snap.metadata.conf_state
             if hard_state is not None:
-                if snap is not None and hard_state.commit < snap.metadata.index:
-                    # The snapshot proves its index was committed; a commit-only hard state is
-                    # written without an fsync and may be older than the snapshot after a crash.
-                    hard_state = raftpb.HardState(hard_state.term, hard_state.vote, snap.metadata.index)
-                self.storage.set_hard_state(hard_state)
+                self.storage.set_hard_state(
+                    recovered_hard_state(hard_state, snap.metadata.index if snap is not None else 0))
             self.storage.append(entries)
         self.snapshot_index = snap.metadata.index if snap is not None else 0
 
