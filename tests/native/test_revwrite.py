@@ -39,14 +39,14 @@ def backend(tmp_path):
 
 def _writer(impl, backend, index, quota=None):
     return impl.RevisionWriter(index, backend._buffer, KEY, lock=backend._lock, tx=backend.batch_tx(),
-                               backend=backend, empty_key_error=EmptyKey, no_space_error=NoSpace,
+                               batch_limit=backend.batch_limit, batch_full=backend.batch_full, empty_key_error=EmptyKey, no_space_error=NoSpace,
                                quota_bytes=quota)
 
 
 def test_put_stores_the_codec_bytes_and_returns_create_and_version(impl, parts):
     revindex, batchbuf = parts
     idx, buf = revindex.TreeIndex(), batchbuf.WriteBuffer(2)
-    w = impl.RevisionWriter(idx, buf, 1, lock=_Lock(), tx=None, backend=None,
+    w = impl.RevisionWriter(idx, buf, 1, lock=_Lock(), tx=None, batch_limit=None, batch_full=None,
                             empty_key_error=EmptyKey, no_space_error=NoSpace)
     assert w.put(b"a", b"v1", 2, 0, 0) == (2, 1)
     assert w.put(b"b", b"x", 3, 0, 0) == (3, 1)
@@ -65,7 +65,7 @@ def test_put_stores_the_codec_bytes_and_returns_create_and_version(impl, parts):
 def test_put_refused_by_the_index_leaves_the_buffer_alone(impl, parts):
     revindex, batchbuf = parts
     idx, buf = revindex.TreeIndex(), batchbuf.WriteBuffer(1)
-    w = impl.RevisionWriter(idx, buf, 0, lock=_Lock(), tx=None, backend=None,
+    w = impl.RevisionWriter(idx, buf, 0, lock=_Lock(), tx=None, batch_limit=None, batch_full=None,
                             empty_key_error=EmptyKey, no_space_error=NoSpace)
     w.put(b"k", b"v", 5, 0, 0)
     with pytest.raises(ValueError):
@@ -167,7 +167,7 @@ def test_compiled_and_twin_writers_buffer_the_same_bytes(ops):
     for pure in (False, True):
         buf = load("batchbuf", pure=pure).WriteBuffer(1)
         idx = load("revindex", pure=pure).TreeIndex()
-        w = load("revwrite", pure=pure).RevisionWriter(idx, buf, 0, lock=_Lock(), tx=None, backend=None,
+        w = load("revwrite", pure=pure).RevisionWriter(idx, buf, 0, lock=_Lock(), tx=None, batch_limit=None, batch_full=None,
                                                       empty_key_error=EmptyKey, no_space_error=NoSpace)
         out = [w.put(k, v, i + 2, 0, lease) for i, (k, v, lease) in enumerate(ops)]
         results.append((out, buf.bucket_items(0)))

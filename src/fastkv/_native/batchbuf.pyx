@@ -9,7 +9,7 @@ with MDB_APPEND when it starts after what is stored; no copy, no sort, no order 
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_Size
-from libc.string cimport memcmp, memset
+from libc.string cimport memcmp, memcpy, memset
 
 DELETED = None
 cdef object _MISSING = object()
@@ -94,6 +94,19 @@ cdef class WriteBuffer:
         if self._unordered[bucket]:
             items.sort(key=_first)
         return items
+
+    def take(self):
+        """Move everything buffered into a new WriteBuffer and return it; this one is left empty
+        (and stays the same object, so whoever holds it keeps writing into the new batch)."""
+        cdef WriteBuffer out = WriteBuffer(self._n)
+        out._buckets, self._buckets = self._buckets, out._buckets
+        out._last_new, self._last_new = self._last_new, out._last_new
+        out._ops, self._ops = self._ops, 0
+        memcpy(out._unordered, self._unordered, MAX_BUCKETS)
+        memcpy(out._has_deletes, self._has_deletes, MAX_BUCKETS)
+        memset(self._unordered, 0, MAX_BUCKETS)
+        memset(self._has_deletes, 0, MAX_BUCKETS)
+        return out
 
     def clear(self):
         cdef dict d

@@ -83,6 +83,18 @@ class WriteBuffer:
             items.sort(key=lambda kv: kv[0])
         return items
 
+    def take(self) -> "WriteBuffer":
+        """Move everything buffered into a new WriteBuffer and return it; this one is left empty
+        (and stays the same object, so whoever holds it keeps writing into the new batch)."""
+        n = len(self._buckets)
+        out = WriteBuffer(n)
+        out._buckets, self._buckets = self._buckets, out._buckets
+        out._last_new, self._last_new = self._last_new, [None] * n
+        out._unordered, self._unordered = self._unordered, [False] * n
+        out._has_deletes, self._has_deletes = self._has_deletes, [False] * n
+        out._ops, self._ops = self._ops, 0
+        return out
+
     def clear(self) -> None:
         for d in self._buckets:
             d.clear()

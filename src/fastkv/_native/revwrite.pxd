@@ -18,7 +18,8 @@ cdef class RevisionWriter:
     cdef bint _has_quota
     cdef public object on_put
     # what put_value needs from the backend
-    cdef object _lock_acquire, _lock_release, _tx, _backend
+    cdef object _lock_acquire, _lock_release, _tx, _batch_full
+    cdef Py_ssize_t _batch_limit
     cdef object _empty_key_error, _no_space_error
     cpdef tuple put(self, bytes key, bytes value, int64_t main, int64_t sub, int64_t lease)
     cdef int64_t put_value_c(self, bytes key, bytes value, int64_t lease) except -1

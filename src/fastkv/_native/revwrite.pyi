@@ -9,7 +9,8 @@ class RevisionWriter:
     bytes_since_commit: int
     quota_bytes: int | None
     on_put: object
-    def __init__(self, index: object, buffer: object, bucket: int, *, lock: object, tx: object, backend: object,
+    def __init__(self, index: object, buffer: object, bucket: int, *, lock: object, tx: object, batch_limit: int | None,
+                 batch_full: object,
                  empty_key_error: type[Exception], no_space_error: type[Exception],
                  quota_bytes: int | None = None) -> None: ...
     def set_index(self, index: object) -> None: ...

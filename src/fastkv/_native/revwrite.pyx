@@ -16,7 +16,7 @@ cdef int64_t _PUT_OVERHEAD = PUT_OVERHEAD
 
 
 cdef class RevisionWriter:
-    def __init__(self, index, buffer, int bucket, *, lock, tx, backend, empty_key_error,
+    def __init__(self, index, buffer, int bucket, *, lock, tx, batch_limit, batch_full, empty_key_error,
                  no_space_error, quota_bytes=None):
         self.buffer = buffer
         self.bucket = bucket
@@ -30,7 +30,8 @@ cdef class RevisionWriter:
         self._lock_acquire = lock.acquire
         self._lock_release = lock.release
         self._tx = tx
-        self._backend = backend
+        self._batch_limit = batch_limit if batch_limit is not None else 0
+        self._batch_full = batch_full
         self._empty_key_error = empty_key_error
         self._no_space_error = no_space_error
 
@@ -84,8 +85,8 @@ cdef class RevisionWriter:
             if self.on_put is not None:
                 self.on_put(key, value, created, rev, version, lease)
             # the batch-limit commit as the tx's outermost exit considers it (see the twin)
-            if len(self.buffer) >= self._backend.batch_limit and self._tx.depth == 0:
-                self._backend._after_write()
+            if self._batch_limit and len(self.buffer) >= self._batch_limit and self._tx.depth == 0:
+                self._batch_full()
         finally:
             self._lock_release()
         return rev

@@ -17,9 +17,10 @@ estimate) and `quota_bytes` (None = no quota). KVStore reads and writes them thr
 Contracts:
 * The stored bytes are exactly mvcccodec.rev_key / encode_record's: nothing changes on disk.
 * `put` requires the caller to hold the backend lock (like any unsafe_* write); `put_value` takes it.
-* put_value's commit rule equals the batch tx's: `backend._after_write()` (commit if the buffer
-  holds `batch_limit` ops) runs only when `tx.depth == 0`, i.e. when no caller holds a `with tx:`
-  block open around this put; such a block commits at its own outermost exit.
+* put_value's commit rule equals the batch tx's: when the buffer holds `batch_limit` ops it reports
+  `batch_full()` (the backend's; it decides how the commit happens), only when `tx.depth == 0`,
+  i.e. when no caller holds a `with tx:` block open around this put; such a block reports at its
+  own outermost exit. batch_limit None or 0: never reported.
 * A refused put (empty key, quota, index error) changes nothing and raises.
 * `on_put(key, value, create_revision, mod_revision, version, lease)`, when set, runs under the lock
   right after the put is buffered (the store turns it into a watch event).
@@ -33,9 +34,10 @@ PUT_OVERHEAD = 64  # bytes of record header + revision key + B+tree slot, for th
 
 class RevisionWriter:
     __slots__ = ("index", "buffer", "bucket", "revision", "size_at_commit", "bytes_since_commit", "quota_bytes",
-                 "on_put", "_lock", "_tx", "_backend", "_empty_key_error", "_no_space_error")
+                 "on_put", "_lock", "_tx", "_batch_limit", "_batch_full", "_empty_key_error",
+                 "_no_space_error")
 
-    def __init__(self, index, buffer, bucket: int, *, lock, tx, backend, empty_key_error, no_space_error,
+    def __init__(self, index, buffer, bucket: int, *, lock, tx, batch_limit, batch_full, empty_key_error, no_space_error,
                  quota_bytes=None):
         self.index = index
         self.buffer = buffer
@@ -47,7 +49,8 @@ class RevisionWriter:
         self.on_put = None
         self._lock = lock
         self._tx = tx
-        self._backend = backend
+        self._batch_limit = batch_limit or 0
+        self._batch_full = batch_full
         self._empty_key_error = empty_key_error
         self._no_space_error = no_space_error
 
@@ -78,8 +81,8 @@ class RevisionWriter:
             self.bytes_since_commit += cost
             if self.on_put is not None:
                 self.on_put(key, value, created, rev, version, lease)
-            if len(self.buffer) >= self._backend.batch_limit and self._tx.depth == 0:
-                self._backend._after_write()
+            if self._batch_limit and len(self.buffer) >= self._batch_limit and self._tx.depth == 0:
+                self._batch_full()
         return rev
 
 

@@ -78,11 +78,16 @@ class LMDBBackend(BatchingBackend):
         return out
 
     # --- commit ----------------------------------------------------------------------------------
-    def _commit_buffer(self, buffer) -> None:
+    # Readers use one read transaction, renewed after each commit: a commit in flight does not
+    # change what they see, so the committer thread can write and sync without the lock.
+    detached_commits = True
+
+    def _commit_buffers(self, buffers) -> None:
         while True:
             txn = self._env.begin(write=True)
             try:
-                buffer.write_to_lmdb(txn, self._dbs)
+                for buffer in buffers:
+                    buffer.write_to_lmdb(txn, self._dbs)
                 txn.commit()
             except lmdb.MapFullError:
                 txn.abort()
@@ -95,7 +100,25 @@ class LMDBBackend(BatchingBackend):
                     raise ErrNoSpace() from exc
                 raise
             break
-        # Readers move to the new snapshot.
+        self._readers_moved()
+
+    def _begin_commit(self):
+        """(under the lock) The write transaction of a detached commit: storage orders writers, so
+        taking it here orders commits as their batches were frozen."""
+        return self._env.begin(write=True)
+
+    def _finish_commit(self, txn, buffer) -> None:
+        """(lock not held) Write the frozen batch and commit (LMDB syncs before commit returns)."""
+        try:
+            buffer.write_to_lmdb(txn, self._dbs)
+            txn.commit()
+        except lmdb.Error as exc:
+            txn.abort()
+            log.warning("backend commit off the lock failed (%s); retried under the lock", exc)
+            raise
+
+    def _readers_moved(self) -> None:
+        """(under the lock) Readers move to the newest committed state."""
         self._rtxn.abort()
         self._rtxn = self._env.begin(write=False, buffers=False)
 

@@ -32,6 +32,11 @@ class MemoryBackend(BatchingBackend):
                 break
         return out
 
+    def _commit_buffers(self, buffers) -> None:
+        # never more than one: without detached commits no frozen batch exists
+        for buffer in buffers:
+            self._commit_buffer(buffer)
+
     def _commit_buffer(self, buffer) -> None:
         # Validate first so a failed commit changes nothing, like a rolled-back LMDB txn.
         delta = 0

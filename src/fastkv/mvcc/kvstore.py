@@ -74,7 +74,8 @@ class KVStore:
         # estimate (see the properties below). Its put_value is the whole common put: it holds the
         # backend lock itself and writes the batch buffer directly, with the tx's commit rule.
         self._writer = _revwrite.RevisionWriter(
-            None, backend._buffer, KEY, lock=backend._lock, tx=self._tx, backend=backend,
+            None, backend.write_buffer, KEY, lock=backend.lock, tx=self._tx,
+            batch_limit=backend.batch_limit, batch_full=backend.batch_full,
             empty_key_error=txncheck.ErrEmptyKey, no_space_error=ErrNoSpace, quota_bytes=quota_bytes)
         self.lessor = lessor
         self._observer = None
@@ -85,6 +86,7 @@ class KVStore:
         self.collect_events = True
         self._size_at_commit = backend.size_in_use()
         self._bytes_since_commit = 0
+        self._bytes_in_commit = 0
         backend.add_pre_commit_hook(self._save_consistent_index)
         backend.add_post_commit_hook(self._after_commit)
         self._restore()
@@ -221,13 +223,17 @@ class KVStore:
         self.consistent_index = index
 
     def _save_consistent_index(self, tx) -> None:
+        # the batch being committed holds this many bytes; writes made while a detached commit
+        # is in flight land in the next batch and must stay counted after it (see _after_commit)
+        self._bytes_in_commit = self._bytes_since_commit
         if self.consistent_index != self._persisted_consistent_index:
             tx.unsafe_put(META, META_CONSISTENT_INDEX, _U64.pack(self.consistent_index))
             self._persisted_consistent_index = self.consistent_index
 
     def _after_commit(self) -> None:
         self._size_at_commit = self.backend.size_in_use()
-        self._bytes_since_commit = 0
+        self._bytes_since_commit = max(0, self._bytes_since_commit - self._bytes_in_commit)
+        self._bytes_in_commit = 0
 
     # --- reads ------------------------------------------------------------------------------------
     def range(self, op: RangeOp) -> RangeResult:
