@@ -136,8 +136,10 @@ class Outbound(asyncio.Protocol):
             if self.closed.done():
                 raise ConnectionError("connection to peer lost")
 
-    def ping(self) -> None:
-        self.transport.write(fr.frame(fr.PING, _PING.pack(time.perf_counter())))
+    def ping(self) -> int:
+        data = fr.frame(fr.PING, _PING.pack(time.perf_counter()))
+        self.transport.write(data)
+        return len(data)
 
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():

@@ -155,12 +155,10 @@ class PeerStream:
         interval = self.tr.cfg.ping_interval
         if interval <= 0:
             return
-        conn.ping()
-        while True:
+        sent = self.tr.metrics.add
+        while not conn.closed.done():
+            sent("etcd_network_peer_sent_bytes_total", self.id, conn.ping())
             await asyncio.sleep(interval)
-            if conn.closed.done():
-                return
-            conn.ping()
 
     def _on_rtt(self, rtt: float) -> None:
         self.tr.metrics.observe("etcd_network_peer_round_trip_time_seconds", self.id, rtt)
