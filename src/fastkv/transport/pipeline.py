@@ -20,6 +20,9 @@ from fastkv.transport.dial import Refused, dial
 log = logging.getLogger("fastkv.transport")
 
 SEND_CHUNK = 256 << 10
+# a socket that keeps up never pauses writing; without an explicit yield the whole file would go
+# out in one loop turn and starve the stream's heartbeats
+YIELD_EVERY = 1 << 20
 
 
 async def send_snapshot(tr, msg, source, size: int | None) -> bool:
@@ -64,7 +67,7 @@ async def send_snapshot(tr, msg, source, size: int | None) -> bool:
         w = conn.transport.write
         w(fr.snap_meta(size, encoded))
         digest = hashlib.sha256()
-        sent = 0
+        sent = unyielded = 0
         stall = tr.cfg.snapshot_stall_timeout
         while sent < size:
             chunk = f.read(min(SEND_CHUNK, size - sent))
@@ -75,9 +78,14 @@ async def send_snapshot(tr, msg, source, size: int | None) -> bool:
             w(chunk)
             sent += len(chunk)
             m.add("etcd_network_peer_sent_bytes_total", to, len(chunk) + fr.HEADER_SIZE)
-            async with asyncio.timeout(stall):
-                await conn.drain()
-            await asyncio.sleep(0)  # let the stream and everything else run between chunks
+            unyielded += len(chunk)
+            if conn.paused:
+                async with asyncio.timeout(stall):
+                    await conn.drain()
+                unyielded = 0
+            elif unyielded >= YIELD_EVERY:
+                await asyncio.sleep(0)  # let the stream and everything else run
+                unyielded = 0
         w(fr.frame(fr.SNAP_END, digest.digest()))
         async with asyncio.timeout(tr.cfg.snapshot_status_timeout):
             failed, reason = await conn.status
