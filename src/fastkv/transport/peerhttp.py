@@ -2,7 +2,9 @@
 
 GET /members  the member list as JSON, like etcd's peer /members (with X-Etcd-Cluster-ID)
 GET /version  {"etcdserver": ..., "etcdcluster": ...}
-GET /health   {"health": "true"} or "false" (503 when unhealthy)
+GET /health   {"health": "true"} or "false" (503 when unhealthy); etcd serves this on the client
+              port only, fastkv also on the peer port
+Other paths get etcd's "404 page not found", other methods its 405 "Method Not Allowed".
 
 Answers come from callables the server provides; one request per connection (we answer with
 `Connection: close`), heads capped at MAX_HEAD bytes.
@@ -52,14 +54,14 @@ def respond(head: bytes, info: PeerHTTP | None, cluster_id: int) -> bytes:
         return _response("400 Bad Request", b"400 Bad Request", "text/plain; charset=utf-8")
     method, target = parts[0], parts[1].split(b"?", 1)[0]
     info = info or PeerHTTP()
-    cid = (f"X-Etcd-Cluster-ID: {cluster_id:x}",)
+    cid = (f"X-Etcd-Cluster-ID: {cluster_id:x}",) if target == b"/members" else ()
     handlers = {b"/members": info.members, b"/version": info.version or (lambda: ETCD_VERSION),
                 b"/health": info.health}
     if target not in handlers or handlers[target] is None:
         return _response("404 Not Found", b"404 page not found\n", "text/plain; charset=utf-8")
-    if method not in (b"GET", b"HEAD"):
+    if method != b"GET":
         return _response("405 Method Not Allowed", b"Method Not Allowed\n",
-                         "text/plain; charset=utf-8", ("Allow: GET, HEAD",))
+                         "text/plain; charset=utf-8", ("Allow: GET",))
     try:
         value = handlers[target]()
     except Exception:
@@ -69,6 +71,7 @@ def respond(head: bytes, info: PeerHTTP | None, cluster_id: int) -> bytes:
     if target == b"/health":
         status = "200 OK" if value else "503 Service Unavailable"
         value = {"health": "true" if value else "false"}
-    body = json.dumps(value, separators=(",", ":")).encode() + b"\n"
-    resp = _response(status, body, extra=cid)
-    return resp[:len(resp) - len(body)] if method == b"HEAD" else resp
+    body = json.dumps(value, separators=(",", ":")).encode()
+    if target == b"/members":
+        body += b"\n"   # etcd writes this one with a JSON encoder, which ends the line
+    return _response(status, body, extra=cid)
