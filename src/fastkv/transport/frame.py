@@ -1,0 +1,169 @@
+"""The peer wire format: a preamble, then length-prefixed frames.
+
+A connection to the peer port that speaks this protocol opens with the 4-byte PREAMBLE (`FKV`
+plus the protocol version), so the listener can tell it from HTTP/1.1 by its first bytes. After it
+every frame is
+
+    length u32 (little-endian, counts the kind byte and the payload) | kind u8 | payload
+
+The first frame from the dialer is HELLO; the listener answers ACCEPT or REFUSE (reason code and
+text), and closes after a refusal. On a *stream* connection the dialer then sends MSG frames (one
+raft message each, the native raftpb codec) and PING frames the listener echoes as PONG. On a
+*pipeline* connection the dialer sends SNAP_META, SNAP_CHUNK..., SNAP_END and the listener answers
+one SNAP_STATUS.
+
+Every kind has its own size cap, checked on the length word before a byte of payload is buffered:
+a hostile or broken peer can make us drop the connection, never allocate more than the cap.
+"""
+from __future__ import annotations
+
+import struct
+
+PROTOCOL_VERSION = 1
+PREAMBLE = b"FKV" + bytes([PROTOCOL_VERSION])
+MAGIC = PREAMBLE[:3]
+
+# Frame kinds
+HELLO = 1
+ACCEPT = 2
+REFUSE = 3
+MSG = 4
+PING = 5
+PONG = 6
+SNAP_META = 7
+SNAP_CHUNK = 8
+SNAP_END = 9
+SNAP_STATUS = 10
+
+KIND_NAMES = {HELLO: "HELLO", ACCEPT: "ACCEPT", REFUSE: "REFUSE", MSG: "MSG", PING: "PING",
+              PONG: "PONG", SNAP_META: "SNAP_META", SNAP_CHUNK: "SNAP_CHUNK", SNAP_END: "SNAP_END",
+              SNAP_STATUS: "SNAP_STATUS"}
+
+# Channels named in HELLO
+CHANNEL_STREAM = 1
+CHANNEL_PIPELINE = 2
+
+# Refusal codes (the reason text travels too; the codes are what the dialer acts on)
+REFUSE_VERSION = 1          # protocol version not spoken here
+REFUSE_CLUSTER = 2          # cluster id mismatch (etcd: 412 Precondition Failed)
+REFUSE_TO = 3               # the dialer meant another member (etcd: "to field mismatch")
+REFUSE_UNKNOWN = 4          # sender not a member we know (etcd: 404 "error sender not found")
+REFUSE_REMOVED = 5          # sender was removed from the cluster (etcd: 410 "removed member")
+REFUSE_NOT_READY = 6        # this member's raft side is not attached yet; retry later
+REFUSE_BAD_CHANNEL = 7
+
+HEADER = struct.Struct("<IB")
+HEADER_SIZE = HEADER.size
+_HELLO = struct.Struct("<BBQQQ")           # version, channel, cluster id, from, to
+_REFUSE = struct.Struct("<B")
+_SNAP_META = struct.Struct("<Q")           # total size of the backend file, then the MsgSnap
+_STATUS = struct.Struct("<B")               # 0 = installed-ready (verified), 1 = failed; then text
+
+DIGEST_SIZE = 32                            # sha256 of the whole backend file, in SNAP_END
+SNAP_CHUNK_MAX = 1 << 20                    # senders cut the backend in chunks up to this size
+CONTROL_MAX = 4096                          # HELLO, ACCEPT, REFUSE, PING, PONG, STATUS, END
+
+# etcd lets one raft message be as large as the biggest request plus the append batch it rides
+# in (1.5 MiB request, 1 MiB per MsgApp); we keep a margin above both and make it configurable.
+DEFAULT_MAX_MESSAGE_BYTES = 4 << 20
+
+
+class FrameError(ValueError):
+    """The peer sent bytes that are not a frame we accept: the connection must be closed."""
+
+
+def frame(kind: int, payload: bytes = b"") -> bytes:
+    return HEADER.pack(len(payload) + 1, kind) + payload
+
+
+def frame_header(kind: int, payload_len: int) -> bytes:
+    return HEADER.pack(payload_len + 1, kind)
+
+
+def hello(channel: int, cluster_id: int, frm: int, to: int, version: int = PROTOCOL_VERSION) -> bytes:
+    return frame(HELLO, _HELLO.pack(version, channel, cluster_id, frm, to))
+
+
+def parse_hello(payload: bytes) -> tuple[int, int, int, int, int]:
+    """(version, channel, cluster_id, from, to); FrameError if malformed."""
+    if len(payload) != _HELLO.size:
+        raise FrameError(f"HELLO of {len(payload)} bytes, want {_HELLO.size}")
+    return _HELLO.unpack(payload)
+
+
+def refuse(code: int, reason: str) -> bytes:
+    return frame(REFUSE, _REFUSE.pack(code) + reason.encode()[:CONTROL_MAX - 8])
+
+
+def parse_refuse(payload: bytes) -> tuple[int, str]:
+    if not payload:
+        raise FrameError("empty REFUSE")
+    return payload[0], bytes(payload[1:]).decode("utf-8", "replace")
+
+
+def snap_meta(total_size: int, encoded_msg: bytes) -> bytes:
+    return frame(SNAP_META, _SNAP_META.pack(total_size) + encoded_msg)
+
+
+def parse_snap_meta(payload) -> tuple[int, bytes]:
+    if len(payload) < _SNAP_META.size:
+        raise FrameError("SNAP_META too short")
+    (size,) = _SNAP_META.unpack_from(payload)
+    return size, bytes(payload[_SNAP_META.size:])
+
+
+def snap_status(failed: bool, reason: str = "") -> bytes:
+    return frame(SNAP_STATUS, _STATUS.pack(1 if failed else 0) + reason.encode()[:CONTROL_MAX - 8])
+
+
+def parse_snap_status(payload) -> tuple[bool, str]:
+    if not payload:
+        raise FrameError("empty SNAP_STATUS")
+    return payload[0] != 0, bytes(payload[1:]).decode("utf-8", "replace")
+
+
+class FrameDecoder:
+    """Incremental frame parser with per-kind size caps.
+
+    `feed(data)` buffers `data` and returns an iterator over the complete frames as
+    (kind, payload bytes). `caps` (kind -> max payload) is read before each frame, so a state
+    change made while iterating (HELLO accepted, SNAP_META seen) applies to the very next frame.
+    Iteration raises FrameError on an unknown kind, a zero length or a length over the kind's
+    cap; the buffer never holds more than one frame's cap plus one read.
+    """
+
+    __slots__ = ("_buf", "caps")
+
+    def __init__(self, caps: dict[int, int]):
+        self._buf = bytearray()
+        self.caps = caps
+
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def feed(self, data):
+        self._buf += data
+        return self._frames()
+
+    def _frames(self):
+        buf = self._buf
+        pos = 0
+        try:
+            while len(buf) - pos >= HEADER_SIZE:
+                length, kind = HEADER.unpack_from(buf, pos)
+                cap = self.caps.get(kind)
+                if cap is None:
+                    raise FrameError(f"unexpected frame kind {kind}")
+                if length == 0 or length - 1 > cap:
+                    raise FrameError(f"{KIND_NAMES.get(kind, kind)} frame of {length - 1} bytes "
+                                     f"exceeds the limit of {cap}")
+                end = pos + 4 + length
+                if end > len(buf):
+                    break
+                with memoryview(buf) as mv:
+                    payload = bytes(mv[pos + HEADER_SIZE:end])
+                pos = end
+                yield kind, payload
+        finally:
+            if pos:
+                del buf[:pos]

@@ -1,0 +1,136 @@
+"""Peer TLS: mutual auth carries traffic; a peer without a valid certificate, or with the wrong CN,
+is refused before it may say HELLO; auto-tls works; etcd's flags build the right TLSInfo."""
+from __future__ import annotations
+
+import argparse
+import logging
+import ssl
+
+import pytest
+
+from fastkv.transport import TLSInfo
+from fastkv.transport import frame as fr
+from fastkv.transport.dial import dial
+from fastkv.transport.tls import TLSConfigError, add_peer_tls_arguments, peer_tls_from_args, self_cert
+
+
+def _mtls(pki, cn, allowed_cn=""):
+    cert, key = pki.issue(cn)
+    return TLSInfo(cert_file=cert, key_file=key, trusted_ca_file=pki.ca_file,
+                   client_cert_auth=True, allowed_cn=allowed_cn)
+
+
+def test_mutual_tls_carries_messages_and_snapshots(kit, pki):
+    pb = kit.pb
+    infos = {i: _mtls(pki, f"peer-{i}") for i in (1, 2)}
+    blob = kit.tmp_path / "blob"
+    blob.write_bytes(b"b" * 300_000)
+
+    async def body():
+        async with kit.cluster(2, scheme="https", server_tls=infos, client_tls=infos) as c:
+            await c.connected()
+            c.tr[1].send([pb.Message(type=pb.MSG_APP, to=2, frm=1, index=k) for k in range(20)])
+            await kit.wait_for(lambda: len(c.sink[2].got) == 20)
+            assert [m.index for m in c.sink[2].got] == list(range(20))
+            msg = pb.Message(type=pb.MSG_SNAP, to=2, frm=1, term=1, snapshot=pb.Snapshot(
+                metadata=pb.SnapshotMetadata(index=5, term=1)))
+            assert await c.tr[1].send_snapshot(msg, str(blob))
+            conn = next(iter(c.tr[2].inbound_streams.values()))
+            cert = conn.transport.get_extra_info("ssl_object").getpeercert()
+            assert ("commonName", "peer-1") in [kv for rdn in cert["subject"] for kv in rdn]
+
+    kit.run(body())
+
+
+def _dial_with(url, client: TLSInfo, kit):
+    return dial(url, fr.hello(fr.CHANNEL_STREAM, kit.CLUSTER_ID, 2, 1),
+                client_ssl=client.client_context(), timeout=10)
+
+
+@pytest.mark.parametrize("who", ["no-cert", "other-ca", "wrong-cn"])
+def test_peer_without_valid_certificate_is_refused(kit, pki, other_pki, caplog, who):
+    caplog.set_level(logging.WARNING)
+    pb = kit.pb
+    server = {1: _mtls(pki, "peer-1", allowed_cn="peer-2"), 2: _mtls(pki, "peer-2")}
+    if who == "no-cert":
+        client = TLSInfo(trusted_ca_file=pki.ca_file)
+    elif who == "other-ca":
+        cert, key = other_pki.issue("peer-2")
+        client = TLSInfo(cert_file=cert, key_file=key, trusted_ca_file=pki.ca_file)
+    else:
+        client = _mtls(pki, "peer-x")   # valid chain, CN not allowed by member 1
+
+    async def body():
+        async with kit.cluster(2, scheme="https", server_tls=server,
+                               client_tls={1: server[1], 2: server[2]}) as c:
+            await c.connected()   # the legitimate peer-2 is accepted by member 1
+            n_inbound = len(c.tr[1].inbound_streams)
+            with pytest.raises((ConnectionError, ssl.SSLError, OSError, TimeoutError)):
+                await _dial_with(c.url[1], client, kit)   # never gets ACCEPT
+            assert len(c.tr[1].inbound_streams) == n_inbound
+            # and the legitimate peer still is served
+            c.tr[2].send([pb.Message(type=pb.MSG_VOTE, to=1, frm=2, term=99)])
+            await kit.wait_for(lambda: any(m.term == 99 for m in c.sink[1].got))
+
+    kit.run(body())
+    if who == "wrong-cn":
+        assert any("is not the allowed CN 'peer-2'" in r.getMessage() for r in caplog.records)
+
+
+def test_auto_tls_works_and_reuses_its_certificate(kit, tmp_path):
+    pb = kit.pb
+    infos = {i: self_cert(str(tmp_path / f"auto{i}"), ["127.0.0.1"]) for i in (1, 2)}
+    assert all(i.insecure_skip_verify and i.self_signed for i in infos.values())
+    first = open(infos[1].cert_file, "rb").read()
+    assert self_cert(str(tmp_path / "auto1"), ["127.0.0.1"]).cert_file == infos[1].cert_file
+    assert open(infos[1].cert_file, "rb").read() == first
+
+    async def body():
+        async with kit.cluster(2, scheme="https", server_tls=infos, client_tls=infos) as c:
+            await c.connected()
+            c.tr[2].send([pb.Message(type=pb.MSG_VOTE_RESP, to=1, frm=2, term=3)])
+            await kit.wait_for(lambda: len(c.sink[1].got) == 1)
+            conn = next(iter(c.tr[1].inbound_streams.values()))
+            assert conn.transport.get_extra_info("ssl_object").version().startswith("TLSv1.")
+
+    kit.run(body())
+
+
+def test_plain_peer_cannot_talk_to_a_tls_port(kit, pki):
+    infos = {1: _mtls(pki, "peer-1")}
+
+    async def body():
+        async with kit.cluster(1, scheme="https", server_tls=infos, client_tls=infos) as c:
+            plain = c.url[1].replace("https://", "http://")
+            with pytest.raises((ConnectionError, TimeoutError, OSError)):
+                await dial(plain, fr.hello(fr.CHANNEL_STREAM, kit.CLUSTER_ID, 2, 1),
+                           client_ssl=None, timeout=5)
+
+    kit.run(body())
+
+
+def _parse(argv):
+    p = argparse.ArgumentParser()
+    add_peer_tls_arguments(p)
+    return p.parse_args(argv)
+
+
+def test_etcd_peer_flags_build_tls_info(pki, tmp_path):
+    cert, key = pki.issue("peer-9")
+    assert peer_tls_from_args(_parse([]), str(tmp_path), ["127.0.0.1"]) is None
+    info = peer_tls_from_args(_parse(["--peer-cert-file", cert, "--peer-key-file", key,
+                                      "--peer-trusted-ca-file", pki.ca_file, "--peer-client-cert-auth",
+                                      "--peer-cert-allowed-cn", "peer-1"]), str(tmp_path), [])
+    assert info.client_cert_auth and info.allowed_cn == "peer-1"
+    assert info.server_context().verify_mode == ssl.CERT_REQUIRED
+    auto = peer_tls_from_args(_parse(["--peer-auto-tls"]), str(tmp_path), ["127.0.0.1"])
+    assert auto.self_signed and auto.cert_file.startswith(str(tmp_path / "fixtures" / "peer"))
+    with pytest.raises(TLSConfigError, match="--peer-client-cert-auth"):
+        peer_tls_from_args(_parse(["--peer-cert-file", cert, "--peer-key-file", key,
+                                   "--peer-cert-allowed-cn", "x"]), str(tmp_path), [])
+    with pytest.raises(TLSConfigError, match="--peer-key-file"):
+        peer_tls_from_args(_parse(["--peer-cert-file", cert]), str(tmp_path), [])
+    with pytest.raises(TLSConfigError, match="--peer-trusted-ca-file"):
+        TLSInfo(cert_file=cert, key_file=key, client_cert_auth=True).server_context()
+    with pytest.raises(TLSConfigError, match="does not exist"):
+        TLSInfo(cert_file="/nonexistent.pem", key_file=key).server_context()
