@@ -43,6 +43,7 @@ MESSAGE_TYPE_NAMES = (
 
 CONF_CHANGE_ADD_NODE = 0
 CONF_CHANGE_REMOVE_NODE = 1
+CONF_CHANGE_UPDATE_NODE = 2      # a member's peer URLs changed: nothing for raft, the application applies it
 CONF_CHANGE_ADD_LEARNER_NODE = 3
 
 cdef enum:

@@ -59,6 +59,7 @@ MESSAGE_TYPE_NAMES = (
 # Conf change types (etcd numbering; 2 was UpdateNode, which raft itself ignores).
 CONF_CHANGE_ADD_NODE = 0          # add a voter, or promote a learner to voter
 CONF_CHANGE_REMOVE_NODE = 1
+CONF_CHANGE_UPDATE_NODE = 2      # a member's peer URLs changed: nothing for raft, the application applies it
 CONF_CHANGE_ADD_LEARNER_NODE = 3
 
 

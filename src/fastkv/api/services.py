@@ -161,22 +161,31 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
         header.revision = 0
         return rpc_pb2.MemberListResponse(header=header, members=self.s.members())
 
-    async def _needs_cluster(self, context):
-        await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                            "fastkv: membership changes need multi-member support, which this build does not "
-                            "have yet; run one member")
+    def _header(self):
+        header = self.s.header()
+        header.revision = 0
+        return header
 
+    @_guard
     async def MemberAdd(self, request, context):
-        await self._needs_cluster(context)
+        m, members = await self.s.member_add(list(request.peerURLs), request.isLearner)
+        added = rpc_pb2.Member(ID=m.id, peerURLs=m.peer_urls, isLearner=m.is_learner)
+        return rpc_pb2.MemberAddResponse(header=self._header(), member=added, members=members)
 
+    @_guard
     async def MemberRemove(self, request, context):
-        await self._needs_cluster(context)
+        members = await self.s.member_remove(request.ID)
+        return rpc_pb2.MemberRemoveResponse(header=self._header(), members=members)
 
+    @_guard
     async def MemberUpdate(self, request, context):
-        await self._needs_cluster(context)
+        members = await self.s.member_update(request.ID, list(request.peerURLs))
+        return rpc_pb2.MemberUpdateResponse(header=self._header(), members=members)
 
+    @_guard
     async def MemberPromote(self, request, context):
-        await self._needs_cluster(context)
+        members = await self.s.member_promote(request.ID)
+        return rpc_pb2.MemberPromoteResponse(header=self._header(), members=members)
 
 
 class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
@@ -210,9 +219,9 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
         # etcd's header carries the current revision, not the one hashed up to
         return rpc_pb2.HashKVResponse(header=self.s.header(), hash=h, compact_revision=crev)
 
+    @_guard
     async def MoveLeader(self, request, context):
-        if request.targetID != self.s.member_id:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "etcdserver: bad leader transferee")
+        await self.s.move_leader(request.targetID)
         return rpc_pb2.MoveLeaderResponse()  # etcd 3.4 answers without a header
 
     async def Snapshot(self, request, context):

@@ -738,6 +738,8 @@ class Raft:
             self._add_node(cc.node_id, learner=True)
         elif cc.type == pb.CONF_CHANGE_REMOVE_NODE:
             self._remove_node(cc.node_id)
+        elif cc.type == pb.CONF_CHANGE_UPDATE_NODE:
+            pass  # peer URLs are the application's business
         else:
             raise ValueError(f"unexpected conf change type {cc.type}")
         if before is not None and before != (set(self.prs.voters), set(self.prs.learners)):

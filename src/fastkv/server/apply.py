@@ -72,6 +72,7 @@ class Applier:
         self.wait = wait
         self.applied_index = kv.consistent_index
         self._batch_tx = kv.backend.batch_tx()
+        self.membership = None  # the server's Membership, for members' published attributes
 
     def apply_normal(self, index: int, data: bytes) -> None:
         """Apply one normal entry (empty data = the leader's no-op at the start of its term)."""
@@ -136,6 +137,10 @@ class Applier:
             return rpc_pb2.LeaseCheckpointResponse()
         if kind == rq.ALARM:
             return self._alarm(msg)
+        if kind == rq.MEMBER_ATTRIBUTES:
+            if self.membership is not None:
+                self.membership.update_attributes(msg.ID, msg.name, msg.clientURLs)
+            return rpc_pb2.MemberListResponse()
         raise ValueError(f"unknown request kind {kind}")
 
     def _alarm(self, msg):

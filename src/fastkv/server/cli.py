@@ -10,7 +10,9 @@ import sys
 DESCRIPTION = """Run a fastkv member that speaks etcd's v3 gRPC API (etcdctl and etcd clients work
 against it). Flags and defaults follow etcd's: with no flags it serves clients on 127.0.0.1:2379 and
 keeps its data in ./default.fastkv. Restarting with the same --data-dir resumes; SIGTERM or Ctrl-C
-shuts down cleanly; nothing acknowledged is lost on SIGKILL. This build runs one-member clusters."""
+shuts down cleanly; nothing acknowledged is lost on SIGKILL. A cluster of 3 or 5 members starts
+with etcd's clustering flags (--initial-cluster, --listen-peer-urls, --initial-advertise-peer-urls,
+--initial-cluster-token); peer traffic runs over TLS with etcd's --peer-* flags."""
 
 
 def _urls(s: str) -> list:
@@ -35,6 +37,17 @@ def _positive(s: str) -> int:
     if v <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
     return v
+
+
+from fastkv.transport.tls import add_peer_tls_arguments  # noqa: E402
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"must be true or false, got {text!r}")
 
 
 def add_parser(sub) -> None:
@@ -79,6 +92,12 @@ def add_parser(sub) -> None:
                    help="fastkv: internal gRPC servers the client port spreads connections over "
                         "(grpcio accepts one call at a time per server; more servers serve more "
                         "client connections in parallel, one connection always uses one server)")
+    p.add_argument("--strict-reconfig-check", type=_bool, default=True,
+                   help="reject reconfiguration requests that would cause quorum loss")
+    p.add_argument("--pre-vote", type=_bool, default=False,
+                   help="run raft's pre-vote phase before an election (keeps a rejoining member "
+                        "from disrupting the cluster)")
+    add_peer_tls_arguments(p)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="logging verbosity")
     p.set_defaults(func=run)
@@ -87,6 +106,9 @@ def add_parser(sub) -> None:
 def config_from_args(args):
     from fastkv.server.config import ServerConfig
 
+    for u in list(args.listen_client_urls) + list(args.advertise_client_urls):
+        if u.startswith("https://"):
+            _usage_error(f"client URL {u}: client TLS is not supported yet (peer TLS is); use http://")
     if args.election_timeout < 5 * args.heartbeat_interval:
         _usage_error("--election-timeout must be at least 5 times --heartbeat-interval "
                      f"(got {args.election_timeout} and {args.heartbeat_interval})")
@@ -113,7 +135,20 @@ def config_from_args(args):
         max_request_bytes=args.max_request_bytes, max_txn_ops=args.max_txn_ops,
         auto_compaction_mode=args.auto_compaction_mode, auto_compaction_retention=args.auto_compaction_retention,
         listen_metrics_urls=args.listen_metrics_urls, backend_batch_limit=args.backend_batch_limit,
-        backend_batch_interval_ms=args.backend_batch_interval, grpc_servers=args.grpc_servers)
+        backend_batch_interval_ms=args.backend_batch_interval, grpc_servers=args.grpc_servers,
+        strict_reconfig_check=args.strict_reconfig_check, pre_vote=args.pre_vote,
+        peer_tls=_peer_tls(args))
+
+
+def _peer_tls(args):
+    from fastkv.server.config import host_port
+    from fastkv.transport.tls import TLSConfigError, peer_tls_from_args
+
+    data_dir = args.data_dir or f"{args.name}.fastkv"
+    try:
+        return peer_tls_from_args(args, data_dir, [host_port(u).rsplit(":", 1)[0] for u in args.listen_peer_urls])
+    except TLSConfigError as exc:
+        _usage_error(str(exc))
 
 
 def _usage_error(message: str) -> None:

@@ -30,6 +30,9 @@ class ServerConfig:
     backend_batch_limit: int = 10000
     backend_batch_interval_ms: int = 100
     grpc_servers: int = 4
+    strict_reconfig_check: bool = True
+    pre_vote: bool = False  # etcd 3.4's default
+    peer_tls: object = None  # transport.tls.TLSInfo from the --peer-* flags, None = plain TCP
 
     def __post_init__(self):
         if not self.data_dir:
@@ -68,8 +71,6 @@ def host_port(url: str) -> str:
     u = urlparse(url if "://" in url else "http://" + url)
     if u.scheme not in ("http", "https", "unix", "unixs"):
         raise ValueError(f"URL {url!r}: scheme must be http or https")
-    if u.scheme == "https":
-        raise ValueError(f"URL {url!r}: TLS is not supported yet; use http://")
     if not u.hostname or not u.port:
         raise ValueError(f"URL {url!r} needs a host and a port")
     return f"{u.hostname}:{u.port}"

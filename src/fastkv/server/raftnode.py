@@ -183,6 +183,23 @@ class RaftNode:
         self.driver.step(msg)
         self._wake.set()
 
+    def report_unreachable(self, member_id: int) -> None:
+        self.node.report_unreachable(member_id)
+        self._wake.set()
+
+    def report_snapshot(self, member_id: int, failed: bool) -> None:
+        self.node.report_snapshot(member_id, failed)
+        self._wake.set()
+
+    def propose_conf_change(self, cc) -> None:
+        """Raises ProposalDropped when raft cannot take it now (no leader, transfer, one pending)."""
+        self.node.propose_conf_change(cc)
+        self._wake.set()
+
+    def transfer_leadership(self, to: int) -> None:
+        self.node.transfer_leadership(to)
+        self._wake.set()
+
     # --- NodeSink: what the driver hands up -------------------------------------------------------
     def on_soft_state(self, was_leader: bool, is_leader: bool, leader: int) -> None:
         if self.on_leader_change is not None:
@@ -197,8 +214,9 @@ class RaftNode:
         self.install_snapshot(snapshot)
 
     # --- the loop -----------------------------------------------------------------------------
-    def start(self) -> None:
-        self.transport.start(self.step)
+    def start(self, sink=None) -> None:
+        """sink: what the transport calls back into (transport.base.RaftSink); default: step only."""
+        self.transport.start(sink if sink is not None else self.step)
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._ticker(), name="raft-ticker"),
                        loop.create_task(self._run(), name="raft-ready-loop")]

@@ -14,6 +14,7 @@ _HDR = struct.Struct("<QB")
 HEADER_SIZE = _HDR.size
 
 PUT, DELETE_RANGE, TXN, COMPACT, LEASE_GRANT, LEASE_REVOKE, LEASE_CHECKPOINT, ALARM = range(1, 9)
+MEMBER_ATTRIBUTES = 32  # a member publishes its name and client URLs (etcd's publish)
 
 MESSAGES = {
     PUT: rpc_pb2.PutRequest,
@@ -24,6 +25,7 @@ MESSAGES = {
     LEASE_REVOKE: rpc_pb2.LeaseRevokeRequest,
     LEASE_CHECKPOINT: rpc_pb2.LeaseCheckpointRequest,
     ALARM: rpc_pb2.AlarmRequest,
+    MEMBER_ATTRIBUTES: rpc_pb2.Member,
 }
 
 

@@ -104,6 +104,11 @@ async def serve(cfg) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     print(f"ready to serve client requests on {', '.join(cfg.listen_client_urls)}", flush=True)
-    await stop.wait()
+    waits = [loop.create_task(stop.wait()), loop.create_task(server.stopping.wait())]
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for t in waits:
+        t.cancel()
+    if server.removed_from_cluster:
+        log.warning("the member has been permanently removed from the cluster")
     log.info("shutting down")
     await shutdown(server, grpc_servers, http_servers)

@@ -1,0 +1,243 @@
+"""A member among members: the peer transport's way back into raft, membership changes as they
+apply, and the Cluster API's writes (member add / remove / update / promote) as proposals.
+
+The transport never touches raft: it calls PeerSide (etcd's rafthttp.Raft), which steps messages
+and reports into the node and wakes its loop. Conf changes travel through raft like any write;
+their context carries the proposer's request id and the member's JSON so the proposing member can
+answer its client when the change applies (etcd keys its wait on ConfChange.ID the same way).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import struct
+import time
+
+from fastkv.api.etcdpb import rpc_pb2
+from fastkv.errors import EtcdError, ErrNoLeader, ErrTimeout
+from fastkv.raft import ProposalDropped, StepPeerNotFound
+from fastkv.server import request as rq
+from fastkv.server.membership import Member, compute_member_id
+
+log = logging.getLogger("fastkv.cluster")
+_ID = struct.Struct(">Q")
+
+
+class PeerSide:
+    """The RaftSink the peer transport calls (on the loop thread)."""
+
+    def __init__(self, server):
+        self.server = server
+
+    def process(self, msg) -> None:
+        try:
+            self.server.raft.step(msg)
+        except (ProposalDropped, StepPeerNotFound):
+            pass  # a forwarded proposal the leader cannot take now: its proposer times out, as in etcd
+
+    def report_unreachable(self, member_id: int) -> None:
+        self.server.raft.report_unreachable(member_id)
+
+    def report_snapshot(self, member_id: int, failed: bool) -> None:
+        self.server.raft.report_snapshot(member_id, failed)
+
+    def is_id_removed(self, member_id: int) -> bool:
+        return self.server.membership.is_removed(member_id)
+
+    def snapshot_received(self, msg, path: str) -> None:
+        self.server.snapshot_received(msg, path)
+
+
+def encode_context(request_id: int, member: Member) -> bytes:
+    return _ID.pack(request_id) + member.to_json()
+
+
+def decode_context(context: bytes) -> tuple[int, bytes]:
+    """-> (request id or 0, member JSON or b"")."""
+    if len(context) > _ID.size and context[_ID.size:_ID.size + 1] == b"{":
+        return _ID.unpack_from(context)[0], bytes(context[_ID.size:])
+    return 0, bytes(context)
+
+
+def new_member(peer_urls, token: str, is_learner: bool) -> Member:
+    """A member added at run time: its id mixes in the time, as etcd's does."""
+    return Member(id=compute_member_id(peer_urls, token, int(time.time())), peer_urls=list(peer_urls),
+                  is_learner=is_learner)
+
+
+def member_json(m: Member) -> dict:
+    """etcd's peer /members shape."""
+    d = json.loads(m.to_json())
+    d.setdefault("name", "")
+    d.setdefault("clientURLs", [])
+    return d
+
+
+ErrNotEnoughStartedMembers = lambda: EtcdError(  # noqa: E731
+    "etcdserver: re-configuration failed due to not enough started members", "FAILED_PRECONDITION")
+ErrLearnerNotReady = lambda: EtcdError(  # noqa: E731
+    "etcdserver: can only promote a learner member which is in sync with leader", "FAILED_PRECONDITION")
+ErrNotLeader = lambda: EtcdError("etcdserver: not leader", "FAILED_PRECONDITION")  # noqa: E731
+ErrBadLeaderTransferee = lambda: EtcdError("etcdserver: bad leader transferee", "FAILED_PRECONDITION")  # noqa: E731
+ErrTimeoutLeaderTransfer = lambda: EtcdError(  # noqa: E731
+    "etcdserver: request timed out, leader transfer took too long", "DEADLINE_EXCEEDED")
+LEARNER_READY_PERCENT = 0.9  # etcd: a learner is in sync when its match is >= 90% of the leader's
+
+
+class ClusterMember:
+    """EtcdServer's cluster side (a mixin: it uses the server's raft, membership, wait, transport)."""
+
+    # --- applying membership changes ----------------------------------------------------------
+    def _apply_conf_change(self, entry) -> None:
+        pb = self.raft.node.pb
+        cc = pb.decode_conf_change(entry.data)
+        request_id, _ = decode_context(cc.context)
+        with self.backend.batch_tx():  # membership rows commit with the consistent index
+            self.membership.apply_conf_change(cc, pb)
+            self.applier.mark_applied(entry.index)
+        self.raft.conf_state = self.raft.node.apply_conf_change(cc)
+        if request_id:
+            self.wait.trigger(request_id, self.members())
+        if cc.type == pb.CONF_CHANGE_REMOVE_NODE and cc.node_id == self.member_id:
+            log.warning("this member (%x) was removed from the cluster; stopping", self.member_id)
+            self._removed()
+
+    def _members_changed(self, kind: str, member) -> None:
+        if member.id == self.member_id:
+            return
+        if kind == "add":
+            self.transport.add_peer(member.id, member.peer_urls)
+        elif kind == "update":
+            self.transport.update_peer(member.id, member.peer_urls)
+        elif kind == "remove":
+            self.transport.remove_peer(member.id)
+
+    def _removed(self) -> None:
+        """This member is out of the cluster (applied its own removal, or a peer said so): stop
+        serving, as etcd does ("the member has been permanently removed from the cluster")."""
+        self.removed_from_cluster = True
+        self.stopping.set()
+
+    async def _publish(self) -> None:
+        """Tell the cluster this member's name and client URLs, through raft (etcd's publish), until
+        it is applied; that is how MemberList learns them on every member."""
+        me = rpc_pb2.Member(ID=self.member_id, name=self.cfg.name, clientURLs=self.cfg.advertise_client_urls)
+        while True:
+            m = self.membership.get(self.member_id)
+            if m is not None and m.name == self.cfg.name and m.client_urls == list(self.cfg.advertise_client_urls):
+                log.info("published {Name:%s ClientURLs:[%s]} to cluster %x", self.cfg.name,
+                         " ".join(self.cfg.advertise_client_urls), self.cluster_id)
+                return
+            try:
+                await self.propose(rq.MEMBER_ATTRIBUTES, me)
+            except EtcdError as exc:
+                log.warning("failed to publish local member to cluster through raft (%s); retrying", exc)
+                await asyncio.sleep(self.cfg.election_timeout_ms / 1000.0)
+
+    # --- the Cluster API's writes ---------------------------------------------------------------
+    async def _propose_conf_change(self, cc_type: int, member_id: int, member) -> list:
+        if not self.raft.leader:
+            raise ErrNoLeader()
+        pb = self.raft.node.pb
+        request_id = self.wait.next_id()
+        fut = self.wait.register(request_id)
+        cc = pb.ConfChange(cc_type, member_id, encode_context(request_id, member))
+        try:
+            self.raft.propose_conf_change(cc)
+        except ProposalDropped:
+            self.wait.cancel(request_id)
+            raise ErrNoLeader() from None
+        try:
+            async with asyncio.timeout(self.request_timeout):
+                return await fut
+        except TimeoutError:
+            self.wait.cancel(request_id)
+            raise ErrTimeout() from None
+
+    def _started_members(self) -> set:
+        """Members this one is connected to (etcd: peers whose stream is active), and itself."""
+        return {m.id for m in self.membership.sorted_members()
+                if m.id == self.member_id or self.transport.active_since(m.id) is not None}
+
+    async def member_add(self, peer_urls, is_learner: bool):
+        if not peer_urls:
+            raise EtcdError("etcdserver: given member URLs are invalid", "INVALID_ARGUMENT")
+        m = new_member(peer_urls, self.cfg.initial_cluster_token, is_learner)
+        self.membership.check_add(m)
+        if self.cfg.strict_reconfig_check and not is_learner:
+            voters = [v.id for v in self.membership.voters()]
+            started = len(self._started_members() & set(voters))
+            if started + 0 < (len(voters) + 1) // 2 + 1:  # the new member is not started yet
+                raise ErrNotEnoughStartedMembers()
+        pb = self.raft.node.pb
+        kind = pb.CONF_CHANGE_ADD_LEARNER_NODE if is_learner else pb.CONF_CHANGE_ADD_NODE
+        members = await self._propose_conf_change(kind, m.id, m)
+        return m, members
+
+    async def member_remove(self, member_id: int) -> list:
+        self.membership.check_remove(member_id)
+        target = self.membership.get(member_id)
+        if self.cfg.strict_reconfig_check and not target.is_learner:
+            voters = {v.id for v in self.membership.voters()}
+            started = self._started_members() & voters
+            remaining = len(voters) - 1
+            if len(started - {member_id}) < remaining // 2 + 1:
+                raise ErrNotEnoughStartedMembers()
+        pb = self.raft.node.pb
+        return await self._propose_conf_change(pb.CONF_CHANGE_REMOVE_NODE, member_id, target)
+
+    async def member_update(self, member_id: int, peer_urls) -> list:
+        self.membership.check_update(member_id, peer_urls)
+        old = self.membership.get(member_id)
+        m = Member(id=member_id, peer_urls=list(peer_urls), name=old.name, client_urls=old.client_urls,
+                   is_learner=old.is_learner)
+        pb = self.raft.node.pb
+        return await self._propose_conf_change(pb.CONF_CHANGE_UPDATE_NODE, member_id, m)
+
+    async def member_promote(self, member_id: int) -> list:
+        self.membership.check_promote(member_id)
+        if not self.raft.is_leader:
+            # etcd forwards a promote to the leader over the peer port; not yet here
+            raise ErrNotLeader()
+        st = self.raft.node.status()
+        learner, leader = st.progress.get(member_id), st.progress.get(self.member_id)
+        if learner is None or leader is None or learner.match < leader.match * LEARNER_READY_PERCENT:
+            raise ErrLearnerNotReady()
+        pb = self.raft.node.pb
+        return await self._propose_conf_change(pb.CONF_CHANGE_ADD_NODE, member_id, self.membership.get(member_id))
+
+    async def move_leader(self, target: int) -> None:
+        if not self.raft.is_leader:
+            raise ErrNotLeader()
+        m = self.membership.get(target)
+        if m is None or m.is_learner:
+            raise ErrBadLeaderTransferee()
+        if target == self.member_id:
+            return
+        self.raft.transfer_leadership(target)
+        deadline = time.monotonic() + self.request_timeout
+        while self.raft.leader != target:
+            if time.monotonic() > deadline:
+                raise ErrTimeoutLeaderTransfer()
+            await asyncio.sleep(self.cfg.heartbeat_interval_ms / 1000.0)
+
+    def snapshot_received(self, msg, path: str) -> None:
+        # Installing a leader's backend file (replace the backend, rebuild index, lessor, alarms,
+        # members) is the next step of the cluster work; until then the follower refuses it and
+        # raft keeps the leader retrying.
+        log.error("snapshot from %x at index %d received but installing snapshots is not supported "
+                  "yet; the member stays behind", msg.frm, msg.snapshot.metadata.index)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def has_peers(backend) -> bool:
+    """True when the backend already knows members besides one (a restarted cluster member)."""
+    from fastkv.backend import MEMBERS
+
+    with backend.read_tx() as tx:
+        return len(tx.unsafe_range(MEMBERS, b"", b"", 2)) > 1
