@@ -26,7 +26,7 @@ which is never counted as a pass.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable
 
 from fastkv.chaos.history import CAS, DELETE, GET, NOT_RECORDED, PUT, Op
@@ -278,38 +278,54 @@ def _window_fails(window: list[Op], deadline) -> bool | None:
         if op.kind == GET and not op.unknown and op.out is not None:
             candidates.append(op.out)
     for init in dict.fromkeys(candidates):
-        out = search(window, init, deadline)
-        if out.ok is None:
-            return None
-        if out.ok:
-            return False
+        fails = _fails(window, init, deadline)
+        if not fails:
+            return fails
     return True
+
+
+def truncate(ops: list[Op], t: float) -> list[Op]:
+    """The history as it stood at time t: ops called by t; those still waiting for their answer at
+    t become unknown. If a history is linearizable, so is every truncation of it, which makes
+    "fails at t" monotone in t (the shortest failing truncation can be found by bisection)."""
+    out = []
+    for op in ops:
+        if op.call > t:
+            continue
+        if op.ret is not None and op.ret > t:
+            op = replace(op, ret=None, out=None, read=None, prev=NOT_RECORDED, error="answered after the cut")
+        out.append(op)
+    return out
+
+
+def _fails(ops: list[Op], init, deadline) -> bool | None:
+    kept, _ = reduce_ops(ops)
+    out = search(kept, init, deadline)
+    return None if out.ok is None else not out.ok
 
 
 def shortest_failing(ops: list[Op], deadline=None) -> tuple[list[Op], str]:
     """Shrink a failing single-key history (sorted by call) to a short window that fails alone.
 
-    1. The shortest prefix (in call order) that is not linearizable from the empty key.
-    2. Then the latest quiescent cut before its end (every completed op before it returned before
-       the window's first call) such that the window, with the unknown writes still pending at the
-       cut, fails from *every* initial value. Such a window is a self-contained proof.
+    1. The earliest time t at which the truncated history (see `truncate`) is already not
+       linearizable: found by bisection over return times.
+    2. Then the latest quiescent cut before t (every op completed before it returned before the
+       window's first call) such that the window -- the ops called after the cut, plus the unknown
+       writes still pending at it -- fails from *every* initial value of the key. Such a window is
+       a self-contained proof of the violation.
     """
-    def prefix_fails(e):
-        out = search(ops[:e], None, deadline)
-        return out.ok is False
-
-    lo, hi = 1, len(ops)
-    if not prefix_fails(hi):
-        return list(ops), "whole history (shrinking found no shorter failing prefix)"
+    ops = sorted(ops, key=lambda o: o.call)
+    times = sorted({op.ret for op in ops if op.ret is not None})
+    if not times or not _fails(truncate(ops, times[-1]), None, deadline):
+        return list(ops), "whole history (no failing truncation found)"
+    lo, hi = 0, len(times) - 1
     while lo < hi:
         mid = (lo + hi) // 2
-        if prefix_fails(mid):
+        if _fails(truncate(ops, times[mid]), None, deadline):
             hi = mid
         else:
             lo = mid + 1
-    end = hi if prefix_fails(hi) else len(ops)
-    prefix = ops[:end]
-    # quiescent cuts: s such that every completed op before s returned before prefix[s].call
+    prefix = truncate(ops, times[hi])
     cuts = []
     max_ret = float("-inf")
     for s, op in enumerate(prefix):
@@ -322,8 +338,7 @@ def shortest_failing(ops: list[Op], deadline=None) -> tuple[list[Op], str]:
             break
         pending = [op for op in prefix[:s] if op.unknown and op.kind != GET]
         window = pending + prefix[s:]
-        verdict = _window_fails(window, deadline)
-        if verdict:
+        if _window_fails(window, deadline):
             return window, (f"{len(window)} ops from a quiescent point: not linearizable from any "
                             f"initial value of the key")
-    return prefix, f"shortest failing prefix from the empty key ({len(prefix)} ops)"
+    return prefix, f"shortest failing truncation from the empty key ({len(prefix)} ops)"
