@@ -192,6 +192,19 @@ class ProcessCluster:
             m.proc.send_signal(signal.SIGCONT)
         m.paused = False
 
+    def rejoin(self, i: int, initial_cluster: str) -> None:
+        """Start member i afresh (empty data dir) as a member added to a running cluster:
+        --initial-cluster-state existing, with the membership the cluster announced."""
+        m = self.members[i]
+        if m.running:
+            raise ClusterError(f"{m.name} is still running")
+        shutil.rmtree(m.data_dir, ignore_errors=True)
+        argv = list(m.argv)
+        argv[argv.index("--initial-cluster") + 1] = initial_cluster
+        argv[argv.index("--initial-cluster-state") + 1] = "existing"
+        m.argv = argv
+        self._spawn(i)
+
     def endpoints(self) -> list[str]:
         return [m.endpoint for m in self.members]
 

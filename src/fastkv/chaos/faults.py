@@ -11,6 +11,8 @@ Kinds:
   partition  isolate a member from all others (both directions)
   oneway     drop everything one member sends to one other (one-way loss)
   transfer   move leadership to another member (Maintenance.MoveLeader)
+  membership remove a follower (MemberRemove; it shuts itself down), then add it back with an
+             empty data dir (MemberAdd, restarted with --initial-cluster-state existing)
 Partitions need more than one member and a cluster launched with peer proxies.
 """
 from __future__ import annotations
@@ -25,8 +27,8 @@ import grpc
 from fastkv.api.etcdpb import rpc_pb2, rpc_pb2_grpc
 from fastkv.chaos.netfault import isolate
 
-ALL_KINDS = ("kill", "pause", "partition", "oneway", "transfer")
-NEEDS_PEERS = ("partition", "oneway", "transfer")
+ALL_KINDS = ("kill", "pause", "partition", "oneway", "transfer", "membership")
+NEEDS_PEERS = ("partition", "oneway", "transfer", "membership")
 
 
 @dataclass
@@ -108,6 +110,8 @@ class Injector:
     proxies: object | None
     ids: dict[int, str]
     events: list[FaultEvent] = field(default_factory=list)
+    _active: tuple | None = None
+    _removed: int | None = None  # member removed and not yet added back
 
     async def run(self, schedule: list[PlannedFault], t0: float, stop: asyncio.Event) -> None:
         for f in schedule:
@@ -152,6 +156,8 @@ class Injector:
             elif f.kind == "transfer":
                 await self._transfer(leader, f.pick)
                 ev.end = time.monotonic()
+            elif f.kind == "membership":
+                await self._remove(leader, f.pick)
         except Exception as exc:  # noqa: BLE001 - a fault that could not be applied is reported
             ev.error = f"{type(exc).__name__}: {exc}"
 
@@ -171,6 +177,72 @@ class Injector:
         finally:
             await ch.close()
 
+    def _id_of(self, name: str) -> int:
+        return next(i for i, n in self.ids.items() if n == name)
+
+    async def _cluster_call(self, method: str, request, exclude: int | None = None, timeout: float = 5.0):
+        """Send a Cluster RPC to the first member that answers."""
+        last = None
+        for i, m in enumerate(self.cluster.members):
+            if i == exclude or not m.running or m.paused:
+                continue
+            ch = grpc.aio.insecure_channel(m.endpoint)
+            try:
+                return await getattr(rpc_pb2_grpc.ClusterStub(ch), method)(request, timeout=timeout)
+            except grpc.aio.AioRpcError as exc:
+                last = exc
+            finally:
+                await ch.close()
+        raise RuntimeError(f"{method} failed on every member: {last.details() if last else 'none running'}")
+
+    async def _remove(self, leader: int | None, pick: int) -> None:
+        n = len(self.cluster.members)
+        # a follower: removing the leader is legal, but then the fault is mostly a leader loss
+        idx = (pick % (n - 1) + (leader if leader is not None else 0) + 1) % n
+        m = self.cluster.members[idx]
+        ev = self.events[-1]
+        ev.member, ev.was_leader = m.name, idx == leader
+        # etcd refuses ("unhealthy cluster") until every remaining member has been connected to the
+        # leader for a while, e.g. shortly after a restart: retry for a few seconds
+        deadline = time.monotonic() + 8
+        while True:
+            try:
+                await self._cluster_call("MemberRemove", rpc_pb2.MemberRemoveRequest(ID=self._id_of(m.name)),
+                                         exclude=idx)
+                break
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+        self._removed = idx
+        # a removed etcd member stops itself; make sure it is gone before it is added back
+        deadline = time.monotonic() + 5
+        while m.running and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        if m.running:
+            await asyncio.to_thread(self.cluster.kill, idx)
+
+    async def _readd(self) -> None:
+        idx = self._removed
+        m = self.cluster.members[idx]
+        url = f"http://127.0.0.1:{m.advertised_peer_port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                resp = await self._cluster_call("MemberAdd", rpc_pb2.MemberAddRequest(peerURLs=[url]), exclude=idx)
+                break
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+        self._removed = None
+        self.ids = {i: n for i, n in self.ids.items() if n != m.name}
+        self.ids[resp.member.ID] = m.name
+        if self.proxies is not None and self.proxies.proc is not None:
+            self.proxies.set_member_ids(self.ids)
+        initial = ",".join(f"{x.name or m.name}={x.peerURLs[0]}" for x in resp.members)
+        self.cluster.rejoin(idx, initial)
+
     async def undo(self) -> None:
         active = getattr(self, "_active", None)
         if active is None:
@@ -184,13 +256,20 @@ class Injector:
                 self.cluster.resume(idx)
             elif f.kind in ("partition", "oneway"):
                 self.proxies.heal()
+            elif f.kind == "membership" and self._removed is not None:
+                await self._readd()
         except Exception as exc:  # noqa: BLE001
             ev.error = (ev.error + "; " if ev.error else "") + f"undo: {type(exc).__name__}: {exc}"
         if not ev.end:
             ev.end = time.monotonic()
 
-    def heal_all(self) -> None:
-        """Whatever happened: every member running and resumed, no partition."""
+    async def heal_all(self) -> None:
+        """Whatever happened: every member running and resumed, no partition, full membership."""
+        if self._removed is not None:
+            try:
+                await self._readd()
+            except Exception as exc:  # noqa: BLE001
+                self.events[-1].error += f"; re-add at heal: {type(exc).__name__}: {exc}"
         for i, m in enumerate(self.cluster.members):
             if not m.running:
                 try:

@@ -205,7 +205,7 @@ async def run(cfg: RunConfig) -> Verdict:
         stop_clients.set()
         await asyncio.gather(*ctasks)
         if injector is not None:
-            injector.heal_all()
+            await injector.heal_all()
         prog.show(f"[seed {cfg.seed}] workload done: {len(rec.ops)} ops; healing and reading back", True)
 
         # every member answers a linearizable read again
