@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
         server_cli = None
     if server_cli is not None:
         server_cli.add_parser(sub)
+    from fastkv.chaos import cli as chaos_cli
+
+    chaos_cli.add_parser(sub)
     return parser
 
 
