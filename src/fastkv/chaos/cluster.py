@@ -231,16 +231,9 @@ class EtcdCluster(ProcessCluster):
 
 
 class FastkvCluster(ProcessCluster):
-    """`fastkv serve` members. One member today; multi-member fastkv comes with the clusters work."""
+    """`fastkv serve` members (the same flags as etcd's)."""
 
     kind = "fastkv"
-
-    def __init__(self, base_dir: str, members: int = 1, **kw):
-        if members != 1:
-            raise ClusterError("fastkv clusters (more than one member) arrive with the clusters work; "
-                               "use --members 1 for a one-member fastkv, or --target etcd")
-        kw["proxied"] = False
-        super().__init__(base_dir, members, **kw)
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "fastkv.cli", "serve"]

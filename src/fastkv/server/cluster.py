@@ -136,6 +136,25 @@ class ClusterMember:
                 log.warning("failed to publish local member to cluster through raft (%s); retrying", exc)
                 await asyncio.sleep(self.cfg.election_timeout_ms / 1000.0)
 
+    async def _join_existing(self) -> None:
+        """--initial-cluster-state existing with no data yet: learn the cluster id and its members
+        from the peers in --initial-cluster; this member must be one of them (added beforehand with
+        `etcdctl member add`). Raft then starts with no bootstrap entries: the leader sends the log."""
+        cfg = self.cfg
+        mine = set(cfg.initial_advertise_peer_urls)
+        others = [u for name, urls in cfg.cluster_members().items() if name != cfg.name for u in urls]
+        tls = cfg.peer_tls
+        client_ssl = tls.client_context() if tls is not None else None
+        loop = asyncio.get_running_loop()
+        cluster_id, members = await loop.run_in_executor(None, fetch_cluster, others, client_ssl)
+        me = next((m for m in members if set(m.peer_urls) == mine), None)
+        if me is None:
+            raise ValueError(f"this member's peer URLs {sorted(mine)} are not in the cluster's member list; "
+                             "add it first with `etcdctl member add NAME --peer-urls=...`")
+        self.member_id, self.cluster_id = me.id, cluster_id
+        self.initial_members = {m.id: m for m in members}
+        log.info("joining cluster %x as member %x (%d members)", cluster_id, me.id, len(members))
+
     # --- the Cluster API's writes ---------------------------------------------------------------
     async def _propose_conf_change(self, cc_type: int, member_id: int, member) -> list:
         if not self.raft.leader:
@@ -241,3 +260,24 @@ def has_peers(backend) -> bool:
 
     with backend.read_tx() as tx:
         return len(tx.unsafe_range(MEMBERS, b"", b"", 2)) > 1
+
+
+def fetch_cluster(peer_urls: list, client_ssl=None, timeout: float = 5.0) -> tuple[int, list]:
+    """(cluster id, [Member]) from the first peer that answers GET /members (etcd's
+    GetClusterFromRemotePeers, used by a member joining with --initial-cluster-state existing)."""
+    import urllib.request
+
+    errors = []
+    for url in peer_urls:
+        try:
+            with urllib.request.urlopen(url.rstrip("/") + "/members", timeout=timeout,
+                                        context=client_ssl if url.startswith("https") else None) as resp:
+                cluster_id = int(resp.headers["X-Etcd-Cluster-ID"], 16)
+                rows = json.loads(resp.read())
+            return cluster_id, [Member(id=int(r["id"]), peer_urls=list(r.get("peerURLs") or []),
+                                       name=r.get("name", ""), client_urls=list(r.get("clientURLs") or []),
+                                       is_learner=bool(r.get("isLearner"))) for r in rows]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            errors.append(f"{url}: {exc}")
+    raise ValueError("cannot fetch the cluster's members from any peer in --initial-cluster "
+                     f"({'; '.join(errors) or 'no peer URLs'}); is the cluster running?")

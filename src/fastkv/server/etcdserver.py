@@ -61,9 +61,6 @@ class EtcdServer(ClusterMember):
         members = cfg.cluster_members()
         if cfg.name not in members:
             raise ValueError(f"--initial-cluster has no entry for this member's --name {cfg.name!r}")
-        if cfg.initial_cluster_state == "existing":
-            raise ValueError("joining a running cluster (--initial-cluster-state existing) is not "
-                             "supported yet; start every member with --initial-cluster-state new")
         # bootstrap members by id, from --initial-cluster (a restart takes them from the backend)
         # (names and client URLs come later: each member publishes its own through raft)
         self.initial_members = {
@@ -102,6 +99,10 @@ class EtcdServer(ClusterMember):
 
         self.watchable = WatchableStore(self.kv)
         self.alarms = Alarms(self.backend)
+        wal_dir = os.path.join(self.member_dir, "wal")
+        joining = cfg.initial_cluster_state == "existing" and not os.path.exists(wal_dir)
+        if joining:
+            await self._join_existing()
         if len(self.initial_members) > 1 or _has_peers(self.backend):
             self.transport = PeerTransport(
                 self.member_id, self.cluster_id, snap_dir=os.path.join(self.member_dir, "snap"),
@@ -117,7 +118,7 @@ class EtcdServer(ClusterMember):
         else:
             self.transport = LocalTransport()
         self.raft = RaftNode(
-            member_id=self.member_id, peers=sorted(self.initial_members),
+            member_id=self.member_id, peers=None if joining else sorted(self.initial_members),
             waldir=os.path.join(self.member_dir, "wal"),
             snapdir=os.path.join(self.member_dir, "snap"), metadata=_META.pack(self.member_id, self.cluster_id),
             election_tick=max(1, cfg.election_timeout_ms // cfg.heartbeat_interval_ms),
@@ -132,8 +133,12 @@ class EtcdServer(ClusterMember):
         self.membership = Membership(self.backend, self.member_id,
                                      self.initial_members if self.raft.fresh else {})
         self.membership.on_change = self._members_changed
-        for m in self.membership.sorted_members():
-            self.transport.add_peer(m.id, m.peer_urls) if m.id != self.member_id else None
+        known = list(self.membership.sorted_members())
+        if self.raft.fresh:  # a new or joining member knows the others before any entry applies
+            known += self.initial_members.values()
+        for m in known:
+            if m.id != self.member_id:
+                self.transport.add_peer(m.id, m.peer_urls)
         self.wait = Wait(self.member_id)
         self.applier = Applier(self.kv, self.lessor, self.alarms, self.wait)
         self.applier.membership = self.membership
