@@ -176,3 +176,47 @@ def test_five_members_keep_serving_with_two_down(tmp_path):
         wait_for(lambda: all("ok" in etcdctl(c.members[i].endpoint, "get", "three-left", "--consistency=s",
                                               check=False).stdout for i in down), what="restarted members caught up")
         wait_for(lambda: _hashes_agree(c), what="equal HashKV on all five")
+
+
+def test_a_follower_far_behind_catches_up_by_snapshot(tmp_path):
+    """The leader snapshots every 50 entries and keeps only 20 after each; a follower that was down
+    for hundreds of writes can only come back through a snapshot of the leader's backend."""
+    import os
+
+    from fastkv.chaos.cluster import FastkvCluster
+
+    class Small(FastkvCluster):
+        def env(self):
+            return {**os.environ, "FASTKV_SNAPSHOT_CATCHUP_ENTRIES": "20"}
+
+    with Small(str(tmp_path / "snap"), 3, extra_flags=("--snapshot-count", "50")) as c:
+        c.start()
+        lead = leader_index(c)
+        behind = (lead + 1) % 3
+        etcdctl(c.members[lead].endpoint, "lease", "grant", "600")
+        c.kill(behind)
+        up = [c.members[k].endpoint for k in range(3) if k != behind]
+        # txns of several puts keep the process count down; each is one entry
+        for i in range(60):
+            ops = "".join(f"put big{i:03d}-{j} v{i}\n" for j in range(5))
+            subprocess_txn(up, ops)
+        c.restart(behind)
+        wait_for(lambda: "v59" in etcdctl(c.members[behind].endpoint, "get", "big059-4", "--consistency=s",
+                                          check=False).stdout, timeout=60, what="the follower caught up")
+        log = open(c.members[behind].log_path).read()
+        assert "applied snapshot at index" in log, "the follower caught up without a snapshot"
+        wait_for(lambda: _hashes_agree(c), what="equal HashKV after the snapshot")
+        leases = etcdctl(c.members[behind].endpoint, "lease", "list").stdout
+        assert "found 1 leases" in leases, leases
+        etcdctl(c.members[behind].endpoint, "put", "through-the-restored", "yes")
+
+
+def subprocess_txn(endpoints, ops: str) -> None:
+    import os
+    import subprocess
+
+    from .conftest import ETCDCTL
+
+    p = subprocess.run([ETCDCTL, "--endpoints", ",".join(endpoints), "txn"], input="\n" + ops + "\n\n",
+                       capture_output=True, text=True, env={**os.environ, "ETCDCTL_API": "3"}, timeout=30)
+    assert p.returncode == 0 and "SUCCESS" in p.stdout, p.stdout + p.stderr

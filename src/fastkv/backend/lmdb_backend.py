@@ -171,6 +171,35 @@ class LMDBBackend(BatchingBackend):
             shutil.rmtree(tmp, ignore_errors=True)
             self._open_env()
 
+    def copy_to(self, dirpath: str) -> str:
+        """Commit what is buffered, then copy the committed database into `dirpath` (a consistent
+        read transaction of its own: writers go on meanwhile). Returns the copied file's path. This
+        is what a leader sends a follower that needs a snapshot."""
+        self.force_commit()
+        os.makedirs(dirpath, exist_ok=True)
+        self._env.copy(dirpath)
+        return os.path.join(dirpath, DATA_FILE)
+
+    def replace_data(self, path: str) -> None:
+        """Replace the whole database with the file at `path` (a leader's copy, verified by the
+        transport): buffered writes are dropped, the file is synced and renamed into place, and
+        readers see the new state. The caller rebuilds what it derived from the old one."""
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        with self._lock:
+            self._buffer.clear()
+            self._committing = None
+            self._rtxn.abort()
+            self._env.close()
+            os.replace(path, os.path.join(self.path, DATA_FILE))
+            _fsync_dir(self.path)
+            size = os.path.getsize(os.path.join(self.path, DATA_FILE))
+            self._map_size = max(self._map_size, min(_round_up(size * 2, 1 << 20), max(self.max_size, size)))
+            self._open_env()
+
     def write_snapshot(self, fileobj) -> int:
         """Write a consistent copy of the committed database to a file object; returns bytes."""
         with self._lock:

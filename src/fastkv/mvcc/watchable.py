@@ -309,6 +309,20 @@ class WatchableStore:
             if s._on_ready is not None and not s.closed:
                 s._on_ready()
 
+    def restored(self) -> None:
+        """The KV store was rebuilt from another state (a snapshot from the leader): every synced
+        watcher becomes unsynced and catches up from the new store's history at its next revision
+        (etcd's watchableStore.Restore)."""
+        with self._lock:
+            group = self._synced
+            every = [w for ws in group.keys.values() for w in ws] + [w for ws in group.ranges.values() for w in ws]
+            for w in every:
+                group.remove(w)
+                w.state = "unsynced"
+                self._unsynced.add(w)
+            self._notified_rev = self.kv.current_revision
+        self._kick.set()
+
     # --- the write path ----------------------------------------------------------------------------
     def _on_write(self, events: list, rev: int) -> None:
         """KVStore observer: one write txn's events, all at main revision `rev`. Never blocks on a

@@ -33,6 +33,11 @@ class Alarms:
         self._tx = backend.batch_tx()
         self.active: set[tuple[int, int]] = set()
         self._types: frozenset = frozenset()  # alarm types raised by any member: has() is per request
+        self.load()
+
+    def load(self) -> None:
+        """(Re)read the alarm bucket (start, and after a snapshot replaced the backend)."""
+        self.active = set()
         with self._tx as tx:
             for k, _v in tx.unsafe_range(ALARM, b"", b""):
                 self.active.add(_ALARM_KEY.unpack(k))

@@ -15,6 +15,7 @@ import os
 import struct
 import time
 
+from fastkv import failpoints
 from fastkv.api.etcdpb import rpc_pb2
 from fastkv.errors import EtcdError, ErrNoLeader, ErrTimeout
 from fastkv.raft import ProposalDropped, StepPeerNotFound
@@ -242,16 +243,69 @@ class ClusterMember:
                 raise ErrTimeoutLeaderTransfer()
             await asyncio.sleep(self.cfg.heartbeat_interval_ms / 1000.0)
 
-    def snapshot_received(self, msg, path: str) -> None:
-        # Installing a leader's backend file (replace the backend, rebuild index, lessor, alarms,
-        # members) is the next step of the cluster work; until then the follower refuses it and
-        # raft keeps the leader retrying.
-        log.error("snapshot from %x at index %d received but installing snapshots is not supported "
-                  "yet; the member stays behind", msg.frm, msg.snapshot.metadata.index)
+    # --- snapshots between members (the pipeline) -------------------------------------------------
+    def _snapshot_db_path(self, index: int) -> str:
+        return os.path.join(self.member_dir, "snap", "%016x.snap.db" % index)
+
+    def _send_snapshot(self, msg) -> None:
+        """Leader: a follower needs a snapshot. Send a consistent copy of our backend with the
+        message; its state is at or past the snapshot's index, and the follower's applier skips
+        the entries its consistent index already covers (etcd sends its current backend too)."""
+        asyncio.get_running_loop().create_task(self._ship_snapshot(msg), name=f"snapshot-to-{msg.to:x}")
+
+    async def _ship_snapshot(self, msg) -> None:
+        import shutil
+        import tempfile
+
+        tmp = tempfile.mkdtemp(prefix="send-", dir=os.path.join(self.member_dir, "snap"))
         try:
-            os.unlink(path)
-        except OSError:
-            pass
+            path = await asyncio.get_running_loop().run_in_executor(None, self.backend.copy_to, tmp)
+            failpoints.hit("transport.send_snapshot.before")
+            log.info("sending snapshot at index %d (%d bytes of backend) to %x",
+                     msg.snapshot.metadata.index, os.path.getsize(path), msg.to)
+            ok = await self.transport.send_snapshot(msg, path)
+            failpoints.hit("transport.send_snapshot.after")
+            log.info("snapshot to %x %s", msg.to, "accepted" if ok else "failed")
+        except Exception:  # noqa: BLE001 - raft hears a failure and retries later
+            log.exception("sending a snapshot to %x failed", msg.to)
+            self.raft.report_snapshot(msg.to, True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def snapshot_received(self, msg, path: str) -> None:
+        """Follower: the transport verified a leader's backend file. Keep it by the snapshot's
+        index, then let raft decide; the Ready carrying the snapshot installs the file."""
+        os.replace(path, self._snapshot_db_path(msg.snapshot.metadata.index))
+        self.raft.step(msg)
+
+    def _install_snapshot(self, snap) -> None:
+        """The backend becomes the leader's file; everything derived from it is rebuilt."""
+        index = snap.metadata.index
+        path = self._snapshot_db_path(index)
+        if not os.path.exists(path):
+            raise RuntimeError(f"snapshot at index {index} has no backend file at {path}")
+        failpoints.hit("raft.apply_snapshot.before")
+        t0 = time.perf_counter()
+        self.backend.replace_data(path)
+        self.kv.reload()
+        from fastkv.mvcc.ops import RangeOp
+
+        self.lessor.recover((kv.key, kv.lease) for kv in self.kv.range(RangeOp(b"\x00", b"\x00")).kvs if kv.lease)
+        self.alarms.load()
+        before = {m.id for m in self.membership.sorted_members()}
+        self.membership.load()
+        after = {m.id: m for m in self.membership.sorted_members()}
+        for mid in before - set(after):
+            self.transport.remove_peer(mid)
+        for mid, m in after.items():
+            if mid != self.member_id:
+                self.transport.add_peer(mid, m.peer_urls)
+        self.applier.applied_index = max(index, self.kv.consistent_index)
+        self._snapshot_applied = index
+        self.watchable.restored()
+        failpoints.hit("raft.apply_snapshot.after")
+        log.info("applied snapshot at index %d: revision %d, %d keys, in %.1f ms", index,
+                 self.kv.current_revision, len(self.kv.index), 1000 * (time.perf_counter() - t0))
 
 
 def has_peers(backend) -> bool:

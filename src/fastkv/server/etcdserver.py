@@ -74,6 +74,7 @@ class EtcdServer(ClusterMember):
         self._stopped = asyncio.Event()
         self.stopping = asyncio.Event()  # set when the member must stop by itself (removed from the cluster)
         self.removed_from_cluster = False
+        self.fatal_error = None  # why the member stopped by itself, when it had to
         self._tasks: list = []
         self.member_dir = os.path.join(cfg.data_dir, "member")
         os.makedirs(self.member_dir, exist_ok=True)
@@ -127,7 +128,11 @@ class EtcdServer(ClusterMember):
             member_of=lambda md: _META.unpack(md[:_META.size])[0],
             # FASTKV_WAL_SEGMENT_BYTES (hidden, for tests): smaller WAL segments, so a test can watch
             # snapshots release old segments after a few thousand writes instead of 64 MB of them.
-            wal_segment_bytes=int(os.environ.get("FASTKV_WAL_SEGMENT_BYTES", "0")) or None)
+            wal_segment_bytes=int(os.environ.get("FASTKV_WAL_SEGMENT_BYTES", "0")) or None,
+            # FASTKV_SNAPSHOT_CATCHUP_ENTRIES (hidden, for tests): entries a leader keeps after its
+            # snapshot for slow followers; a test makes it small to see a follower need a snapshot
+            **({"catchup_entries": int(os.environ["FASTKV_SNAPSHOT_CATCHUP_ENTRIES"])}
+               if os.environ.get("FASTKV_SNAPSHOT_CATCHUP_ENTRIES") else {}))
         stored_member, stored_cluster = _META.unpack(self.raft.metadata[:_META.size])
         self.member_id, self.cluster_id = stored_member, stored_cluster
         self.membership = Membership(self.backend, self.member_id,
@@ -147,6 +152,9 @@ class EtcdServer(ClusterMember):
         self.raft.on_read_states = self._on_read_states
         self.raft.on_dropped = self._on_dropped
         self.raft.after_apply = self._after_apply
+        self.raft.send_snapshot = self._send_snapshot
+        self.raft.install_snapshot = self._install_snapshot
+        self.raft.on_fatal = self._fatal
         self._snapshot_applied = self.raft.snapshot_index
         self._reads: dict = {}          # read ctx -> futures of that ReadIndex round
         self._read_waiters: list = []   # futures waiting for the next round
@@ -243,8 +251,14 @@ class EtcdServer(ClusterMember):
                     keep.append((index, futs))
             self._reads_after_apply = keep
 
+    def _fatal(self, exc) -> None:
+        self.fatal_error = exc
+        self.stopping.set()
+
     async def _after_apply(self) -> None:
-        applied = self.applier.applied_index
+        # raft's applied index: after a received snapshot the backend (consistent index) may be
+        # ahead of the log this member holds, and a raft snapshot can only cover what it holds
+        applied = min(self.applier.applied_index, self.raft.storage.last_index())
         if applied - self._snapshot_applied >= self.cfg.snapshot_count:
             # the snapshot's index must be durable in the backend before the WAL forgets it
             await asyncio.get_running_loop().run_in_executor(None, self.backend.force_commit)

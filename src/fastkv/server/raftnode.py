@@ -107,7 +107,8 @@ class RaftNode:
     def __init__(self, *, member_id: int, peers: list[int], waldir: str, snapdir: str, metadata: bytes,
                  election_tick: int, heartbeat_interval: float, transport, on_fsync=None,
                  seed: int | None = None, member_of=None, wal_segment_bytes: int | None = None,
-                 pre_vote: bool = True):
+                 pre_vote: bool = True, catchup_entries: int = SNAPSHOT_CATCHUP_ENTRIES):
+        self.catchup_entries = catchup_entries
         self.heartbeat_interval = heartbeat_interval
         self.transport = transport
         self.store = WALStore(waldir, snapdir, metadata, on_fsync=on_fsync, segment_size=wal_segment_bytes)
@@ -128,7 +129,7 @@ class RaftNode:
                      election_tick=election_tick, heartbeat_tick=1, applied=self.store.snapshot_index,
                      rng=random.Random(seed), pre_vote=pre_vote, logger=raft_log.info)
         self.node = rawnode_mod.RawNode(cfg)
-        self.driver = NodeDriver(self.node, self.store, transport.send, self)
+        self.driver = NodeDriver(self.node, self.store, self._send, self)
         self._wake = asyncio.Event()
         self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastkv-wal")
         self._stopped = False
@@ -140,6 +141,8 @@ class RaftNode:
         self.on_read_states = _ignore  # fn(list[ReadState])
         self.on_dropped = _ignore   # fn(batch, exc): fail the requests whose proposals were dropped
         self.after_apply = None     # coroutine fn() run after each Ready (snapshots)
+        self.send_snapshot = None   # fn(MsgSnap): ship our backend with it (the pipeline)
+        self.on_fatal = None        # fn(exc): the Ready loop or ticker died
 
     # what the server reads
     @property
@@ -200,6 +203,18 @@ class RaftNode:
         self.node.transfer_leadership(to)
         self._wake.set()
 
+    def _send(self, messages) -> None:
+        snaps = [m for m in messages if m.type == raftpb.MSG_SNAP]
+        if snaps:
+            messages = [m for m in messages if m.type != raftpb.MSG_SNAP]
+            for m in snaps:
+                if self.send_snapshot is not None:
+                    self.send_snapshot(m)
+                else:
+                    self.node.report_snapshot(m.to, True)
+        if messages:
+            self.transport.send(messages)
+
     # --- NodeSink: what the driver hands up -------------------------------------------------------
     def on_soft_state(self, was_leader: bool, is_leader: bool, leader: int) -> None:
         if self.on_leader_change is not None:
@@ -220,8 +235,20 @@ class RaftNode:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._ticker(), name="raft-ticker"),
                        loop.create_task(self._run(), name="raft-ready-loop")]
+        for t in self._tasks:
+            t.add_done_callback(self._loop_ended)
         self._maybe_campaign()
         self._wake.set()
+
+    def _loop_ended(self, task) -> None:
+        """A raft task may only end when stopped: anything else leaves a member that neither
+        votes nor applies, so it is fatal (etcd panics there too)."""
+        if self._stopped or task.cancelled():
+            return
+        exc = task.exception()
+        log.critical("raft task %s ended unexpectedly: %r", task.get_name(), exc, exc_info=exc)
+        if self.on_fatal is not None:
+            self.on_fatal(exc)
 
     def _maybe_campaign(self) -> None:
         """A one-member cluster need not wait an election timeout: campaign as soon as membership
@@ -266,7 +293,7 @@ class RaftNode:
         snap = self.storage.create_snapshot(index, store.conf_state, data)
         t0 = time.perf_counter()
         await loop.run_in_executor(self._disk, store.persist_snapshot, snap)
-        compact_to = index - SNAPSHOT_CATCHUP_ENTRIES
+        compact_to = index - self.catchup_entries
         if compact_to > self.storage.first_index():
             self.storage.compact(compact_to)
         store.snapshot_index = index

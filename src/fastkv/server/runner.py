@@ -110,5 +110,9 @@ async def serve(cfg) -> None:
         t.cancel()
     if server.removed_from_cluster:
         log.warning("the member has been permanently removed from the cluster")
+    failed = server.fatal_error
     log.info("shutting down")
     await shutdown(server, grpc_servers, http_servers)
+    if failed is not None:
+        raise OSError(f"the member stopped after an internal failure ({failed!r}); its data dir is "
+                      "intact: restart it, and report the log above if it happens again")
