@@ -30,6 +30,10 @@ class ServerConfig:
     backend_batch_limit: int = 10000
     backend_batch_interval_ms: int = 100
     grpc_servers: int = 4
+    auth_token: str = "simple"      # "simple" | "jwt,pub-key=...,priv-key=...,sign-method=...[,ttl=...]"
+    auth_token_ttl: int = 300       # seconds a simple token lives unused
+    bcrypt_cost: int = 10
+    client_cert_auth: bool = False  # a request without a token is made as its client certificate's CN
 
     def __post_init__(self):
         if not self.data_dir:

@@ -36,6 +36,8 @@ from fastkv.mvcc import txncheck
 from fastkv.mvcc.ops import RangeOp, txn_has_puts, txn_has_writes, txn_serializable
 from fastkv.server import request as rq
 from fastkv.server.apply import NOSPACE, Alarms, Applier
+from fastkv.server.auth_checks import check_serialized_read
+from fastkv.server.auth_checks import check_txn as check_txn_auth
 from fastkv.server.config import ServerConfig
 from fastkv.server.metrics import Metrics
 from fastkv.server.raftnode import RaftNode
@@ -92,6 +94,7 @@ class EtcdServer:
         self.alarms = Alarms(self.backend)
         self.wait = Wait()
         self.applier = Applier(self.kv, self.lessor, self.alarms, self.wait)
+        self._start_auth()
         self.raft = RaftNode(
             member_id=self.member_id, peers=[self.member_id], waldir=os.path.join(self.member_dir, "wal"),
             snapdir=os.path.join(self.member_dir, "snap"), metadata=_META.pack(self.member_id, self.cluster_id),
@@ -117,6 +120,31 @@ class EtcdServer:
         self._tasks.append(loop.create_task(self._lease_loop(), name="lease-expiry"))
         self._tasks.append(loop.create_task(self._compaction_loop(), name="auto-compaction"))
         await self._wait_leader()
+
+    def _start_auth(self) -> None:
+        from fastkv.auth.store import AuthStore
+        from fastkv.auth.tokens import provider_from_option
+        from fastkv.server.auth_checks import AuthApplier
+        from fastkv.server.auth_ops import AuthOperations
+
+        cfg = self.cfg
+        tokens = provider_from_option(cfg.auth_token, float(cfg.auth_token_ttl))
+        self.auth_store = AuthStore(self.backend, tokens, cfg.bcrypt_cost)
+        self.applier.auth = AuthApplier(self.auth_store, self.lessor)
+        self.auth_ops = AuthOperations(self)
+
+    def auth_info(self, metadata, cert_cn: str | None = None):
+        """Who makes a request (front ends call this): see fastkv.auth.identity."""
+        from fastkv.auth.identity import auth_info_from_request
+
+        return auth_info_from_request(self.auth_store, metadata, cert_cn, self.cfg.client_cert_auth)
+
+    def check_admin(self, auth) -> None:
+        """Root only once auth is on (Defragment, Snapshot, Hash, HashKV, member changes)."""
+        self.auth_store.check_admin(auth)
+
+    def check_watch(self, auth, key: bytes, range_end: bytes) -> None:
+        self.auth_store.check_range(auth, key, range_end)
 
     async def _wait_leader(self) -> None:
         deadline = time.monotonic() + 10 * self.cfg.election_timeout_ms / 1000.0 + 5
@@ -152,11 +180,14 @@ class EtcdServer:
         return resp
 
     # --- proposals ----------------------------------------------------------------------------
-    async def propose(self, kind: int, msg):
+    async def propose(self, kind: int, msg, auth=None):
         if not self.raft.is_leader:
             raise ErrNoLeader()
         request_id = self.wait.next_id()
-        data = rq.encode(request_id, kind, msg)
+        if auth is None:
+            data = rq.encode(request_id, kind, msg)
+        else:
+            data = rq.encode(request_id, kind, msg, auth.username, auth.revision)
         if len(data) > self.cfg.max_request_bytes:
             raise ErrRequestTooLarge()
         fut = self.wait.register(request_id)
@@ -252,9 +283,13 @@ class EtcdServer:
             self._issue_read_round()
 
     # --- KV -----------------------------------------------------------------------------------
-    async def range(self, req) -> rpc_pb2.RangeResponse:
+    async def range(self, req, auth=None) -> rpc_pb2.RangeResponse:
         if not req.serializable:
             await self.linearizable_barrier()
+        if self.auth_store.enabled:
+            return self.fill(check_serialized_read(
+                self.auth_store, auth, lambda ai: self.auth_store.check_range(ai, req.key, req.range_end),
+                lambda: convert.range_response(self.kv.range(convert.range_op(req)))))
         return self.fill(convert.range_response(self.kv.range(convert.range_op(req))))
 
     def _check_quota(self, cost: int) -> None:
@@ -271,29 +306,33 @@ class EtcdServer:
         except EtcdError as exc:
             log.warning("internal proposal failed: %s", exc)
 
-    async def put(self, req) -> rpc_pb2.PutResponse:
+    async def put(self, req, auth=None) -> rpc_pb2.PutResponse:
         txncheck.check_put(convert.put_op(req))
         self._check_quota(len(req.key) + len(req.value))
-        return self.fill(await self.propose(rq.PUT, req))
+        return self.fill(await self.propose(rq.PUT, req, auth))
 
-    async def delete_range(self, req) -> rpc_pb2.DeleteRangeResponse:
+    async def delete_range(self, req, auth=None) -> rpc_pb2.DeleteRangeResponse:
         if not req.key:
             raise ErrEmptyKey()
-        return self.fill(await self.propose(rq.DELETE_RANGE, req))
+        return self.fill(await self.propose(rq.DELETE_RANGE, req, auth))
 
-    async def txn(self, req) -> rpc_pb2.TxnResponse:
+    async def txn(self, req, auth=None) -> rpc_pb2.TxnResponse:
         t = convert.txn_op(req)
         txncheck.check_txn(t, self.cfg.max_txn_ops)
         if not txn_has_writes(t):
             if not txn_serializable(t):
                 await self.linearizable_barrier()
+            if self.auth_store.enabled:
+                return self.fill(check_serialized_read(
+                    self.auth_store, auth, lambda ai: check_txn_auth(self.auth_store, ai, req),
+                    lambda: convert.txn_response(self.kv.txn(t))))
             return self.fill(convert.txn_response(self.kv.txn(t)))
         if txn_has_puts(t):
             self._check_quota(req.ByteSize())
-        return self.fill(await self.propose(rq.TXN, req))
+        return self.fill(await self.propose(rq.TXN, req, auth))
 
-    async def compact(self, req) -> rpc_pb2.CompactionResponse:
-        resp = await self.propose(rq.COMPACT, req)
+    async def compact(self, req, auth=None) -> rpc_pb2.CompactionResponse:
+        resp = await self.propose(rq.COMPACT, req, auth)
         return self.fill(resp)
 
     # --- leases -------------------------------------------------------------------------------
@@ -303,14 +342,14 @@ class EtcdServer:
             if lid and self.lessor.lookup(lid) is None:
                 return lid
 
-    async def lease_grant(self, req) -> rpc_pb2.LeaseGrantResponse:
+    async def lease_grant(self, req, auth=None) -> rpc_pb2.LeaseGrantResponse:
         if req.ID == 0:
             req = rpc_pb2.LeaseGrantRequest(TTL=req.TTL, ID=self._new_lease_id())
         self._check_quota(0)
-        return self.fill(await self.propose(rq.LEASE_GRANT, req))
+        return self.fill(await self.propose(rq.LEASE_GRANT, req, auth))
 
-    async def lease_revoke(self, req) -> rpc_pb2.LeaseRevokeResponse:
-        return self.fill(await self.propose(rq.LEASE_REVOKE, req))
+    async def lease_revoke(self, req, auth=None) -> rpc_pb2.LeaseRevokeResponse:
+        return self.fill(await self.propose(rq.LEASE_REVOKE, req, auth))
 
     async def lease_renew(self, lease_id: int) -> int:
         """Keep-alive (leader-local, as etcd): the lease's TTL, or 0 if it does not exist."""
@@ -385,11 +424,11 @@ class EtcdServer:
                     await self._propose_quiet(rq.COMPACT, rpc_pb2.CompactionRequest(revision=target))
 
     # --- maintenance --------------------------------------------------------------------------
-    async def alarm(self, req) -> rpc_pb2.AlarmResponse:
+    async def alarm(self, req, auth=None) -> rpc_pb2.AlarmResponse:
         if req.action == rpc_pb2.AlarmRequest.GET:
             return self.fill(rpc_pb2.AlarmResponse(header=rpc_pb2.ResponseHeader(),
                                                    alarms=self.alarms.members(req.alarm)))
-        return self.fill(await self.propose(rq.ALARM, req))
+        return self.fill(await self.propose(rq.ALARM, req, auth))
 
     def status(self) -> rpc_pb2.StatusResponse:
         return self.fill(rpc_pb2.StatusResponse(
