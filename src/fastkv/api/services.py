@@ -144,10 +144,13 @@ class WatchService(rpc_pb2_grpc.WatchServicer):
         try:
             self.s.check_watch(request_auth(self.s, context), c.key, range_end)
         except EtcdError as exc:
-            if exc.message in ("etcdserver: invalid auth token", "etcdserver: revision of auth store is old",
-                               "etcdserver: user name is empty"):
-                return exc.message
-            return "etcdserver: permission denied"
+            # the reason is the text of Go's gRPC status error, as etcd puts it there
+            for code, text in (("Unauthenticated", "etcdserver: invalid auth token"),
+                               ("InvalidArgument", "etcdserver: revision of auth store is old"),
+                               ("InvalidArgument", "etcdserver: user name is empty")):
+                if exc.message == text:
+                    return f"rpc error: code = {code} desc = {text}"
+            return "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
         return ""
 
 
