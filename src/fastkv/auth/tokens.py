@@ -39,6 +39,7 @@ class SimpleTokens:
         self._clock = clock
         self._enabled = False
         self._tokens: dict[str, list] = {}  # token -> [username, expiry]
+        self._assigned = 0
 
     def enable(self) -> None:
         self._enabled = True
@@ -54,6 +55,9 @@ class SimpleTokens:
         token = f"{prefix}.{index}"
         if self._enabled:
             self._tokens[token] = [username, self._clock() + self.ttl]
+            self._assigned += 1
+            if self._assigned % 256 == 0:  # expired tokens never used again are dropped here
+                self.purge_expired()
         return token
 
     def info(self, token: str, revision: int):

@@ -135,9 +135,13 @@ def run_cli(args) -> int:
             "on_off_rps": _spread([on / off for on, off in zip(r["on_rps"], r["off_rps"]) if off]),
             "on_off_us_per_op": _spread([on / off for on, off in zip(r["on_us_per_op"], r["off_us_per_op"]) if off]),
         }
-    f, e = result["servers"]["fastkv"]["on_off_rps"], result["servers"]["etcd"]["on_off_rps"]
-    result["fastkv_on_off_rps"] = f["median"]
-    result["etcd_on_off_rps"] = e["median"]
+    for n in names:  # flat keys, for bench/results.py's tables
+        s = result["servers"][n]
+        for metric in ("on_off_rps", "on_off_us_per_op"):
+            for stat in ("median", "min", "max"):
+                result[f"{n}_{metric}" + ("" if stat == "median" else f"_{stat}")] = s[metric][stat]
+        result[f"{n}_off_rps"] = statistics.median(runs[n]["off_rps"])
+        result[f"{n}_on_rps"] = statistics.median(runs[n]["on_rps"])
     print()
     print(f"auth on / auth off, median of {args.rounds} paired round(s) (min..max):")
     for n in names:
