@@ -17,7 +17,7 @@ start and after every change. Permission checks read only that view.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from fastkv.api.etcdpb.authpb import auth_pb2
 from fastkv.api.etcdpb.etcdserverpb import rpc_pb2
@@ -33,8 +33,7 @@ _U64 = struct.Struct(">Q")
 BCRYPT_MIN_COST, BCRYPT_MAX_COST, BCRYPT_DEFAULT_COST = 4, 31, 10
 
 
-@dataclass(frozen=True)
-class AuthInfo:
+class AuthInfo(NamedTuple):
     """Who makes a request, and the auth revision its credentials were checked at."""
     username: str
     revision: int
