@@ -61,6 +61,8 @@ COLUMN_FORMAT = {
     "etcd_off_rps": ("etcd off puts/s", "{:,.0f}"), "etcd_on_rps": ("etcd on puts/s", "{:,.0f}"),
     "etcd_on_off_rps": ("etcd on/off", "{:.2f}"), "etcd_on_off_rps_min": ("min", "{:.2f}"),
     "etcd_on_off_rps_max": ("max", "{:.2f}"), "etcd_on_off_us_per_op": ("etcd on/off us/op", "{:.2f}"),
+    "off_us_per_put": ("auth off us CPU/put", "{:.2f}"), "on_us_per_put": ("auth on us CPU/put", "{:.2f}"),
+    "auth_us_per_put": ("auth adds us CPU/put", "{:.2f}"),
 }
 
 

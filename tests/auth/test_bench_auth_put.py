@@ -46,3 +46,9 @@ def _bench_fail(*argv):
     p = subprocess.run([sys.executable, "-m", "fastkv.cli", "bench", *argv, "--json"], capture_output=True,
                        text=True, timeout=600, env=os.environ)
     return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def test_auth_checks_bench_prices_the_auth_path():
+    r = _bench("auth-checks", "--ops", "2000", "--rounds", "1")
+    assert r["on_us_per_put"] > r["off_us_per_put"] > 0
+    assert r["auth_us_per_put"] == pytest.approx(r["on_us_per_put"] - r["off_us_per_put"])
