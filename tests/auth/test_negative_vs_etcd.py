@@ -267,3 +267,24 @@ def test_jwt_expires(tmp_path):
 
     obs = run_both(tmp_path, scenario, "--auth-token", flag)
     assert obs == [("UNAUTHENTICATED", "etcdserver: invalid auth token")]
+
+
+def test_expired_lease_is_revoked_with_auth_on(tmp_path):
+    """The member revokes an expired lease itself, as root: its keys go, auth on or not."""
+    def scenario(c: Client):
+        setup_auth(c)
+        root = c.token("root", "rootpw")
+        code, lease = c.call(c.lease.LeaseGrant, rpc_pb2.LeaseGrantRequest(TTL=2), root)
+        assert code == "OK"
+        assert c.call(c.kv.Put, put(b"k/leased", lease=lease.ID), root)[0] == "OK"
+        obs = [c.call(c.kv.Range, rpc_pb2.RangeRequest(key=b"k/leased"), root)[1].count]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            r = c.call(c.kv.Range, rpc_pb2.RangeRequest(key=b"k/leased"), root)[1]
+            if r.count == 0:
+                break
+            time.sleep(0.25)
+        obs.append(r.count)
+        return obs
+
+    assert run_both(tmp_path, scenario) == [1, 0]

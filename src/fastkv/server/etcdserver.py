@@ -139,6 +139,15 @@ class EtcdServer:
 
         return auth_info_from_request(self.auth_store, metadata, cert_cn, self.cfg.client_cert_auth)
 
+    def internal_auth(self):
+        """The identity of the member's own proposals that auth checks (an expired lease's revoke):
+        root, as etcd does it (its lessor revokes with a root token)."""
+        if not self.auth_store.enabled:
+            return None
+        from fastkv.auth.store import ROOT_USER, AuthInfo
+
+        return AuthInfo(ROOT_USER, self.auth_store.revision)
+
     def check_admin(self, auth) -> None:
         """Root only once auth is on (Defragment, Snapshot, Hash, HashKV, member changes)."""
         self.auth_store.check_admin(auth)
@@ -300,9 +309,9 @@ class EtcdServer:
                 asyncio.get_running_loop().create_task(self._propose_quiet(rq.ALARM, alarm))
             raise ErrNoSpace()
 
-    async def _propose_quiet(self, kind, msg) -> None:
+    async def _propose_quiet(self, kind, msg, auth=None) -> None:
         try:
-            await self.propose(kind, msg)
+            await self.propose(kind, msg, auth)
         except EtcdError as exc:
             log.warning("internal proposal failed: %s", exc)
 
@@ -381,7 +390,7 @@ class EtcdServer:
                 continue
             for lid in self.lessor.expired_leases():
                 asyncio.get_running_loop().create_task(
-                    self._propose_quiet(rq.LEASE_REVOKE, rpc_pb2.LeaseRevokeRequest(ID=lid)))
+                    self._propose_quiet(rq.LEASE_REVOKE, rpc_pb2.LeaseRevokeRequest(ID=lid), self.internal_auth()))
             due = self.lessor.checkpoint_due()
             if due:
                 cps = [rpc_pb2.LeaseCheckpoint(ID=i, remaining_TTL=t) for i, t in due]
