@@ -1,4 +1,5 @@
-"""etcd's v3 gRPC services (KV, Watch, Lease, Cluster, Maintenance) over an EtcdServer.
+"""etcd's v3 gRPC services (KV, Watch, Lease, Cluster, Maintenance; Auth in auth_service.py) over an
+EtcdServer.
 
 Handlers are thin: validation and semantics live in the server and below; here requests are
 handed on and EtcdErrors become gRPC statuses with etcd's exact text and code.

@@ -11,7 +11,8 @@ as etcd does. With auth disabled every check returns at once.
 from __future__ import annotations
 
 from fastkv.api.etcdpb import rpc_pb2
-from fastkv.auth.errors import ErrAuthOldRevision, ErrAuthFailed
+from fastkv.auth.errors import ErrAuthFailed, ErrAuthNotEnabled, ErrAuthOldRevision
+from fastkv.errors import EtcdError
 from fastkv.auth.store import AuthInfo
 from fastkv.server import request as rq
 
@@ -125,8 +126,6 @@ class AuthApplier:
     def _authenticate(self, msg, ai, index):
         store = self.store
         if not store.enabled:
-            from fastkv.auth.errors import ErrAuthNotEnabled
-
             raise ErrAuthNotEnabled()
         user = store.users.get(msg.name)
         if user is None or user.options.no_password:
@@ -137,7 +136,7 @@ class AuthApplier:
     def _user_get(self, msg, ai, index):
         try:
             self.store.check_admin(ai)
-        except Exception:
+        except EtcdError:
             if ai is None or msg.name != ai.username:  # anyone may read their own user
                 raise
         return self.store.user_get(msg.name)
@@ -145,7 +144,7 @@ class AuthApplier:
     def _role_get(self, msg, ai, index):
         try:
             self.store.check_admin(ai)
-        except Exception:
+        except EtcdError:
             if ai is None or not self.store.has_role(ai.username, msg.role):  # and roles they hold
                 raise
         return self.store.role_get(msg.role)
