@@ -54,6 +54,15 @@ COLUMN_FORMAT = {
     "uvloop_ratio": ("uvloop/aio", "{:.2f}"),
     "fastkv_rss_mib": ("fastkv RSS MiB", "{:.0f}"), "etcd_rss_mib": ("etcd RSS MiB", "{:.0f}"),
     "rss_ratio": ("fastkv/etcd", "{:.2f}"),
+    # bench auth-put: auth on / auth off
+    "fastkv_off_rps": ("fastkv off puts/s", "{:,.0f}"), "fastkv_on_rps": ("fastkv on puts/s", "{:,.0f}"),
+    "fastkv_on_off_rps": ("fastkv on/off", "{:.2f}"), "fastkv_on_off_rps_min": ("min", "{:.2f}"),
+    "fastkv_on_off_rps_max": ("max", "{:.2f}"), "fastkv_on_off_us_per_op": ("fastkv on/off us/op", "{:.2f}"),
+    "etcd_off_rps": ("etcd off puts/s", "{:,.0f}"), "etcd_on_rps": ("etcd on puts/s", "{:,.0f}"),
+    "etcd_on_off_rps": ("etcd on/off", "{:.2f}"), "etcd_on_off_rps_min": ("min", "{:.2f}"),
+    "etcd_on_off_rps_max": ("max", "{:.2f}"), "etcd_on_off_us_per_op": ("etcd on/off us/op", "{:.2f}"),
+    "off_us_per_put": ("auth off us CPU/put", "{:.2f}"), "on_us_per_put": ("auth on us CPU/put", "{:.2f}"),
+    "auth_us_per_put": ("auth adds us CPU/put", "{:.2f}"),
 }
 
 

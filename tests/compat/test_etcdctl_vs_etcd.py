@@ -11,7 +11,7 @@ Deliberate differences, normalised or left out on purpose:
 - db size: fastkv's live backend is LMDB, not bbolt. Its snapshot is etcd's bbolt format, though:
   `snapshot save` is compared here, and test_snapshot_restore_vs_etcd checks `snapshot status` and
   `snapshot restore` + real etcd serving the restored data.
-- Auth (`user`, `role`, `auth`): fastkv has no Auth service yet (a known gap of this build).
+- Auth (`user`, `role`, `auth`): compared in tests/auth/ (servers there run with auth flags).
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""etcd's v3 gRPC services (KV, Watch, Lease, Cluster, Maintenance) over an EtcdServer.
+"""etcd's v3 gRPC services (KV, Watch, Lease, Cluster, Maintenance; Auth in auth_service.py) over an
+EtcdServer.
 
 Handlers are thin: validation and semantics live in the server and below; here requests are
 handed on and EtcdErrors become gRPC statuses with etcd's exact text and code.
@@ -15,6 +16,8 @@ import tempfile
 import grpc
 
 from fastkv.api import convert
+from fastkv.api.auth_service import AuthService, request_auth
+from fastkv.auth.errors import unmapped
 from fastkv.api.etcdpb import kv_pb2, rpc_pb2, rpc_pb2_grpc
 from fastkv.errors import EtcdError, ErrCompacted, ErrFutureRev
 from fastkv.server.snapshot_export import export_etcd_snapshot
@@ -47,23 +50,23 @@ class KVService(rpc_pb2_grpc.KVServicer):
 
     @_guard
     async def Range(self, request, context):
-        return await self.s.range(request)
+        return await self.s.range(request, request_auth(self.s, context))
 
     @_guard
     async def Put(self, request, context):
-        return await self.s.put(request)
+        return await self.s.put(request, request_auth(self.s, context))
 
     @_guard
     async def DeleteRange(self, request, context):
-        return await self.s.delete_range(request)
+        return await self.s.delete_range(request, request_auth(self.s, context))
 
     @_guard
     async def Txn(self, request, context):
-        return await self.s.txn(request)
+        return await self.s.txn(request, request_auth(self.s, context))
 
     @_guard
     async def Compact(self, request, context):
-        return await self.s.compact(request)
+        return await self.s.compact(request, request_auth(self.s, context))
 
 
 def _event_pb(ev) -> kv_pb2.Event:
@@ -85,12 +88,20 @@ class WatchService(rpc_pb2_grpc.WatchServicer):
             loop.call_soon_threadsafe(ready.set)
 
         stream = self.s.watchable.new_stream(on_ready=wake)
+        refused: list = []  # watch creates auth refused: answered as etcd does, on this stream
 
         async def read_requests():
             async for req in request_iterator:
                 which = req.WhichOneof("request_union")
                 if which == "create_request":
                     c = req.create_request
+                    reason = self._watch_refusal(context, c)
+                    if reason:
+                        refused.append(rpc_pb2.WatchResponse(
+                            header=self.s.header(), watch_id=-1, created=True, canceled=True,
+                            cancel_reason=reason))
+                        ready.set()
+                        continue
                     await loop.run_in_executor(None, lambda c=c: stream.watch(
                         c.key, c.range_end, c.start_revision, c.prev_kv, tuple(c.filters), c.progress_notify,
                         c.fragment, c.watch_id))
@@ -106,6 +117,8 @@ class WatchService(rpc_pb2_grpc.WatchServicer):
                     break
                 await ready.wait()
                 ready.clear()
+                while refused:
+                    yield refused.pop(0)
                 responses = await loop.run_in_executor(None, stream.take)
                 for r in responses:
                     header = self.s.header(r.revision)
@@ -122,17 +135,37 @@ class WatchService(rpc_pb2_grpc.WatchServicer):
             stream.close()
 
 
+    def _watch_refusal(self, context, c) -> str:
+        """etcd checks read permission when a watch is created; a refusal cancels that watch only."""
+        if not self.s.auth_store.enabled:
+            return ""
+        # etcd turns range_end "\0" (every key >= key) into an empty one before its check, which
+        # then looks at `key` alone: kept, so the same watches pass and fail
+        range_end = b"" if c.range_end == b"\x00" else c.range_end
+        try:
+            self.s.check_watch(request_auth(self.s, context), c.key, range_end)
+        except EtcdError as exc:
+            # the reason is the text of Go's gRPC status error, as etcd puts it there
+            for code, text in (("Unauthenticated", "etcdserver: invalid auth token"),
+                               ("InvalidArgument", "etcdserver: revision of auth store is old"),
+                               ("InvalidArgument", "etcdserver: user name is empty")):
+                if exc.message == text:
+                    return f"rpc error: code = {code} desc = {text}"
+            return "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
+        return ""
+
+
 class LeaseService(rpc_pb2_grpc.LeaseServicer):
     def __init__(self, server):
         self.s = server
 
     @_guard
     async def LeaseGrant(self, request, context):
-        return await self.s.lease_grant(request)
+        return await self.s.lease_grant(request, request_auth(self.s, context))
 
     @_guard
     async def LeaseRevoke(self, request, context):
-        return await self.s.lease_revoke(request)
+        return await self.s.lease_revoke(request, request_auth(self.s, context))
 
     @_guard
     async def LeaseTimeToLive(self, request, context):
@@ -168,22 +201,26 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
 
     @_guard
     async def MemberAdd(self, request, context):
+        self.s.check_admin(request_auth(self.s, context))  # member changes are root-only
         m, members = await self.s.member_add(list(request.peerURLs), request.isLearner)
         added = rpc_pb2.Member(ID=m.id, peerURLs=m.peer_urls, isLearner=m.is_learner)
         return rpc_pb2.MemberAddResponse(header=self._header(), member=added, members=members)
 
     @_guard
     async def MemberRemove(self, request, context):
+        self.s.check_admin(request_auth(self.s, context))  # member changes are root-only
         members = await self.s.member_remove(request.ID)
         return rpc_pb2.MemberRemoveResponse(header=self._header(), members=members)
 
     @_guard
     async def MemberUpdate(self, request, context):
+        self.s.check_admin(request_auth(self.s, context))  # member changes are root-only
         members = await self.s.member_update(request.ID, list(request.peerURLs))
         return rpc_pb2.MemberUpdateResponse(header=self._header(), members=members)
 
     @_guard
     async def MemberPromote(self, request, context):
+        self.s.check_admin(request_auth(self.s, context))  # member changes are root-only
         members = await self.s.member_promote(request.ID)
         return rpc_pb2.MemberPromoteResponse(header=self._header(), members=members)
 
@@ -194,7 +231,7 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
 
     @_guard
     async def Alarm(self, request, context):
-        resp = await self.s.alarm(request)
+        resp = await self.s.alarm(request, request_auth(self.s, context))
         # etcd 3.4 answers Alarm (GET, ACTIVATE, DEACTIVATE) without a response header at all
         resp.ClearField("header")
         return resp
@@ -202,15 +239,26 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
     async def Status(self, request, context):
         return self.s.status()
 
+    async def _admin(self, context) -> None:
+        """Defragment, Snapshot, Hash and HashKV are root's once auth is on (etcd 3.4's rule; its
+        maintenance service sends these refusals unmapped: code UNKNOWN, auth's own text)."""
+        try:
+            self.s.check_admin(request_auth(self.s, context))
+        except EtcdError as exc:
+            await _abort(context, unmapped(exc))
+
     async def Defragment(self, request, context):
+        await self._admin(context)
         await self.s.defragment()
         return rpc_pb2.DefragmentResponse()  # etcd 3.4 answers without a header
 
     async def Hash(self, request, context):
+        await self._admin(context)
         h, _crev, _rev = self.s.hash_kv(0)
         return rpc_pb2.HashResponse(header=self.s.header(), hash=h)
 
     async def HashKV(self, request, context):
+        await self._admin(context)
         try:
             h, crev, rev = self.s.hash_kv(request.revision)
         except (ErrFutureRev, ErrCompacted) as exc:
@@ -228,6 +276,7 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
         """One consistent state as etcd's own backend file (bbolt, see server/snapshot_export.py),
         in chunks, followed by its SHA-256, as etcd sends it: `etcdctl snapshot status/restore`
         and real etcd read the result."""
+        await self._admin(context)
         loop = asyncio.get_running_loop()
         members = self.s.members()
         fd, path = tempfile.mkstemp(prefix="fastkv-snapshot-", dir=self.s.member_dir)
@@ -276,3 +325,4 @@ def add_services(grpc_server, server) -> None:
     rpc_pb2_grpc.add_LeaseServicer_to_server(LeaseService(server), grpc_server)
     rpc_pb2_grpc.add_ClusterServicer_to_server(ClusterService(server), grpc_server)
     rpc_pb2_grpc.add_MaintenanceServicer_to_server(MaintenanceService(server), grpc_server)
+    rpc_pb2_grpc.add_AuthServicer_to_server(AuthService(server), grpc_server)

@@ -1,6 +1,6 @@
 """Storage backends behind one interface (see base.py): "lmdb" (default, durable) and "memory"."""
 from fastkv.backend.base import (  # noqa: F401
-    ALARM, AUTH, BUCKETS, CLUSTER, KEY, LEASE, MEMBERS, MEMBERS_REMOVED, META, Backend, BatchTx, ReadTx,
+    ALARM, AUTH, AUTH_ROLES, AUTH_USERS, BUCKETS, CLUSTER, KEY, LEASE, MEMBERS, MEMBERS_REMOVED, META, Backend, BatchTx, ReadTx,
 )
 
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 from typing import Callable, Protocol, runtime_checkable
 
 # Buckets are fixed and numbered so buffers can index them by position; names match etcd's.
-BUCKETS = ("key", "meta", "lease", "members", "members_removed", "alarm", "cluster", "auth")
-KEY, META, LEASE, MEMBERS, MEMBERS_REMOVED, ALARM, CLUSTER, AUTH = range(len(BUCKETS))
+BUCKETS = ("key", "meta", "lease", "members", "members_removed", "alarm", "cluster", "auth", "authUsers",
+           "authRoles")
+KEY, META, LEASE, MEMBERS, MEMBERS_REMOVED, ALARM, CLUSTER, AUTH, AUTH_USERS, AUTH_ROLES = range(len(BUCKETS))
 
 DEFAULT_BATCH_LIMIT = 10000
 DEFAULT_BATCH_INTERVAL = 0.1  # seconds

@@ -33,6 +33,7 @@ def default_params(workload: str) -> dict:
         "key_space": 1000 if workload == "range" else 100_000, "sequential": False, "seed": 1,
         "timeout": 10.0, "consistency": "l", "txn_ops": 1, "prefill": True, "lease_ttl": 60,
         "watchers": 100, "streams": 10, "puts": 200, "put_rate": 100.0, "loop": _default_loop(),
+        "user": "",  # "NAME:PASSWORD": authenticate once per worker, send its token with every call
     }
 
 

@@ -57,6 +57,9 @@ def add_parser(subparsers, workload: str, help_text: str, description: str):
     g.add_argument("--procs", type=int, default=d["procs"],
                    help="generator processes (default: 0 = one per CPU, at most 4)")
     g.add_argument("--timeout", type=float, default=d["timeout"], help="per-request deadline in s (default: %(default)s)")
+    g.add_argument("--user", default="", metavar="NAME:PASSWORD",
+                   help="authenticate as this user (auth enabled on the server) and send the token with "
+                        "every request (unary workloads)")
     g.add_argument("--loop", choices=("uvloop", "asyncio"), default=d["loop"],
                    help="event loop of the generator processes (default: %(default)s; uvloop costs less CPU "
                         "per request, see `fastkv bench client-paths`)")

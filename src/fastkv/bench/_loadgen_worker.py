@@ -23,7 +23,7 @@ from array import array
 
 import grpc
 
-from fastkv.api.etcdpb import rpc_pb2
+from fastkv.api.etcdpb import rpc_pb2, rpc_pb2_grpc
 from fastkv.client._channel import CHANNEL_OPTIONS, parse_endpoint
 
 TIMELINE_S = 0.1          # width of one throughput-over-time bucket
@@ -190,8 +190,9 @@ async def _wait_ready(channels, endpoints) -> None:
 async def _unary(p: dict, rec: _Recorder, channels, go) -> None:
     path, make = _request_factory(p)
     calls = [ch.unary_unary(path) for ch in channels]  # raw bytes in, raw bytes out
+    md = await _auth_metadata(p, channels)
     if p["workload"] == "range" and p["prefill"]:
-        await _prefill(p, channels)
+        await _prefill(p, channels, md)
     await go()
     n, rate, timeout = p["total"], p["rate"], p["timeout"]
     rec.start()
@@ -205,7 +206,7 @@ async def _unary(p: dict, rec: _Recorder, channels, go) -> None:
             if i is None:
                 return
             try:
-                await call(make(i), timeout=timeout)
+                await call(make(i), timeout=timeout, metadata=md)
             except Exception as exc:  # noqa: BLE001 - every failure is counted by its code
                 rec.failure(exc, mono())
             else:
@@ -222,7 +223,7 @@ async def _unary(p: dict, rec: _Recorder, channels, go) -> None:
             req = make(i)
             start = mono()
             try:
-                await call(req, timeout=timeout)
+                await call(req, timeout=timeout, metadata=md)
             except Exception as exc:  # noqa: BLE001 - every failure is counted by its code
                 rec.failure(exc, mono())
             else:
@@ -234,7 +235,17 @@ async def _unary(p: dict, rec: _Recorder, channels, go) -> None:
     await pacer
 
 
-async def _prefill(p: dict, channels) -> None:
+async def _auth_metadata(p: dict, channels):
+    """--user NAME:PASSWORD -> the call metadata carrying this worker's token (None without --user)."""
+    if not p.get("user"):
+        return None
+    name, _, password = p["user"].partition(":")
+    auth = rpc_pb2_grpc.AuthStub(channels[0])
+    resp = await auth.Authenticate(rpc_pb2.AuthenticateRequest(name=name, password=password), timeout=p["timeout"])
+    return (("token", resp.token),)
+
+
+async def _prefill(p: dict, channels, md=None) -> None:
     """Put every key of this worker's stride of the key space, so ranges hit real keys."""
     put = channels[0].unary_unary("/etcdserverpb.KV/Put")
     value = b"v" * p["val_size"]
@@ -244,7 +255,7 @@ async def _prefill(p: dict, channels) -> None:
     async def one(idx):
         async with sem:
             await put(rpc_pb2.PutRequest(key=key_bytes(idx, p["key_size"]), value=value).SerializeToString(),
-                      timeout=p["timeout"])
+                      timeout=p["timeout"], metadata=md)
 
     await asyncio.gather(*(one(i) for i in idxs))
 

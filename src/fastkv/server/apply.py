@@ -78,6 +78,9 @@ class Applier:
         self.applied_index = kv.consistent_index
         self._batch_tx = kv.backend.batch_tx()
         self.membership = None  # the server's Membership, for members' published attributes
+        # the auth layer (server/auth_checks.AuthApplier): admin checks, auth proposals, permission
+        # checks on writes; None = no auth store (embedded uses, tests of the applier alone)
+        self.auth = None
 
     def apply_normal(self, index: int, data: bytes) -> None:
         """Apply one normal entry (empty data = the leader's no-op at the start of its term)."""
@@ -93,8 +96,11 @@ class Applier:
             self.kv.set_consistent_index(index)
             if data:
                 try:
-                    request_id, kind, msg = rq.decode(data)
-                    result = self._dispatch(kind, msg)
+                    request_id, kind, msg, username, auth_rev = rq.decode_with_auth(data)
+                    if self.auth is None:
+                        result = self._dispatch(kind, msg)
+                    else:
+                        result = self.auth.apply(index, kind, msg, username, auth_rev, self._dispatch)
                 except EtcdError as exc:
                     result = exc
                 except ValueError as exc:  # not a request we know: refuse it, identically on every member

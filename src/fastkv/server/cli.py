@@ -98,6 +98,16 @@ def add_parser(sub) -> None:
                    help="run raft's pre-vote phase before an election (keeps a rejoining member "
                         "from disrupting the cluster)")
     add_peer_tls_arguments(p)
+    p.add_argument("--auth-token", default="simple",
+                   help="auth token type: 'simple' (random tokens kept by the member) or "
+                        "'jwt,pub-key=PATH,priv-key=PATH,sign-method=RS256[,ttl=5m]' (signed, RS*/PS*/ES*/HS*)")
+    p.add_argument("--auth-token-ttl", type=_positive, default=300,
+                   help="seconds a simple auth token lives after its last use")
+    p.add_argument("--bcrypt-cost", type=int, default=10,
+                   help="bcrypt cost for hashing user passwords (4..31; out of range falls back to 10)")
+    p.add_argument("--client-cert-auth", action="store_true",
+                   help="with auth enabled, a request without a token is made as the user named by its "
+                        "verified client certificate's common name")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="logging verbosity")
     p.set_defaults(func=run)
@@ -122,6 +132,12 @@ def config_from_args(args):
         _usage_error(f"--auto-compaction-retention {args.auto_compaction_retention!r} is not valid for "
                      f"--auto-compaction-mode {args.auto_compaction_mode} (periodic: a duration such as "
                      "'1h', '30m', '90s' or a number of hours; revision: a revision count)")
+    from fastkv.auth.tokens import InvalidAuthOptions, provider_from_option
+
+    try:
+        provider_from_option(args.auth_token)  # refuse a bad --auth-token before anything starts
+    except InvalidAuthOptions as exc:
+        _usage_error(str(exc))
     quota = args.quota_backend_bytes or 2 * 1024**3
     if quota < 0:  # etcd: a negative quota disables it; keep etcd's suggested maximum as the map size
         quota = 8 * 1024**3
@@ -137,7 +153,9 @@ def config_from_args(args):
         listen_metrics_urls=args.listen_metrics_urls, backend_batch_limit=args.backend_batch_limit,
         backend_batch_interval_ms=args.backend_batch_interval, grpc_servers=args.grpc_servers,
         strict_reconfig_check=args.strict_reconfig_check, pre_vote=args.pre_vote,
-        peer_tls=_peer_tls(args))
+        peer_tls=_peer_tls(args),
+        auth_token=args.auth_token, auth_token_ttl=args.auth_token_ttl, bcrypt_cost=args.bcrypt_cost,
+        client_cert_auth=args.client_cert_auth)
 
 
 def _peer_tls(args):

@@ -292,6 +292,7 @@ class ClusterMember:
 
         self.lessor.recover((kv.key, kv.lease) for kv in self.kv.range(RangeOp(b"\x00", b"\x00")).kvs if kv.lease)
         self.alarms.load()
+        self.auth_store.recover()
         before = {m.id for m in self.membership.sorted_members()}
         self.membership.load()
         after = {m.id: m for m in self.membership.sorted_members()}

@@ -33,6 +33,10 @@ class ServerConfig:
     strict_reconfig_check: bool = True
     pre_vote: bool = False  # etcd 3.4's default
     peer_tls: object = None  # transport.tls.TLSInfo from the --peer-* flags, None = plain TCP
+    auth_token: str = "simple"      # "simple" | "jwt,pub-key=...,priv-key=...,sign-method=...[,ttl=...]"
+    auth_token_ttl: int = 300       # seconds a simple token lives unused
+    bcrypt_cost: int = 10
+    client_cert_auth: bool = False  # a request without a token is made as its client certificate's CN
 
     def __post_init__(self):
         if not self.data_dir:

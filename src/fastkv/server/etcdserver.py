@@ -39,6 +39,8 @@ from fastkv.server.apply import NOSPACE, Alarms, Applier
 from fastkv.server.cluster import ClusterMember, PeerSide, has_peers as _has_peers, member_json
 from fastkv.server.config import ServerConfig, member_id_for
 from fastkv.server.membership import Member, Membership
+from fastkv.server.auth_checks import check_serialized_read
+from fastkv.server.auth_checks import check_txn as check_txn_auth
 from fastkv.server.metrics import Metrics
 from fastkv.server.raftnode import RaftNode
 from fastkv.server.wait import Wait
@@ -147,6 +149,7 @@ class EtcdServer(ClusterMember):
         self.wait = Wait(self.member_id)
         self.applier = Applier(self.kv, self.lessor, self.alarms, self.wait)
         self.applier.membership = self.membership
+        self._start_auth()
         self.raft.apply_entries = self._apply_entries
         self.raft.on_leader_change = self._on_leader_change
         self.raft.on_read_states = self._on_read_states
@@ -167,6 +170,40 @@ class EtcdServer(ClusterMember):
         self._tasks.append(loop.create_task(self._compaction_loop(), name="auto-compaction"))
         await self._wait_leader()
         self._tasks.append(loop.create_task(self._publish(), name="publish-attributes"))
+
+    def _start_auth(self) -> None:
+        from fastkv.auth.store import AuthStore
+        from fastkv.auth.tokens import provider_from_option
+        from fastkv.server.auth_checks import AuthApplier
+        from fastkv.server.auth_ops import AuthOperations
+
+        cfg = self.cfg
+        tokens = provider_from_option(cfg.auth_token, float(cfg.auth_token_ttl))
+        self.auth_store = AuthStore(self.backend, tokens, cfg.bcrypt_cost)
+        self.applier.auth = AuthApplier(self.auth_store, self.lessor)
+        self.auth_ops = AuthOperations(self)
+
+    def auth_info(self, metadata, cert_cn: str | None = None):
+        """Who makes a request (front ends call this): see fastkv.auth.identity."""
+        from fastkv.auth.identity import auth_info_from_request
+
+        return auth_info_from_request(self.auth_store, metadata, cert_cn, self.cfg.client_cert_auth)
+
+    def internal_auth(self):
+        """The identity of the member's own proposals that auth checks (an expired lease's revoke):
+        root, as etcd does it (its lessor revokes with a root token)."""
+        if not self.auth_store.enabled:
+            return None
+        from fastkv.auth.store import ROOT_USER, AuthInfo
+
+        return AuthInfo(ROOT_USER, self.auth_store.revision)
+
+    def check_admin(self, auth) -> None:
+        """Root only once auth is on (Defragment, Snapshot, Hash, HashKV, member changes)."""
+        self.auth_store.check_admin(auth)
+
+    def check_watch(self, auth, key: bytes, range_end: bytes) -> None:
+        self.auth_store.check_range(auth, key, range_end)
 
     async def _wait_leader(self) -> None:
         # a lone member leads at once; in a cluster, wait (a while) for any leader, as etcd serves
@@ -206,11 +243,14 @@ class EtcdServer(ClusterMember):
         return resp
 
     # --- proposals ----------------------------------------------------------------------------
-    async def propose(self, kind: int, msg):
+    async def propose(self, kind: int, msg, auth=None):
         if not self.raft.leader:
             raise ErrNoLeader()
         request_id = self.wait.next_id()
-        data = rq.encode(request_id, kind, msg)
+        if auth is None:
+            data = rq.encode(request_id, kind, msg)
+        else:
+            data = rq.encode(request_id, kind, msg, auth.username, auth.revision)
         if len(data) > self.cfg.max_request_bytes:
             raise ErrRequestTooLarge()
         fut = self.wait.register(request_id)
@@ -309,9 +349,13 @@ class EtcdServer(ClusterMember):
             self._issue_read_round()
 
     # --- KV -----------------------------------------------------------------------------------
-    async def range(self, req) -> rpc_pb2.RangeResponse:
+    async def range(self, req, auth=None) -> rpc_pb2.RangeResponse:
         if not req.serializable:
             await self.linearizable_barrier()
+        if self.auth_store.enabled:
+            return self.fill(check_serialized_read(
+                self.auth_store, auth, lambda ai: self.auth_store.check_range(ai, req.key, req.range_end),
+                lambda: convert.range_response(self.kv.range(convert.range_op(req)))))
         return self.fill(convert.range_response(self.kv.range(convert.range_op(req))))
 
     def _check_quota(self, cost: int) -> None:
@@ -322,35 +366,39 @@ class EtcdServer(ClusterMember):
                 asyncio.get_running_loop().create_task(self._propose_quiet(rq.ALARM, alarm))
             raise ErrNoSpace()
 
-    async def _propose_quiet(self, kind, msg) -> None:
+    async def _propose_quiet(self, kind, msg, auth=None) -> None:
         try:
-            await self.propose(kind, msg)
+            await self.propose(kind, msg, auth)
         except EtcdError as exc:
             log.warning("internal proposal failed: %s", exc)
 
-    async def put(self, req) -> rpc_pb2.PutResponse:
+    async def put(self, req, auth=None) -> rpc_pb2.PutResponse:
         txncheck.check_put(convert.put_op(req))
         self._check_quota(len(req.key) + len(req.value))
-        return self.fill(await self.propose(rq.PUT, req))
+        return self.fill(await self.propose(rq.PUT, req, auth))
 
-    async def delete_range(self, req) -> rpc_pb2.DeleteRangeResponse:
+    async def delete_range(self, req, auth=None) -> rpc_pb2.DeleteRangeResponse:
         if not req.key:
             raise ErrEmptyKey()
-        return self.fill(await self.propose(rq.DELETE_RANGE, req))
+        return self.fill(await self.propose(rq.DELETE_RANGE, req, auth))
 
-    async def txn(self, req) -> rpc_pb2.TxnResponse:
+    async def txn(self, req, auth=None) -> rpc_pb2.TxnResponse:
         t = convert.txn_op(req)
         txncheck.check_txn(t, self.cfg.max_txn_ops)
         if not txn_has_writes(t):
             if not txn_serializable(t):
                 await self.linearizable_barrier()
+            if self.auth_store.enabled:
+                return self.fill(check_serialized_read(
+                    self.auth_store, auth, lambda ai: check_txn_auth(self.auth_store, ai, req),
+                    lambda: convert.txn_response(self.kv.txn(t))))
             return self.fill(convert.txn_response(self.kv.txn(t)))
         if txn_has_puts(t):
             self._check_quota(req.ByteSize())
-        return self.fill(await self.propose(rq.TXN, req))
+        return self.fill(await self.propose(rq.TXN, req, auth))
 
-    async def compact(self, req) -> rpc_pb2.CompactionResponse:
-        resp = await self.propose(rq.COMPACT, req)
+    async def compact(self, req, auth=None) -> rpc_pb2.CompactionResponse:
+        resp = await self.propose(rq.COMPACT, req, auth)
         return self.fill(resp)
 
     # --- leases -------------------------------------------------------------------------------
@@ -360,14 +408,14 @@ class EtcdServer(ClusterMember):
             if lid and self.lessor.lookup(lid) is None:
                 return lid
 
-    async def lease_grant(self, req) -> rpc_pb2.LeaseGrantResponse:
+    async def lease_grant(self, req, auth=None) -> rpc_pb2.LeaseGrantResponse:
         if req.ID == 0:
             req = rpc_pb2.LeaseGrantRequest(TTL=req.TTL, ID=self._new_lease_id())
         self._check_quota(0)
-        return self.fill(await self.propose(rq.LEASE_GRANT, req))
+        return self.fill(await self.propose(rq.LEASE_GRANT, req, auth))
 
-    async def lease_revoke(self, req) -> rpc_pb2.LeaseRevokeResponse:
-        return self.fill(await self.propose(rq.LEASE_REVOKE, req))
+    async def lease_revoke(self, req, auth=None) -> rpc_pb2.LeaseRevokeResponse:
+        return self.fill(await self.propose(rq.LEASE_REVOKE, req, auth))
 
     async def lease_renew(self, lease_id: int) -> int:
         """Keep-alive (leader-local, as etcd): the lease's TTL, or 0 if it does not exist."""
@@ -399,7 +447,7 @@ class EtcdServer(ClusterMember):
                 continue
             for lid in self.lessor.expired_leases():
                 asyncio.get_running_loop().create_task(
-                    self._propose_quiet(rq.LEASE_REVOKE, rpc_pb2.LeaseRevokeRequest(ID=lid)))
+                    self._propose_quiet(rq.LEASE_REVOKE, rpc_pb2.LeaseRevokeRequest(ID=lid), self.internal_auth()))
             due = self.lessor.checkpoint_due()
             if due:
                 cps = [rpc_pb2.LeaseCheckpoint(ID=i, remaining_TTL=t) for i, t in due]
@@ -442,11 +490,11 @@ class EtcdServer(ClusterMember):
                     await self._propose_quiet(rq.COMPACT, rpc_pb2.CompactionRequest(revision=target))
 
     # --- maintenance --------------------------------------------------------------------------
-    async def alarm(self, req) -> rpc_pb2.AlarmResponse:
+    async def alarm(self, req, auth=None) -> rpc_pb2.AlarmResponse:
         if req.action == rpc_pb2.AlarmRequest.GET:
             return self.fill(rpc_pb2.AlarmResponse(header=rpc_pb2.ResponseHeader(),
                                                    alarms=self.alarms.members(req.alarm)))
-        return self.fill(await self.propose(rq.ALARM, req))
+        return self.fill(await self.propose(rq.ALARM, req, auth))
 
     def status(self) -> rpc_pb2.StatusResponse:
         return self.fill(rpc_pb2.StatusResponse(

@@ -19,8 +19,12 @@ fastkv back to etcd. What etcd 3.4 keeps in each bucket, and how fastkv's rows m
     alarm            marshalled etcdserverpb.AlarmMember {memberID, alarm} -> empty value
                      (fastkv: 8-byte BE member id | 4-byte BE alarm type).
     cluster          clusterVersion -> "3.4.0".
-    auth             authRevision -> u64 BE 1, what a fresh etcd 3.4 stores (fastkv has no auth yet);
-    authUsers, authRoles  empty.
+    auth             authRevision -> u64 BE, and authEnabled -> b"\x01"/b"\x00" once auth was ever
+                     enabled: fastkv's own auth bucket rows, which use etcd's keys and encodings
+                     (see fastkv/auth/store.py); authRevision 1 if the bucket is empty, as a
+                     fresh etcd 3.4 stores it.
+    authUsers        user name -> authpb.User (bcrypt hash, sorted roles), fastkv's rows as they are.
+    authRoles        role name -> authpb.Role, fastkv's rows as they are.
 
 These encodings were checked against a snapshot of a fresh etcd 3.4.23; `etcdctl snapshot restore`
 drops members, members_removed and cluster and writes the restored cluster's own.
@@ -35,7 +39,7 @@ from fastkv._native import load
 from fastkv.api.etcdpb.etcdserverpb import rpc_pb2
 from fastkv.api.etcdpb.leasepb import lease_pb2
 from fastkv.api.etcdpb.mvccpb import kv_pb2
-from fastkv.backend import ALARM, KEY, LEASE, META
+from fastkv.backend import ALARM, AUTH, AUTH_ROLES, AUTH_USERS, KEY, LEASE, META
 from fastkv.backend.bbolt import write_bbolt
 
 _codec = load("mvcccodec")
@@ -60,7 +64,7 @@ def read_committed(backend) -> dict[int, list[tuple[bytes, bytes]]]:
     tx = backend.batch_tx()
     with tx:
         tx.commit()
-        return {b: tx.unsafe_range(b, b"", b"") for b in (KEY, META, LEASE, ALARM)}
+        return {b: tx.unsafe_range(b, b"", b"") for b in (KEY, META, LEASE, ALARM, AUTH, AUTH_USERS, AUTH_ROLES)}
 
 
 def export_etcd_snapshot(backend, fileobj: BinaryIO, *, members: Iterable = (),
@@ -79,11 +83,17 @@ def export_etcd_snapshot(backend, fileobj: BinaryIO, *, members: Iterable = (),
         b"members_removed": [],
         b"alarm": sorted(_alarm_row(k) for k, _v in rows[ALARM]),
         b"cluster": [(b"clusterVersion", cluster_version.encode())],
-        b"auth": [(b"authRevision", _U64.pack(1))],
-        b"authUsers": [],
-        b"authRoles": [],
+        b"auth": _auth_rows(rows[AUTH]),
+        b"authUsers": sorted((bytes(k), bytes(v)) for k, v in rows[AUTH_USERS]),
+        b"authRoles": sorted((bytes(k), bytes(v)) for k, v in rows[AUTH_ROLES]),
     }
     return write_bbolt(fileobj, buckets)
+
+
+def _auth_rows(rows) -> list[tuple[bytes, bytes]]:
+    out = {bytes(k): bytes(v) for k, v in rows}
+    out.setdefault(b"authRevision", _U64.pack(1))
+    return sorted(out.items())
 
 
 def _key_row(rev: bytes, record: bytes) -> tuple[bytes, bytes]:
