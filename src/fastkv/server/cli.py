@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 
@@ -79,6 +80,12 @@ def add_parser(sub) -> None:
                    help="fastkv: internal gRPC servers the client port spreads connections over "
                         "(grpcio accepts one call at a time per server; more servers serve more "
                         "client connections in parallel, one connection always uses one server)")
+    p.add_argument("--client-frontend", default=os.environ.get("FASTKV_CLIENT_FRONTEND", "grpcio"),
+                   choices=["grpcio", "native"],
+                   help="fastkv: what serves the client port: grpcio (the reference) or native (HTTP/2 over "
+                        "libnghttp2, gRPC and HTTP/1.1 on one listener); FASTKV_CLIENT_FRONTEND sets the default")
+    p.add_argument("--max-concurrent-streams", type=_positive, default=0xFFFFFFFF,
+                   help="maximum concurrent streams per client connection (HTTP/2 setting; native front end)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="logging verbosity")
     p.set_defaults(func=run)
@@ -113,7 +120,8 @@ def config_from_args(args):
         max_request_bytes=args.max_request_bytes, max_txn_ops=args.max_txn_ops,
         auto_compaction_mode=args.auto_compaction_mode, auto_compaction_retention=args.auto_compaction_retention,
         listen_metrics_urls=args.listen_metrics_urls, backend_batch_limit=args.backend_batch_limit,
-        backend_batch_interval_ms=args.backend_batch_interval, grpc_servers=args.grpc_servers)
+        backend_batch_interval_ms=args.backend_batch_interval, grpc_servers=args.grpc_servers,
+        client_frontend=args.client_frontend, max_concurrent_streams=args.max_concurrent_streams)
 
 
 def _usage_error(message: str) -> None:

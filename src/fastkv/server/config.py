@@ -30,6 +30,8 @@ class ServerConfig:
     backend_batch_limit: int = 10000
     backend_batch_interval_ms: int = 100
     grpc_servers: int = 4
+    client_frontend: str = "grpcio"  # "native": fastkv.frontend (HTTP/2 over libnghttp2)
+    max_concurrent_streams: int = 0xFFFFFFFF  # HTTP/2 setting of the native front end (etcd's flag)
 
     def __post_init__(self):
         if not self.data_dir:

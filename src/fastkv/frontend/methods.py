@@ -1,0 +1,149 @@
+"""etcd's v3 RPCs as a transport-neutral table: gRPC path -> request type, handler, kind.
+
+A unary handler is `async def handler(server, request) -> response message`; it raises EtcdError
+for anything a client should see (status.of_error maps it). The handlers carry the few answers
+etcd shapes at its gRPC layer rather than in the server (MemberList's header without a revision,
+Alarm/Defragment/MoveLeader without a header); everything else is the EtcdServer method itself.
+Nothing here imports grpc: the native front end serves this table, and the grpcio reference front
+end (api/services.py) makes the same calls.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastkv.api.etcdpb import rpc_pb2
+from fastkv.errors import EtcdError
+
+UNARY = 0
+BIDI_STREAM = 1
+SERVER_STREAM = 2
+
+ErrNeedsCluster = type("ErrNeedsCluster", (EtcdError,), {
+    "message": "fastkv: membership changes need multi-member support, which this build does not have yet; "
+               "run one member",
+    "code": "FAILED_PRECONDITION"})
+ErrBadLeaderTransferee = type("ErrBadLeaderTransferee", (EtcdError,), {
+    "message": "etcdserver: bad leader transferee", "code": "FAILED_PRECONDITION"})
+
+
+@dataclass(frozen=True)
+class Method:
+    path: bytes
+    request: type
+    handler: object  # async (server, request) -> message; for streams see frontend/streams.py
+    kind: int = UNARY
+
+
+async def _range(s, req):
+    return await s.range(req)
+
+
+async def _put(s, req):
+    return await s.put(req)
+
+
+async def _delete_range(s, req):
+    return await s.delete_range(req)
+
+
+async def _txn(s, req):
+    return await s.txn(req)
+
+
+async def _compact(s, req):
+    return await s.compact(req)
+
+
+async def _lease_grant(s, req):
+    return await s.lease_grant(req)
+
+
+async def _lease_revoke(s, req):
+    return await s.lease_revoke(req)
+
+
+async def _lease_time_to_live(s, req):
+    return await s.lease_time_to_live(req)
+
+
+async def _lease_leases(s, req):
+    return await s.lease_leases()
+
+
+async def _member_list(s, req):
+    # etcd's cluster service answers with a header that has no revision (cluster, member, term only)
+    header = s.header()
+    header.revision = 0
+    return rpc_pb2.MemberListResponse(header=header, members=s.members())
+
+
+async def _needs_cluster(s, req):
+    raise ErrNeedsCluster()
+
+
+async def _alarm(s, req):
+    resp = await s.alarm(req)
+    # etcd 3.4 answers Alarm (GET, ACTIVATE, DEACTIVATE) without a response header at all
+    resp.ClearField("header")
+    return resp
+
+
+async def _status(s, req):
+    return s.status()
+
+
+async def _defragment(s, req):
+    await s.defragment()
+    return rpc_pb2.DefragmentResponse()  # etcd 3.4 answers without a header
+
+
+async def _hash(s, req):
+    h, _crev, _rev = s.hash_kv(0)
+    return rpc_pb2.HashResponse(header=s.header(), hash=h)
+
+
+async def _hash_kv(s, req):
+    h, crev, _rev = s.hash_kv(req.revision)
+    # etcd's header carries the current revision, not the one hashed up to
+    return rpc_pb2.HashKVResponse(header=s.header(), hash=h, compact_revision=crev)
+
+
+async def _move_leader(s, req):
+    if req.targetID != s.member_id:
+        raise ErrBadLeaderTransferee()
+    return rpc_pb2.MoveLeaderResponse()  # etcd 3.4 answers without a header
+
+
+def _m(service: str, name: str, request: type, handler, kind: int = UNARY) -> Method:
+    return Method(f"/etcdserverpb.{service}/{name}".encode(), request, handler, kind)
+
+
+UNARY_METHODS = [
+    _m("KV", "Range", rpc_pb2.RangeRequest, _range),
+    _m("KV", "Put", rpc_pb2.PutRequest, _put),
+    _m("KV", "DeleteRange", rpc_pb2.DeleteRangeRequest, _delete_range),
+    _m("KV", "Txn", rpc_pb2.TxnRequest, _txn),
+    _m("KV", "Compact", rpc_pb2.CompactionRequest, _compact),
+    _m("Lease", "LeaseGrant", rpc_pb2.LeaseGrantRequest, _lease_grant),
+    _m("Lease", "LeaseRevoke", rpc_pb2.LeaseRevokeRequest, _lease_revoke),
+    _m("Lease", "LeaseTimeToLive", rpc_pb2.LeaseTimeToLiveRequest, _lease_time_to_live),
+    _m("Lease", "LeaseLeases", rpc_pb2.LeaseLeasesRequest, _lease_leases),
+    _m("Cluster", "MemberList", rpc_pb2.MemberListRequest, _member_list),
+    _m("Cluster", "MemberAdd", rpc_pb2.MemberAddRequest, _needs_cluster),
+    _m("Cluster", "MemberRemove", rpc_pb2.MemberRemoveRequest, _needs_cluster),
+    _m("Cluster", "MemberUpdate", rpc_pb2.MemberUpdateRequest, _needs_cluster),
+    _m("Cluster", "MemberPromote", rpc_pb2.MemberPromoteRequest, _needs_cluster),
+    _m("Maintenance", "Alarm", rpc_pb2.AlarmRequest, _alarm),
+    _m("Maintenance", "Status", rpc_pb2.StatusRequest, _status),
+    _m("Maintenance", "Defragment", rpc_pb2.DefragmentRequest, _defragment),
+    _m("Maintenance", "Hash", rpc_pb2.HashRequest, _hash),
+    _m("Maintenance", "HashKV", rpc_pb2.HashKVRequest, _hash_kv),
+    _m("Maintenance", "MoveLeader", rpc_pb2.MoveLeaderRequest, _move_leader),
+]
+
+
+def build_table(methods) -> tuple[list, dict]:
+    """-> (methods by index, {path: (index, streaming?)}) as the protocol core takes it."""
+    by_index = list(methods)
+    paths = {m.path: (i, m.kind != UNARY) for i, m in enumerate(by_index)}
+    return by_index, paths
