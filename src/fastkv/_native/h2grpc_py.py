@@ -118,8 +118,6 @@ class ServerConnection:
             s = self._streams.get(ev.stream_id)
             if s is not None and not s.discard:
                 self._on_data(s, ev.data)
-            if ev.stream_ended is not None:
-                self._on_end(ev.stream_id)
         elif isinstance(ev, h2.events.StreamEnded):
             self._on_end(ev.stream_id)
         elif isinstance(ev, h2.events.StreamReset):
@@ -156,8 +154,7 @@ class ServerConnection:
         elif s.streaming:
             s.reported = True
             self.events.append((EV_OPEN, s.id, s.method, s.timeout, None))
-        if ev.stream_ended is not None:
-            self._on_end(ev.stream_id)
+        # the end of the stream, if it came with the headers, follows as its own StreamEnded event
 
     def _on_data(self, s: _Stream, data: bytes) -> None:
         s.inbuf += data

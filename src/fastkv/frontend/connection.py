@@ -50,6 +50,7 @@ class ClientConnection(asyncio.Protocol):
         self.pending = bytearray()
         self.calls: dict = {}     # stream id -> UnaryCall in flight
         self.streams: dict = {}   # stream id -> streaming call handle
+        self.drain_waiters: set = set()  # streaming calls waiting for their queued bytes to go out
         self._flush_scheduled = False
         self._in_batch = False
         self.paused = False
@@ -180,6 +181,9 @@ class ClientConnection(asyncio.Protocol):
         out = h2.data_to_send()
         if out:
             transport.write(out)
+        if self.drain_waiters:
+            for handle in list(self.drain_waiters):
+                handle.writable()
         if h2.want_close() or h2.failure is not None:
             if h2.failure is not None:
                 log.debug("closing client connection: %s", h2.failure)
