@@ -237,3 +237,15 @@ def test_max_concurrent_streams_setting_is_advertised(core):
     p = Pair(core, max_concurrent_streams=7)
     p.pump()
     assert p.client.remote_settings.max_concurrent_streams == 7
+
+
+def test_authority_with_a_scheme_is_accepted(core):
+    """etcd 3.4's clients send `:authority: http://host:port` for endpoints given with a scheme
+    (etcdctl endpoint status --cluster); grpcio and grpc-go servers serve such calls."""
+    p = Pair(core)
+    sid = p.client.get_next_available_stream_id()
+    p.client.send_headers(sid, [(b":method", b"POST"), (b":scheme", b"http"), (b":path", UNARY_PATH),
+                                (b":authority", b"http://127.0.0.1:2379"), (b"content-type", b"application/grpc")])
+    p.client.send_data(sid, frame(b"q"), end_stream=True)
+    p.pump()
+    assert p.events == [(core.EV_UNARY, sid, 0, 0, b"q")]

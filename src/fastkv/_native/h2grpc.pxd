@@ -95,6 +95,7 @@ cdef extern from "nghttp2/nghttp2.h":
                                                     unsigned long long rate)
     void nghttp2_option_set_max_outbound_ack(nghttp2_option *option, size_t val)
     void nghttp2_option_set_max_settings(nghttp2_option *option, size_t val)
+    void nghttp2_option_set_no_http_messaging(nghttp2_option *option, int val)
 
     int nghttp2_session_server_new2(nghttp2_session **session_ptr, const nghttp2_session_callbacks *callbacks,
                                     void *user_data, const nghttp2_option *option)

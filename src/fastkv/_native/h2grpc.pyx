@@ -346,6 +346,10 @@ cdef class ServerConnection:
             nghttp2_session_callbacks_del(cbs)
             raise MemoryError()
         nghttp2_option_set_stream_reset_rate_limit(opt, RESET_BURST, RESET_RATE)
+        # nghttp2's HTTP semantics checks would reset calls that grpc-go and grpcio accept: etcd 3.4's
+        # clients send `:authority: http://host:port` for endpoints given with a scheme. The gRPC
+        # rules that matter (:path, message framing, END_STREAM) are checked here instead.
+        nghttp2_option_set_no_http_messaging(opt, 1)
         cdef int rv = nghttp2_session_server_new2(&self.session, cbs, <void *>self, opt)
         nghttp2_option_del(opt)
         nghttp2_session_callbacks_del(cbs)
