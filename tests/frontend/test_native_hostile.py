@@ -13,6 +13,7 @@ import grpc
 import h2.config
 import h2.connection
 import h2.events
+import h2.settings
 import pytest
 
 from fastkv.api.etcdpb import rpc_pb2, rpc_pb2_grpc
@@ -160,3 +161,64 @@ def test_sigterm_sends_goaway_with_last_stream_id(native):
     final = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
     assert final and final[-1].last_stream_id == sid and final[-1].error_code == 0
     assert proc.wait(20) == 0
+
+
+def test_max_concurrent_streams_flag_is_the_http2_setting(tmp_path):
+    proc, endpoint = start_fastkv(tmp_path / "data", "--client-frontend", "native", "--max-concurrent-streams", "3")
+    try:
+        c = client()
+        with socket.create_connection(addr(endpoint)) as s:
+            s.sendall(c.data_to_send())
+            events = read_events(s, c, lambda evs: any(isinstance(e, h2.events.RemoteSettingsChanged) for e in evs))
+        assert c.remote_settings.max_concurrent_streams == 3
+        # a client with more calls in flight than that queues them; all are answered
+        with grpc.insecure_channel(endpoint.replace("http://", "")) as ch:
+            kv = rpc_pb2_grpc.KVStub(ch)
+            futures = [kv.Put.future(rpc_pb2.PutRequest(key=b"m%d" % i, value=b"v"), timeout=30) for i in range(40)]
+            assert len({f.result().header.revision for f in futures}) == 40
+    finally:
+        stop_process(proc)
+
+
+def test_watch_client_that_stops_reading_does_not_stall_others(native):
+    """A watcher with a tiny flow-control window that never reads: the server keeps serving writes
+    and other watchers; what it sent that client stays within the window; resetting the stream
+    (RST_STREAM) ends the watch and the connection stays usable."""
+    _proc, endpoint = native
+    c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    c.local_settings = h2.settings.Settings(client=True, initial_values={
+        h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1024})
+    c.initiate_connection()
+    sid = c.get_next_available_stream_id()
+    c.send_headers(sid, [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/etcdserverpb.Watch/Watch"),
+                         (b":authority", b"x"), (b"content-type", b"application/grpc"), (b"te", b"trailers")])
+    req = rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"s/", range_end=b"s0"))
+    raw = req.SerializeToString()
+    c.send_data(sid, b"\x00" + len(raw).to_bytes(4, "big") + raw)
+    with socket.create_connection(addr(endpoint)) as s:
+        s.sendall(c.data_to_send())
+        created = read_events(s, c, lambda evs: any(isinstance(e, h2.events.DataReceived) for e in evs))
+        assert any(isinstance(e, h2.events.DataReceived) for e in created)
+        # the client now stops acknowledging data: 2 MB of events are written under its watch
+        t0 = time.monotonic()
+        with grpc.insecure_channel(endpoint.replace("http://", "")) as ch:
+            kv = rpc_pb2_grpc.KVStub(ch)
+            futures = [kv.Put.future(rpc_pb2.PutRequest(key=b"s/%d" % i, value=b"x" * 4096), timeout=60)
+                       for i in range(500)]
+            assert all(f.result().header.revision for f in futures)
+        assert time.monotonic() - t0 < 60
+        s.settimeout(2)
+        got = 0
+        try:
+            while chunk := s.recv(1 << 20):
+                got += len(chunk)
+        except socket.timeout:
+            pass
+        assert got < 64 * 1024  # the window (1 KiB) plus frame headers and control frames, far below 2 MB
+        # RST_STREAM ends the watch; the same connection still serves a new call
+        c.reset_stream(sid)
+        sid2 = put_call(c, b"after-reset")
+        s.sendall(c.data_to_send())
+        events = read_events(s, c, lambda evs: trailers_status(evs, sid2) is not None)
+        assert trailers_status(events, sid2) == b"0"
+    assert still_serves(endpoint)

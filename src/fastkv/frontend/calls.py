@@ -25,7 +25,7 @@ class UnaryCall:
     """One unary call in flight. `on_done(call, response_or_None, status, message)` is called once."""
 
     __slots__ = ("loop", "coro", "on_done", "stream_id", "_waiting", "_cancel_requests", "_must_cancel",
-                 "_deadline", "_deadline_hit", "done", "__weakref__")
+                 "_deadline", "_deadline_hit", "finished", "__weakref__")
 
     def __init__(self, loop, coro, on_done, stream_id: int, timeout: float = 0.0):
         self.loop = loop
@@ -37,11 +37,11 @@ class UnaryCall:
         self._must_cancel = False
         self._deadline = loop.call_later(timeout, self._on_deadline) if timeout > 0 else None
         self._deadline_hit = False
-        self.done = False
+        self.finished = False
 
     # --- the parts of asyncio.Task that asyncio.timeout uses -------------------------------------
     def cancel(self, msg=None) -> bool:
-        if self.done:
+        if self.finished:
             return False
         self._cancel_requests += 1
         if self._waiting is not None and self._waiting.cancel():
@@ -60,13 +60,22 @@ class UnaryCall:
     def get_loop(self):
         return self.loop
 
+    def done(self) -> bool:
+        return self.finished
+
+    def get_name(self) -> str:
+        return f"unary-call-{self.stream_id}"
+
+    def get_coro(self):
+        return self.coro
+
     # --- driving --------------------------------------------------------------------------------
     def start(self) -> None:
         self._step()
 
     def abandon(self) -> None:
         """The client went away: stop the handler where it waits (its finally blocks run)."""
-        if not self.done:
+        if not self.finished:
             self.on_done = None
             self.cancel()
 
@@ -116,7 +125,7 @@ class UnaryCall:
             _leave_task(loop, self)
 
     def _finish(self, response, code: int, message: str) -> None:
-        self.done = True
+        self.finished = True
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
