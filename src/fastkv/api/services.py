@@ -16,7 +16,8 @@ import grpc
 
 from fastkv.api import convert
 from fastkv.api.etcdpb import kv_pb2, rpc_pb2, rpc_pb2_grpc
-from fastkv.errors import EtcdError, ErrCompacted, ErrFutureRev
+from fastkv.errors import EtcdError
+from fastkv.frontend import methods
 from fastkv.server.snapshot_export import export_etcd_snapshot
 
 log = logging.getLogger(__name__)
@@ -152,68 +153,62 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
 
 
 class ClusterService(rpc_pb2_grpc.ClusterServicer):
+    """Answers shaped as etcd's cluster service does: fastkv.frontend.methods, shared with the
+    native front end."""
+
     def __init__(self, server):
         self.s = server
 
+    @_guard
     async def MemberList(self, request, context):
-        # etcd's cluster service answers with a header that has no revision (cluster, member, term only)
-        header = self.s.header()
-        header.revision = 0
-        return rpc_pb2.MemberListResponse(header=header, members=self.s.members())
+        return await methods.member_list(self.s, request)
 
-    async def _needs_cluster(self, context):
-        await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                            "fastkv: membership changes need multi-member support, which this build does not "
-                            "have yet; run one member")
-
+    @_guard
     async def MemberAdd(self, request, context):
-        await self._needs_cluster(context)
+        return await methods.needs_cluster(self.s, request)
 
+    @_guard
     async def MemberRemove(self, request, context):
-        await self._needs_cluster(context)
+        return await methods.needs_cluster(self.s, request)
 
+    @_guard
     async def MemberUpdate(self, request, context):
-        await self._needs_cluster(context)
+        return await methods.needs_cluster(self.s, request)
 
+    @_guard
     async def MemberPromote(self, request, context):
-        await self._needs_cluster(context)
+        return await methods.needs_cluster(self.s, request)
 
 
 class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
     def __init__(self, server):
         self.s = server
 
+    # unary answers shaped as etcd's maintenance service does: fastkv.frontend.methods, shared
+    # with the native front end
     @_guard
     async def Alarm(self, request, context):
-        resp = await self.s.alarm(request)
-        # etcd 3.4 answers Alarm (GET, ACTIVATE, DEACTIVATE) without a response header at all
-        resp.ClearField("header")
-        return resp
+        return await methods.alarm(self.s, request)
 
+    @_guard
     async def Status(self, request, context):
-        return self.s.status()
+        return await methods.status(self.s, request)
 
+    @_guard
     async def Defragment(self, request, context):
-        await self.s.defragment()
-        return rpc_pb2.DefragmentResponse()  # etcd 3.4 answers without a header
+        return await methods.defragment(self.s, request)
 
+    @_guard
     async def Hash(self, request, context):
-        h, _crev, _rev = self.s.hash_kv(0)
-        return rpc_pb2.HashResponse(header=self.s.header(), hash=h)
+        return await methods.hash_(self.s, request)
 
+    @_guard
     async def HashKV(self, request, context):
-        try:
-            h, crev, rev = self.s.hash_kv(request.revision)
-        except (ErrFutureRev, ErrCompacted) as exc:
-            await _abort(context, exc)
-            return
-        # etcd's header carries the current revision, not the one hashed up to
-        return rpc_pb2.HashKVResponse(header=self.s.header(), hash=h, compact_revision=crev)
+        return await methods.hash_kv(self.s, request)
 
+    @_guard
     async def MoveLeader(self, request, context):
-        if request.targetID != self.s.member_id:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "etcdserver: bad leader transferee")
-        return rpc_pb2.MoveLeaderResponse()  # etcd 3.4 answers without a header
+        return await methods.move_leader(self.s, request)
 
     async def Snapshot(self, request, context):
         """One consistent state as etcd's own backend file (bbolt, see server/snapshot_export.py),

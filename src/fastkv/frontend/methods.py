@@ -5,7 +5,7 @@ for anything a client should see (status.of_error maps it). The handlers carry t
 etcd shapes at its gRPC layer rather than in the server (MemberList's header without a revision,
 Alarm/Defragment/MoveLeader without a header); everything else is the EtcdServer method itself.
 Nothing here imports grpc: the native front end serves this table, and the grpcio reference front
-end (api/services.py) makes the same calls.
+end (api/services.py) calls the same handlers for the answers shaped here, so both say the same.
 """
 from __future__ import annotations
 
@@ -70,45 +70,45 @@ async def _lease_leases(s, req):
     return await s.lease_leases()
 
 
-async def _member_list(s, req):
+async def member_list(s, req):
     # etcd's cluster service answers with a header that has no revision (cluster, member, term only)
     header = s.header()
     header.revision = 0
     return rpc_pb2.MemberListResponse(header=header, members=s.members())
 
 
-async def _needs_cluster(s, req):
+async def needs_cluster(s, req):
     raise ErrNeedsCluster()
 
 
-async def _alarm(s, req):
+async def alarm(s, req):
     resp = await s.alarm(req)
     # etcd 3.4 answers Alarm (GET, ACTIVATE, DEACTIVATE) without a response header at all
     resp.ClearField("header")
     return resp
 
 
-async def _status(s, req):
+async def status(s, req):
     return s.status()
 
 
-async def _defragment(s, req):
+async def defragment(s, req):
     await s.defragment()
     return rpc_pb2.DefragmentResponse()  # etcd 3.4 answers without a header
 
 
-async def _hash(s, req):
+async def hash_(s, req):
     h, _crev, _rev = s.hash_kv(0)
     return rpc_pb2.HashResponse(header=s.header(), hash=h)
 
 
-async def _hash_kv(s, req):
+async def hash_kv(s, req):
     h, crev, _rev = s.hash_kv(req.revision)
     # etcd's header carries the current revision, not the one hashed up to
     return rpc_pb2.HashKVResponse(header=s.header(), hash=h, compact_revision=crev)
 
 
-async def _move_leader(s, req):
+async def move_leader(s, req):
     if req.targetID != s.member_id:
         raise ErrBadLeaderTransferee()
     return rpc_pb2.MoveLeaderResponse()  # etcd 3.4 answers without a header
@@ -128,17 +128,17 @@ UNARY_METHODS = [
     _m("Lease", "LeaseRevoke", rpc_pb2.LeaseRevokeRequest, _lease_revoke),
     _m("Lease", "LeaseTimeToLive", rpc_pb2.LeaseTimeToLiveRequest, _lease_time_to_live),
     _m("Lease", "LeaseLeases", rpc_pb2.LeaseLeasesRequest, _lease_leases),
-    _m("Cluster", "MemberList", rpc_pb2.MemberListRequest, _member_list),
-    _m("Cluster", "MemberAdd", rpc_pb2.MemberAddRequest, _needs_cluster),
-    _m("Cluster", "MemberRemove", rpc_pb2.MemberRemoveRequest, _needs_cluster),
-    _m("Cluster", "MemberUpdate", rpc_pb2.MemberUpdateRequest, _needs_cluster),
-    _m("Cluster", "MemberPromote", rpc_pb2.MemberPromoteRequest, _needs_cluster),
-    _m("Maintenance", "Alarm", rpc_pb2.AlarmRequest, _alarm),
-    _m("Maintenance", "Status", rpc_pb2.StatusRequest, _status),
-    _m("Maintenance", "Defragment", rpc_pb2.DefragmentRequest, _defragment),
-    _m("Maintenance", "Hash", rpc_pb2.HashRequest, _hash),
-    _m("Maintenance", "HashKV", rpc_pb2.HashKVRequest, _hash_kv),
-    _m("Maintenance", "MoveLeader", rpc_pb2.MoveLeaderRequest, _move_leader),
+    _m("Cluster", "MemberList", rpc_pb2.MemberListRequest, member_list),
+    _m("Cluster", "MemberAdd", rpc_pb2.MemberAddRequest, needs_cluster),
+    _m("Cluster", "MemberRemove", rpc_pb2.MemberRemoveRequest, needs_cluster),
+    _m("Cluster", "MemberUpdate", rpc_pb2.MemberUpdateRequest, needs_cluster),
+    _m("Cluster", "MemberPromote", rpc_pb2.MemberPromoteRequest, needs_cluster),
+    _m("Maintenance", "Alarm", rpc_pb2.AlarmRequest, alarm),
+    _m("Maintenance", "Status", rpc_pb2.StatusRequest, status),
+    _m("Maintenance", "Defragment", rpc_pb2.DefragmentRequest, defragment),
+    _m("Maintenance", "Hash", rpc_pb2.HashRequest, hash_),
+    _m("Maintenance", "HashKV", rpc_pb2.HashKVRequest, hash_kv),
+    _m("Maintenance", "MoveLeader", rpc_pb2.MoveLeaderRequest, move_leader),
 ]
 
 
