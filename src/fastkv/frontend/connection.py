@@ -106,6 +106,16 @@ class ClientConnection(asyncio.Protocol):
         for handle in list(self.streams.values()):
             handle.writable()
 
+    def peer_common_name(self) -> str | None:
+        """The common name of the client's verified TLS certificate (etcd's auth takes it as the
+        user name), or None on plaintext or without a client certificate."""
+        cert = self.transport.get_extra_info("peercert") if self.transport is not None else None
+        for rdn in (cert or {}).get("subject", ()):
+            for key, value in rdn:
+                if key == "commonName":
+                    return value
+        return None
+
     # --- gRPC -----------------------------------------------------------------------------------
     def _feed(self, data) -> None:
         h2 = self.h2

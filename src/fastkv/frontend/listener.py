@@ -34,9 +34,16 @@ class NativeListeners:
         self.fe = frontend
         self.servers: list = []
 
-    async def listen(self, host: str, port: int) -> int:
+    async def listen(self, host: str, port: int, ssl_context=None) -> int:
+        """Serve host:port (0: any free port); returns the port. With `ssl_context` (an
+        ssl.SSLContext the caller built from its certificate flags), the listener is TLS: ALPN offers
+        h2 and http/1.1, and after the handshake the same sniffing applies. Whether a client
+        certificate is required is the context's verify_mode."""
         loop = asyncio.get_running_loop()
-        srv = await loop.create_server(lambda: ClientConnection(self.fe), host, port, reuse_address=True)
+        if ssl_context is not None:
+            ssl_context.set_alpn_protocols(["h2", "http/1.1"])
+        srv = await loop.create_server(lambda: ClientConnection(self.fe), host, port, reuse_address=True,
+                                       ssl=ssl_context)
         self.servers.append(srv)
         return srv.sockets[0].getsockname()[1]
 
