@@ -33,7 +33,7 @@ class FrontEnd:
         self.paths = paths
         self.max_message_bytes = max_message_bytes
         self.max_concurrent_streams = max_concurrent_streams
-        self.http_handler = http_handler  # (frontend, protocol, first bytes) -> None; answers HTTP/1.1
+        self.http_handler = http_handler  # answers HTTP/1.1: data_received(conn, data), connection_lost(conn)
         self.core = core or load("h2grpc")
         self.stream_runner = stream_runner  # (protocol, method, stream id, timeout) -> handle, or None
         self.connections: set = set()
