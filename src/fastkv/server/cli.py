@@ -94,6 +94,9 @@ def add_parser(sub) -> None:
 def config_from_args(args):
     from fastkv.server.config import ServerConfig
 
+    if args.client_frontend not in ("grpcio", "native"):  # a FASTKV_CLIENT_FRONTEND argparse did not check
+        _usage_error(f"--client-frontend must be grpcio or native (got {args.client_frontend!r}; check "
+                     "FASTKV_CLIENT_FRONTEND)")
     if args.election_timeout < 5 * args.heartbeat_interval:
         _usage_error("--election-timeout must be at least 5 times --heartbeat-interval "
                      f"(got {args.election_timeout} and {args.heartbeat_interval})")
