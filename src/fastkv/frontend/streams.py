@@ -97,10 +97,11 @@ class StreamCall:
     async def _run(self) -> None:
         conn, h2, sid = self.conn, self.conn.h2, self.sid
         code, message = status.OK, ""
+        responses = self.method.handler(conn.fe.server, self.requests)
         try:
             h2.send_headers(sid)
             conn.schedule_flush()
-            async for resp in self.method.handler(conn.fe.server, self.requests):
+            async for resp in responses:
                 if not h2.send_message(sid, resp.SerializeToString()):
                     return  # the stream is gone
                 conn.schedule_flush()
@@ -123,6 +124,12 @@ class StreamCall:
             code, message = status.INTERNAL, f"fastkv: internal error: {type(exc).__name__}"
         finally:
             conn.stream_finished(sid)
+            # a handler left suspended at a yield (cancelled while waiting for the client's window)
+            # releases what it holds (a watch stream's watchers) now, not whenever it is collected
+            try:
+                await responses.aclose()
+            except BaseException:  # noqa: BLE001 - cleanup of a dead call must not fail the task
+                pass
         h2.send_status(sid, code, message)
         conn.schedule_flush()
 
