@@ -19,7 +19,8 @@ from fastkv.api import convert
 from fastkv.api.auth_service import AuthService, request_auth
 from fastkv.auth.errors import unmapped
 from fastkv.api.etcdpb import kv_pb2, rpc_pb2, rpc_pb2_grpc
-from fastkv.errors import EtcdError, ErrCompacted, ErrFutureRev
+from fastkv.errors import EtcdError
+from fastkv.frontend import methods
 from fastkv.server.snapshot_export import export_etcd_snapshot
 
 log = logging.getLogger(__name__)
@@ -185,92 +186,68 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
 
 
 class ClusterService(rpc_pb2_grpc.ClusterServicer):
+    """Answers shaped as etcd's cluster service does: fastkv.frontend.methods, shared with the
+    native front end."""
+
     def __init__(self, server):
         self.s = server
 
+    @_guard
     async def MemberList(self, request, context):
-        # etcd's cluster service answers with a header that has no revision (cluster, member, term only)
-        header = self.s.header()
-        header.revision = 0
-        return rpc_pb2.MemberListResponse(header=header, members=self.s.members())
-
-    def _header(self):
-        header = self.s.header()
-        header.revision = 0
-        return header
+        return await methods.member_list(self.s, request)
 
     @_guard
     async def MemberAdd(self, request, context):
-        self.s.check_admin(request_auth(self.s, context))  # member changes are root-only
-        m, members = await self.s.member_add(list(request.peerURLs), request.isLearner)
-        added = rpc_pb2.Member(ID=m.id, peerURLs=m.peer_urls, isLearner=m.is_learner)
-        return rpc_pb2.MemberAddResponse(header=self._header(), member=added, members=members)
+        return await methods.member_add(self.s, request, request_auth(self.s, context))
 
     @_guard
     async def MemberRemove(self, request, context):
-        self.s.check_admin(request_auth(self.s, context))  # member changes are root-only
-        members = await self.s.member_remove(request.ID)
-        return rpc_pb2.MemberRemoveResponse(header=self._header(), members=members)
+        return await methods.member_remove(self.s, request, request_auth(self.s, context))
 
     @_guard
     async def MemberUpdate(self, request, context):
-        self.s.check_admin(request_auth(self.s, context))  # member changes are root-only
-        members = await self.s.member_update(request.ID, list(request.peerURLs))
-        return rpc_pb2.MemberUpdateResponse(header=self._header(), members=members)
+        return await methods.member_update(self.s, request, request_auth(self.s, context))
 
     @_guard
     async def MemberPromote(self, request, context):
-        self.s.check_admin(request_auth(self.s, context))  # member changes are root-only
-        members = await self.s.member_promote(request.ID)
-        return rpc_pb2.MemberPromoteResponse(header=self._header(), members=members)
+        return await methods.member_promote(self.s, request, request_auth(self.s, context))
 
 
 class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
     def __init__(self, server):
         self.s = server
 
+    async def _admin(self, context) -> None:
+        try:
+            methods.root_only(self.s, request_auth(self.s, context))
+        except EtcdError as exc:
+            await _abort(context, exc)
+
+    # unary answers shaped as etcd's maintenance service does: fastkv.frontend.methods, shared
+    # with the native front end
     @_guard
     async def Alarm(self, request, context):
-        resp = await self.s.alarm(request, request_auth(self.s, context))
-        # etcd 3.4 answers Alarm (GET, ACTIVATE, DEACTIVATE) without a response header at all
-        resp.ClearField("header")
-        return resp
+        return await methods.alarm(self.s, request, request_auth(self.s, context))
 
+    @_guard
     async def Status(self, request, context):
-        return self.s.status()
+        return await methods.status(self.s, request)
 
-    async def _admin(self, context) -> None:
-        """Defragment, Snapshot, Hash and HashKV are root's once auth is on (etcd 3.4's rule; its
-        maintenance service sends these refusals unmapped: code UNKNOWN, auth's own text)."""
-        try:
-            self.s.check_admin(request_auth(self.s, context))
-        except EtcdError as exc:
-            await _abort(context, unmapped(exc))
-
+    @_guard
     async def Defragment(self, request, context):
-        await self._admin(context)
-        await self.s.defragment()
-        return rpc_pb2.DefragmentResponse()  # etcd 3.4 answers without a header
+        return await methods.defragment(self.s, request, request_auth(self.s, context))
 
+    @_guard
     async def Hash(self, request, context):
-        await self._admin(context)
-        h, _crev, _rev = self.s.hash_kv(0)
-        return rpc_pb2.HashResponse(header=self.s.header(), hash=h)
+        return await methods.hash_(self.s, request, request_auth(self.s, context))
 
+    @_guard
     async def HashKV(self, request, context):
-        await self._admin(context)
-        try:
-            h, crev, rev = self.s.hash_kv(request.revision)
-        except (ErrFutureRev, ErrCompacted) as exc:
-            await _abort(context, exc)
-            return
-        # etcd's header carries the current revision, not the one hashed up to
-        return rpc_pb2.HashKVResponse(header=self.s.header(), hash=h, compact_revision=crev)
+        return await methods.hash_kv(self.s, request, request_auth(self.s, context))
 
     @_guard
     async def MoveLeader(self, request, context):
-        await self.s.move_leader(request.targetID)
-        return rpc_pb2.MoveLeaderResponse()  # etcd 3.4 answers without a header
+        return await methods.move_leader(self.s, request)
 
     async def Snapshot(self, request, context):
         """One consistent state as etcd's own backend file (bbolt, see server/snapshot_export.py),

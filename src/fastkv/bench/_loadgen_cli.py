@@ -66,10 +66,11 @@ def add_parser(subparsers, workload: str, help_text: str, description: str):
     g.add_argument("--server-pid", type=int, action="append", default=[], metavar="PID",
                    help="also report the CPU time of this (local) server process over the run; repeatable")
     if workload != "watch":
-        g.add_argument("--null-server", action="store_true",
+        g.add_argument("--null-server", nargs="?", const="grpcio", choices=("grpcio", "native"), default=None,
                        help="ignore --endpoints: run against a local Python gRPC server that answers every "
-                            "call at once and does nothing (the floor cost of a grpcio server in Python; "
-                            "see fastkv/bench/_nullserver.py for what this does and does not measure)")
+                            "call at once and does nothing (grpcio, the default: the floor cost of a grpcio "
+                            "server in Python, see fastkv/bench/_nullserver.py; native: fastkv's own HTTP/2 "
+                            "front end, see fastkv/frontend/nullserver.py)")
     g = p.add_argument_group("load")
     if workload != "watch":
         g.add_argument("--clients", type=int, default=d["clients"],
@@ -131,8 +132,11 @@ def run_cli(args, workload: str) -> int:
         _loadgen.validate(p)
         expected = p["watchers"] * p["puts"] if workload == "watch" else p["total"]
         server_pids = list(args.server_pid)
-        if getattr(args, "null_server", False):
-            from fastkv.bench._nullserver import NullServer
+        if getattr(args, "null_server", None):
+            if args.null_server == "native":
+                from fastkv.frontend.nullserver import NativeNullServer as NullServer
+            else:
+                from fastkv.bench._nullserver import NullServer
 
             null = NullServer().__enter__()
             p["endpoints"], server_pids = [null.endpoint], [null.pid]
@@ -145,6 +149,7 @@ def run_cli(args, workload: str) -> int:
             null.__exit__(None, None, None)
     if null is not None:
         result["null_server"] = True
+        result["null_server_kind"] = args.null_server
     result["machine"] = machine_info()
     for line in _loadgen_report.render_text(result):
         print(line)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 
@@ -108,6 +109,12 @@ def add_parser(sub) -> None:
     p.add_argument("--client-cert-auth", action="store_true",
                    help="with auth enabled, a request without a token is made as the user named by its "
                         "verified client certificate's common name")
+    p.add_argument("--client-frontend", default=os.environ.get("FASTKV_CLIENT_FRONTEND", "grpcio"),
+                   choices=["grpcio", "native"],
+                   help="fastkv: what serves the client port: grpcio (the reference) or native (HTTP/2 over "
+                        "libnghttp2, gRPC and HTTP/1.1 on one listener); FASTKV_CLIENT_FRONTEND sets the default")
+    p.add_argument("--max-concurrent-streams", type=_positive, default=0xFFFFFFFF,
+                   help="maximum concurrent streams per client connection (HTTP/2 setting; native front end)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="logging verbosity")
     p.set_defaults(func=run)
@@ -119,6 +126,9 @@ def config_from_args(args):
     for u in list(args.listen_client_urls) + list(args.advertise_client_urls):
         if u.startswith("https://"):
             _usage_error(f"client URL {u}: client TLS is not supported yet (peer TLS is); use http://")
+    if args.client_frontend not in ("grpcio", "native"):  # a FASTKV_CLIENT_FRONTEND argparse did not check
+        _usage_error(f"--client-frontend must be grpcio or native (got {args.client_frontend!r}; check "
+                     "FASTKV_CLIENT_FRONTEND)")
     if args.election_timeout < 5 * args.heartbeat_interval:
         _usage_error("--election-timeout must be at least 5 times --heartbeat-interval "
                      f"(got {args.election_timeout} and {args.heartbeat_interval})")
@@ -155,7 +165,8 @@ def config_from_args(args):
         strict_reconfig_check=args.strict_reconfig_check, pre_vote=args.pre_vote,
         peer_tls=_peer_tls(args),
         auth_token=args.auth_token, auth_token_ttl=args.auth_token_ttl, bcrypt_cost=args.bcrypt_cost,
-        client_cert_auth=args.client_cert_auth)
+        client_cert_auth=args.client_cert_auth,
+        client_frontend=args.client_frontend, max_concurrent_streams=args.max_concurrent_streams)
 
 
 def _peer_tls(args):

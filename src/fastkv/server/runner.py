@@ -22,6 +22,8 @@ async def start(cfg):
     """Start a member; returns (server, grpc_servers, http_servers)."""
     server = EtcdServer(cfg)
     await server.start()
+    if cfg.client_frontend == "native":
+        return await _start_native(cfg, server)
     direct = os.environ.get("FASTKV_CLIENT_PORT_RELAY", "1") == "0"
     grpc_servers = GrpcServers(cfg, server, reuse_port=direct)
     http_servers = []
@@ -55,6 +57,36 @@ async def start(cfg):
     log.info("fastkv member %x (%s) serving clients on %s, data dir %s", server.member_id, cfg.name,
              ",".join(cfg.listen_client_urls), cfg.data_dir)
     return server, grpc_servers, http_servers
+
+
+async def _start_native(cfg, server):
+    """The native front end (fastkv.frontend): gRPC and HTTP/1.1 on each client URL, no grpcio.
+    Returns the same triple as start(); its listeners object has grpcio's stop(grace)."""
+    from fastkv.frontend.listener import NativeListeners, make_frontend
+
+    listeners = NativeListeners(make_frontend(server, max_request_bytes=cfg.max_request_bytes,
+                                              max_concurrent_streams=cfg.max_concurrent_streams))
+    http_servers = []
+    try:
+        for url in cfg.listen_client_urls:
+            host, port = host_port(url).rsplit(":", 1)
+            try:
+                await listeners.listen(host, int(port))
+            except OSError as exc:
+                raise OSError(f"cannot listen for clients on {url} ({exc.strerror or exc}); "
+                              "pick another address with --listen-client-urls") from None
+        for url in cfg.listen_metrics_urls:
+            host, port = host_port(url).rsplit(":", 1)
+            http_servers.append(await serve_http(server, host, int(port)))
+    except OSError:
+        await listeners.stop(0)
+        for h in http_servers:
+            h.close()
+        await server.stop()
+        raise
+    log.info("fastkv member %x (%s) serving clients on %s (native front end), data dir %s", server.member_id,
+             cfg.name, ",".join(cfg.listen_client_urls), cfg.data_dir)
+    return server, listeners, http_servers
 
 
 class GrpcServers:

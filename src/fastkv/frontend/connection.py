@@ -1,0 +1,222 @@
+"""One client connection on the client port: HTTP/2 (gRPC) or HTTP/1.1, told apart by its first
+bytes, served by one asyncio Protocol.
+
+gRPC: received bytes go to the protocol core (fastkv._native.h2grpc), whose events start calls;
+everything the core has to write is flushed once per batch (once per data_received, and once per
+loop turn for calls that finish later). Unary calls run step-wise (frontend/calls.py), without a
+Task each; streaming calls run as Tasks (frontend/streams.py). Backpressure: when the transport's
+write buffer is full, the connection stops reading (no new calls) until it drains.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastkv._native import load
+from fastkv.frontend import status
+from fastkv.frontend.calls import UnaryCall
+
+log = logging.getLogger(__name__)
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+MAX_HTTP_REQUEST = 64 * 1024
+
+
+class FrontEnd:
+    """What every connection of one listener shares: the server, the method table, the limits,
+    and the set of live connections (for graceful shutdown)."""
+
+    def __init__(self, server, methods, paths, *, max_message_bytes: int, max_concurrent_streams: int,
+                 http_handler, core=None, stream_runner=None):
+        self.server = server
+        self.methods = methods
+        self.paths = paths
+        self.max_message_bytes = max_message_bytes
+        self.max_concurrent_streams = max_concurrent_streams
+        self.http_handler = http_handler  # answers HTTP/1.1: data_received(conn, data), connection_lost(conn)
+        self.core = core or load("h2grpc")
+        self.stream_runner = stream_runner  # (protocol, method, stream id, timeout) -> handle, or None
+        self.connections: set = set()
+        self.closing = False
+
+
+class ClientConnection(asyncio.Protocol):
+    def __init__(self, frontend: FrontEnd):
+        self.fe = frontend
+        self.loop = asyncio.get_running_loop()
+        self.transport = None
+        self.h2 = None
+        self.mode = 0  # 0 sniffing, 1 gRPC, 2 HTTP/1.1
+        self.pending = bytearray()
+        self.calls: dict = {}     # stream id -> UnaryCall in flight
+        self.streams: dict = {}   # stream id -> streaming call handle
+        self.drain_waiters: set = set()  # streaming calls waiting for their queued bytes to go out
+        self._flush_scheduled = False
+        self._in_batch = False
+        self.paused = False
+
+    # --- asyncio.Protocol -----------------------------------------------------------------------
+    def connection_made(self, transport):
+        self.transport = transport
+        self.fe.connections.add(self)
+
+    def data_received(self, data):
+        if self.mode == 1:
+            self._feed(data)
+            return
+        if self.mode == 2:
+            self.fe.http_handler.data_received(self, data)
+            return
+        self.pending += data
+        n = min(len(self.pending), len(PREFACE))
+        if self.pending[:n] == PREFACE[:n]:
+            if n < len(PREFACE):
+                return  # could still be HTTP/2: wait for more bytes
+            self.mode = 1
+            fe = self.fe
+            self.h2 = fe.core.ServerConnection(fe.paths, fe.max_message_bytes, fe.max_concurrent_streams)
+            if fe.closing:
+                self.h2.shutdown_notice()
+            data, self.pending = bytes(self.pending), bytearray()
+            self._feed(data)
+            return
+        self.mode = 2
+        data, self.pending = bytes(self.pending), bytearray()
+        self.fe.http_handler.data_received(self, data)
+
+    def connection_lost(self, exc):
+        self.fe.connections.discard(self)
+        for call in list(self.calls.values()):
+            call.abandon()
+        self.calls.clear()
+        for handle in list(self.streams.values()):
+            handle.cancel()
+        self.streams.clear()
+        if self.mode == 2:
+            self.fe.http_handler.connection_lost(self)
+
+    def pause_writing(self):
+        self.paused = True
+        self.transport.pause_reading()
+
+    def resume_writing(self):
+        self.paused = False
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
+        for handle in list(self.streams.values()):
+            handle.writable()
+
+    def peer_common_name(self) -> str | None:
+        """The common name of the client's verified TLS certificate (etcd's auth takes it as the
+        user name), or None on plaintext or without a client certificate."""
+        cert = self.transport.get_extra_info("peercert") if self.transport is not None else None
+        for rdn in (cert or {}).get("subject", ()):
+            for key, value in rdn:
+                if key == "commonName":
+                    return value
+        return None
+
+    # --- gRPC -----------------------------------------------------------------------------------
+    def _feed(self, data) -> None:
+        h2 = self.h2
+        self._in_batch = True
+        try:
+            events = h2.receive(data)
+            for kind, sid, method, value, message in events:
+                if kind == 1:  # EV_UNARY
+                    self._start_unary(sid, method, value, message)
+                elif kind == 5:  # EV_CLOSED
+                    call = self.calls.pop(sid, None)
+                    if call is not None:
+                        call.abandon()
+                    handle = self.streams.pop(sid, None)
+                    if handle is not None:
+                        handle.cancel()
+                elif kind == 2:  # EV_OPEN
+                    self._start_stream(sid, method, value)
+                else:  # EV_MESSAGE, EV_HALF_CLOSE
+                    handle = self.streams.get(sid)
+                    if handle is not None:
+                        handle.received(message if kind == 3 else None)
+        finally:
+            self._in_batch = False
+        self.flush()
+
+    def _start_unary(self, sid: int, index: int, timeout: float, message: bytes) -> None:
+        m = self.fe.methods[index]
+        req = m.request()
+        try:
+            req.ParseFromString(message)
+        except Exception:
+            self.h2.send_status(sid, status.INTERNAL, "grpc: error unmarshalling request")
+            return
+        call = UnaryCall(self.loop, m.handler(self.fe.server, req), self._unary_done, sid, timeout)
+        self.calls[sid] = call
+        call.start()
+
+    def _unary_done(self, call: UnaryCall, response, code: int, message: str) -> None:
+        sid = call.stream_id
+        if self.calls.pop(sid, None) is None:
+            return
+        if code == 0:
+            self.h2.send_unary(sid, response.SerializeToString())
+        else:
+            self.h2.send_status(sid, code, message)
+        self.schedule_flush()
+
+    def _start_stream(self, sid: int, index: int, timeout: float) -> None:
+        runner = self.fe.stream_runner
+        if runner is None:
+            self.h2.send_status(sid, status.UNIMPLEMENTED, "fastkv: this stream is not served here yet")
+            return
+        self.streams[sid] = runner(self, self.fe.methods[index], sid, timeout)
+
+    def stream_finished(self, sid: int) -> None:
+        self.streams.pop(sid, None)
+
+    def schedule_flush(self) -> None:
+        if self._in_batch or self._flush_scheduled:
+            return
+        self._flush_scheduled = True
+        self.loop.call_soon(self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        self.flush()
+
+    def flush(self) -> None:
+        h2, transport = self.h2, self.transport
+        if h2 is None or transport is None or transport.is_closing():
+            return
+        out = h2.data_to_send()
+        if out:
+            transport.write(out)
+        if self.drain_waiters:
+            for handle in list(self.drain_waiters):
+                handle.writable()
+        if h2.want_close() or h2.failure is not None:
+            if h2.failure is not None:
+                log.debug("closing client connection: %s", h2.failure)
+            transport.close()
+
+    # --- shutdown -------------------------------------------------------------------------------
+    def begin_shutdown(self) -> None:
+        """Graceful shutdown, first step: no new calls on this connection."""
+        if self.h2 is not None:
+            self.h2.shutdown_notice()
+            self.flush()
+        elif self.mode == 0 and self.transport is not None:
+            self.transport.close()
+
+    def finish_shutdown(self) -> None:
+        """Last step: GOAWAY with the last stream id processed, then close once written."""
+        if self.h2 is not None:
+            for call in list(self.calls.values()):
+                call.abandon()
+            self.calls.clear()
+            for handle in list(self.streams.values()):
+                handle.cancel()
+            self.h2.goaway()
+            self.flush()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()

@@ -1,0 +1,181 @@
+"""etcd's v3 RPCs as a transport-neutral table: gRPC path -> request type, handler, kind.
+
+A unary handler is `async def handler(server, request, auth=None) -> response message` (auth: who
+makes the request, from the front end's token or certificate; None = anonymous); it raises EtcdError
+for anything a client should see (status.of_error maps it). The handlers carry the few answers
+etcd shapes at its gRPC layer rather than in the server (MemberList's header without a revision,
+Alarm/Defragment/MoveLeader without a header); everything else is the EtcdServer method itself.
+Nothing here imports grpc: the native front end serves this table, and the grpcio reference front
+end (api/services.py) calls the same handlers for the answers shaped here, so both say the same.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastkv.api.etcdpb import rpc_pb2
+from fastkv.auth.errors import unmapped
+from fastkv.errors import EtcdError
+
+UNARY = 0
+BIDI_STREAM = 1
+SERVER_STREAM = 2
+
+
+
+@dataclass(frozen=True)
+class Method:
+    path: bytes
+    request: type
+    handler: object  # async (server, request) -> message; for streams see frontend/streams.py
+    kind: int = UNARY
+
+
+async def _range(s, req, auth=None):
+    return await s.range(req, auth)
+
+
+async def _put(s, req, auth=None):
+    return await s.put(req, auth)
+
+
+async def _delete_range(s, req, auth=None):
+    return await s.delete_range(req, auth)
+
+
+async def _txn(s, req, auth=None):
+    return await s.txn(req, auth)
+
+
+async def _compact(s, req, auth=None):
+    return await s.compact(req, auth)
+
+
+async def _lease_grant(s, req, auth=None):
+    return await s.lease_grant(req, auth)
+
+
+async def _lease_revoke(s, req, auth=None):
+    return await s.lease_revoke(req, auth)
+
+
+async def _lease_time_to_live(s, req, auth=None):
+    return await s.lease_time_to_live(req)
+
+
+async def _lease_leases(s, req, auth=None):
+    return await s.lease_leases()
+
+
+def _membership_header(s):
+    # etcd's cluster service answers with a header that has no revision (cluster, member, term only)
+    header = s.header()
+    header.revision = 0
+    return header
+
+
+async def member_list(s, req, auth=None):
+    return rpc_pb2.MemberListResponse(header=_membership_header(s), members=s.members())
+
+
+async def member_add(s, req, auth=None):
+    s.check_admin(auth)  # membership changes are root's once auth is on
+    m, members = await s.member_add(list(req.peerURLs), req.isLearner)
+    added = rpc_pb2.Member(ID=m.id, peerURLs=m.peer_urls, isLearner=m.is_learner)
+    return rpc_pb2.MemberAddResponse(header=_membership_header(s), member=added, members=members)
+
+
+async def member_remove(s, req, auth=None):
+    s.check_admin(auth)
+    members = await s.member_remove(req.ID)
+    return rpc_pb2.MemberRemoveResponse(header=_membership_header(s), members=members)
+
+
+async def member_update(s, req, auth=None):
+    s.check_admin(auth)
+    members = await s.member_update(req.ID, list(req.peerURLs))
+    return rpc_pb2.MemberUpdateResponse(header=_membership_header(s), members=members)
+
+
+async def member_promote(s, req, auth=None):
+    s.check_admin(auth)
+    members = await s.member_promote(req.ID)
+    return rpc_pb2.MemberPromoteResponse(header=_membership_header(s), members=members)
+
+
+async def alarm(s, req, auth=None):
+    resp = await s.alarm(req, auth)
+    # etcd 3.4 answers Alarm (GET, ACTIVATE, DEACTIVATE) without a response header at all
+    resp.ClearField("header")
+    return resp
+
+
+async def status(s, req, auth=None):
+    return s.status()
+
+
+def root_only(s, auth) -> None:
+    """Defragment, Snapshot, Hash and HashKV are root's once auth is on (etcd 3.4's rule; its
+    maintenance service sends these refusals unmapped: code UNKNOWN, auth's own text)."""
+    try:
+        s.check_admin(auth)
+    except EtcdError as exc:
+        raise unmapped(exc) from None
+
+
+async def defragment(s, req, auth=None):
+    root_only(s, auth)
+    await s.defragment()
+    return rpc_pb2.DefragmentResponse()  # etcd 3.4 answers without a header
+
+
+async def hash_(s, req, auth=None):
+    root_only(s, auth)
+    h, _crev, _rev = s.hash_kv(0)
+    return rpc_pb2.HashResponse(header=s.header(), hash=h)
+
+
+async def hash_kv(s, req, auth=None):
+    root_only(s, auth)
+    h, crev, _rev = s.hash_kv(req.revision)
+    # etcd's header carries the current revision, not the one hashed up to
+    return rpc_pb2.HashKVResponse(header=s.header(), hash=h, compact_revision=crev)
+
+
+async def move_leader(s, req, auth=None):
+    await s.move_leader(req.targetID)
+    return rpc_pb2.MoveLeaderResponse()  # etcd 3.4 answers without a header
+
+
+def _m(service: str, name: str, request: type, handler, kind: int = UNARY) -> Method:
+    return Method(f"/etcdserverpb.{service}/{name}".encode(), request, handler, kind)
+
+
+UNARY_METHODS = [
+    _m("KV", "Range", rpc_pb2.RangeRequest, _range),
+    _m("KV", "Put", rpc_pb2.PutRequest, _put),
+    _m("KV", "DeleteRange", rpc_pb2.DeleteRangeRequest, _delete_range),
+    _m("KV", "Txn", rpc_pb2.TxnRequest, _txn),
+    _m("KV", "Compact", rpc_pb2.CompactionRequest, _compact),
+    _m("Lease", "LeaseGrant", rpc_pb2.LeaseGrantRequest, _lease_grant),
+    _m("Lease", "LeaseRevoke", rpc_pb2.LeaseRevokeRequest, _lease_revoke),
+    _m("Lease", "LeaseTimeToLive", rpc_pb2.LeaseTimeToLiveRequest, _lease_time_to_live),
+    _m("Lease", "LeaseLeases", rpc_pb2.LeaseLeasesRequest, _lease_leases),
+    _m("Cluster", "MemberList", rpc_pb2.MemberListRequest, member_list),
+    _m("Cluster", "MemberAdd", rpc_pb2.MemberAddRequest, member_add),
+    _m("Cluster", "MemberRemove", rpc_pb2.MemberRemoveRequest, member_remove),
+    _m("Cluster", "MemberUpdate", rpc_pb2.MemberUpdateRequest, member_update),
+    _m("Cluster", "MemberPromote", rpc_pb2.MemberPromoteRequest, member_promote),
+    _m("Maintenance", "Alarm", rpc_pb2.AlarmRequest, alarm),
+    _m("Maintenance", "Status", rpc_pb2.StatusRequest, status),
+    _m("Maintenance", "Defragment", rpc_pb2.DefragmentRequest, defragment),
+    _m("Maintenance", "Hash", rpc_pb2.HashRequest, hash_),
+    _m("Maintenance", "HashKV", rpc_pb2.HashKVRequest, hash_kv),
+    _m("Maintenance", "MoveLeader", rpc_pb2.MoveLeaderRequest, move_leader),
+]
+
+
+def build_table(methods) -> tuple[list, dict]:
+    """-> (methods by index, {path: (index, streaming?)}) as the protocol core takes it."""
+    by_index = list(methods)
+    paths = {m.path: (i, m.kind != UNARY) for i, m in enumerate(by_index)}
+    return by_index, paths
