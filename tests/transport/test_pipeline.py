@@ -206,6 +206,11 @@ def test_100mb_snapshot_does_not_delay_heartbeats(kit):
 
             hb = asyncio.get_running_loop().create_task(heartbeats())
             await kit.wait_for(lambda: len(arrivals) >= 5)
+            # reference, same run: heartbeat gaps with nothing else going on (a loaded machine
+            # delays them too, and that is not the transport's doing)
+            arrivals.clear()
+            await asyncio.sleep(20 * interval)
+            base = max(b - a for a, b in zip(arrivals, arrivals[1:]))
             t0 = time.perf_counter()
             ok = await c.tr[1].send_snapshot(_snap_msg(pb, 1, 2), str(src))
             t1 = time.perf_counter()
@@ -216,11 +221,14 @@ def test_100mb_snapshot_does_not_delay_heartbeats(kit):
             edges = [max([t for t in arrivals if t < t0])] + during + [min([t for t in arrivals if t > t1])]
             gaps = [b - a for a, b in zip(edges, edges[1:])]
             ratio = max(gaps) / interval
-            print(f"\n100 MB snapshot in {t1 - t0:.2f}s; {len(during)} heartbeats during it; "
-                  f"max heartbeat gap {max(gaps) * 1000:.0f} ms = {ratio:.2f} x interval")
+            summary = (f"100 MB snapshot in {t1 - t0:.2f}s; {len(during)} heartbeats during it; "
+                       f"max heartbeat gap {max(gaps) * 1000:.0f} ms = {ratio:.2f} x interval "
+                       f"(idle reference {base / interval:.2f} x)")
+            print("\n" + summary)
             assert t1 - t0 > 2 * interval, "transfer too quick to tell anything"
             assert len(during) >= 2
-            assert ratio < 4.0
+            # an election needs 10 intervals of silence; stay far below, with room for load
+            assert ratio < max(4.0, 2 * base / interval), summary
             (_m, path), = c.sink[2].snapshots
             assert os.path.getsize(path) == size
 
@@ -241,6 +249,6 @@ def test_100mb_snapshot_does_not_delay_heartbeats(kit):
             control = (arrivals[0] - t0) / interval
             print(f"control: a heartbeat behind 100 MB on the same connection waited "
                   f"{control:.1f} x interval")
-            assert control > 1.5 * ratio
+            assert control > 1.5 * ratio, f"{summary}; control {control:.1f} x"
 
     kit.run(body(), timeout=300)

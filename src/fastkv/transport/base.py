@@ -10,10 +10,10 @@ the message is closed).
 """
 from __future__ import annotations
 
-import os
+from os import PathLike
 from typing import BinaryIO, Callable, Protocol, Union
 
-SnapshotSource = Union[str, "os.PathLike[str]", BinaryIO]
+SnapshotSource = Union[str, PathLike, BinaryIO]
 
 
 class RaftSink(Protocol):

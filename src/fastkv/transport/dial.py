@@ -82,7 +82,7 @@ class Outbound(asyncio.Protocol):
             self._fail(ConnectionError(f"bad frame from peer: {exc}"))
 
     def _on_frames(self, data) -> None:
-        for kind, payload in self._decoder.feed(data):
+        for kind, payload in self._decoder.feed_all(data):
             if kind == fr.ACCEPT:
                 if not self.accepted.done():
                     self.accepted.set_result(True)

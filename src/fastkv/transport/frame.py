@@ -125,11 +125,12 @@ def parse_snap_status(payload) -> tuple[bool, str]:
 class FrameDecoder:
     """Incremental frame parser with per-kind size caps.
 
-    `feed(data)` buffers `data` and returns an iterator over the complete frames as
-    (kind, payload bytes). `caps` (kind -> max payload) is read before each frame, so a state
-    change made while iterating (HELLO accepted, SNAP_META seen) applies to the very next frame.
-    Iteration raises FrameError on an unknown kind, a zero length or a length over the kind's
-    cap; the buffer never holds more than one frame's cap plus one read.
+    Two ways to read: `feed(data)` then `next_frame()` until None, for states where a frame may
+    change the caps of the next (HELLO accepted, SNAP_META seen); or `feed_all(data)`, all
+    frames of a read at once, where the caps stay fixed (the stream). Both raise FrameError on an
+    unknown kind, a zero length or a length over the kind's cap (`caps`: kind -> max payload),
+    checked on the header before the payload is buffered; the buffer never holds more than one
+    frame's cap plus one read.
     """
 
     __slots__ = ("_buf", "caps")
@@ -141,29 +142,58 @@ class FrameDecoder:
     def buffered(self) -> int:
         return len(self._buf)
 
-    def feed(self, data):
+    def feed(self, data) -> None:
+        """Buffer `data`; take frames out one at a time with next_frame()."""
         self._buf += data
-        return self._frames()
 
-    def _frames(self):
+    def next_frame(self) -> tuple[int, bytes] | None:
+        """The next complete frame, checked against the caps as they are now, or None."""
         buf = self._buf
+        if len(buf) < HEADER_SIZE:
+            return None
+        length, kind = HEADER.unpack_from(buf, 0)
+        self._check(length, kind)
+        end = 4 + length
+        if end > len(buf):
+            return None
+        payload = bytes(buf[HEADER_SIZE:end])
+        del buf[:end]
+        return kind, payload
+
+    def _check(self, length: int, kind: int) -> None:
+        cap = self.caps.get(kind)
+        if cap is None:
+            raise FrameError(f"unexpected frame kind {kind}")
+        if length == 0 or length - 1 > cap:
+            raise FrameError(f"{KIND_NAMES.get(kind, kind)} frame of {length - 1} bytes "
+                             f"exceeds the limit of {cap}")
+
+    def feed_all(self, data) -> list[tuple[int, bytes]]:
+        """All complete frames in the buffer plus `data`, for states whose caps do not change
+        from one frame to the next (the stream). Parses straight out of `data` when nothing is
+        buffered, which is the common case: one copy per payload."""
+        buf = self._buf
+        if buf:
+            buf += data
+            src = bytes(buf)
+            buf.clear()
+        else:
+            src = data
+        out = []
         pos = 0
-        try:
-            while len(buf) - pos >= HEADER_SIZE:
-                length, kind = HEADER.unpack_from(buf, pos)
-                cap = self.caps.get(kind)
-                if cap is None:
-                    raise FrameError(f"unexpected frame kind {kind}")
-                if length == 0 or length - 1 > cap:
-                    raise FrameError(f"{KIND_NAMES.get(kind, kind)} frame of {length - 1} bytes "
-                                     f"exceeds the limit of {cap}")
-                end = pos + 4 + length
-                if end > len(buf):
-                    break
-                with memoryview(buf) as mv:
-                    payload = bytes(mv[pos + HEADER_SIZE:end])
-                pos = end
-                yield kind, payload
-        finally:
-            if pos:
-                del buf[:pos]
+        n = len(src)
+        caps = self.caps
+        unpack = HEADER.unpack_from
+        while n - pos >= HEADER_SIZE:
+            length, kind = unpack(src, pos)
+            cap = caps.get(kind)
+            if cap is None or length == 0 or length - 1 > cap:
+                self._check(length, kind)
+            end = pos + 4 + length
+            if end > n:
+                break
+            out.append((kind, src[pos + HEADER_SIZE:end]))
+            pos = end
+        if pos < n:
+            buf += src[pos:]
+        return out

@@ -63,16 +63,18 @@ class PeerStream:
         encode = self.tr.pb.encode_message
         limit = self.tr.cfg.max_message_bytes
         parts = []
-        header = fr.frame_header
+        add = parts.append
+        pack, MSG = fr.HEADER.pack, fr.MSG
         for m in self.queue:
             data = encode(m)
-            if len(data) > limit:
+            n = len(data)
+            if n > limit:
                 log.error("dropping a %d-byte raft message to %x: over the %d-byte peer limit",
-                          len(data), self.id, limit)
+                          n, self.id, limit)
                 self._drop(m)
                 continue
-            parts.append(header(fr.MSG, len(data)))
-            parts.append(data)
+            add(pack(n + 1, MSG))
+            add(data)
         self.queue.clear()
         if parts:
             buf = b"".join(parts)
