@@ -181,7 +181,7 @@ def test_snapshot_to_unknown_or_down_peer_reports_failure(kit):
 def test_100mb_snapshot_does_not_delay_heartbeats(kit):
     """The point of the stream/pipeline split: while 100 MB stream to the follower, heartbeats
     keep arriving. The largest gap between heartbeats at the follower during the transfer must
-    stay well under an election timeout (10 heartbeat intervals); we allow 4 intervals."""
+    stay well under an election timeout (10 heartbeat intervals); we allow 5 intervals."""
     pb = kit.pb
     interval = 0.05
     size = 100 << 20
@@ -227,8 +227,8 @@ def test_100mb_snapshot_does_not_delay_heartbeats(kit):
             print("\n" + summary)
             assert t1 - t0 > 2 * interval, "transfer too quick to tell anything"
             assert len(during) >= 2
-            # an election needs 10 intervals of silence; stay far below, with room for load
-            assert ratio < max(4.0, 2 * base / interval), summary
+            # an election needs 10 to 20 intervals of silence; stay at half of that or below
+            assert ratio < max(5.0, 2 * base / interval), summary
             (_m, path), = c.sink[2].snapshots
             assert os.path.getsize(path) == size
 

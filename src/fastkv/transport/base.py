@@ -36,7 +36,7 @@ class RaftSink(Protocol):
 
     def snapshot_received(self, msg, path: str) -> None:
         """A MsgSnap arrived with its backend file, written to `path` and verified (size and
-        sha256, fsynced). The server owns the file from here: it installs it (replacing the
+        checksum, fsynced). The server owns the file from here: it installs it (replacing the
         backend and rebuilding index, lessor, alarms and members) and steps `msg` into raft. The
         transport does not call `process` for a MsgSnap."""
 

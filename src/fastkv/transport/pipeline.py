@@ -2,7 +2,7 @@
 so a large backend transfer never sits in front of heartbeats on the stream.
 
 On the wire: SNAP_META (total size, the encoded MsgSnap), SNAP_CHUNK frames carrying the backend
-file in order, SNAP_END with the sha256 of the whole file; the follower answers one SNAP_STATUS
+file in order, SNAP_END with the XXH3-128 digest of the whole file; the follower answers one SNAP_STATUS
 after it verified, fsynced and handed the file to its server. Reading and hashing run in the
 loop's executor (a busy disk must not stall heartbeats), each chunk is a loop turn of its own,
 and pause_writing is honoured, so a transfer shares the loop fairly with the stream.
@@ -10,7 +10,6 @@ and pause_writing is honoured, so a transfer shares the loop fairly with the str
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import time
@@ -64,7 +63,7 @@ async def send_snapshot(tr, msg, source, size: int | None) -> bool:
             raise last_exc or ConnectionError("no URL for peer")
         w = conn.transport.write
         w(fr.snap_meta(size, encoded))
-        digest = hashlib.sha256()
+        digest = fr.snapshot_digest()
         sent = 0
         stall = tr.cfg.snapshot_stall_timeout
         loop = asyncio.get_running_loop()
@@ -111,5 +110,5 @@ async def send_snapshot(tr, msg, source, size: int | None) -> bool:
 
 def _read_and_hash(f, digest, n: int) -> bytes:
     chunk = f.read(n)
-    digest.update(chunk)   # hashlib drops the GIL for large buffers
+    digest.update(chunk)
     return chunk

@@ -1,7 +1,7 @@
 """The follower's side of a snapshot file: chunks go to a temporary file in the snapshot directory
 through the loop's executor (a busy disk throttles writers for hundreds of milliseconds, and the
 heartbeats on the stream must not wait for that), hashed as they are written; `finish` verifies
-size and sha256, fsyncs, and renames to the final name; `abort` removes the partial file.
+size and digest (frame.snapshot_digest), fsyncs, and renames to the final name; `abort` removes the partial file.
 
 Backpressure: `write` returns True while more than HIGH_WATER bytes wait for the disk; the caller
 pauses reading the socket until `on_drained` fires.
@@ -9,9 +9,10 @@ pauses reading the socket until `on_drained` fires.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import tempfile
+
+from fastkv.transport import frame as fr
 
 HIGH_WATER = 8 << 20
 
@@ -21,7 +22,7 @@ class SnapshotFile:
         os.makedirs(snap_dir, exist_ok=True)
         fd, self.path = tempfile.mkstemp(dir=snap_dir, prefix=prefix, suffix=".snap.db.partial")
         self._f = os.fdopen(fd, "wb")
-        self._digest = hashlib.sha256()
+        self._digest = fr.snapshot_digest()
         self._loop = asyncio.get_running_loop()
         self._pending: list[bytes] = []
         self._pending_bytes = 0
@@ -75,7 +76,7 @@ class SnapshotFile:
         if self.received != expected_size:
             return f"snapshot ended after {self.received} of {expected_size} bytes"
         if self._digest.digest() != expected_digest:
-            return "snapshot checksum mismatch (sha256): the backend file was corrupted in transit"
+            return "snapshot checksum mismatch (XXH3-128): the backend file was corrupted in transit"
         f, self._f = self._f, None
         await self._loop.run_in_executor(None, _sync_close_rename, f, self.path, final_path)
         self.path = ""

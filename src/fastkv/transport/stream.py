@@ -9,7 +9,8 @@ Rules (the contract the raft side relies on):
   raft then probes instead of streaming, and retries. While a dial is in flight, messages wait in
   the queue; if the dial fails or the connection drops, what waited is dropped and reported.
 - When the kernel's send buffer and ours pass the high-water mark (`pause_writing`), we stop
-  writing and let the queue absorb, then drop: a slow peer costs bounded memory.
+  writing and let the queue absorb, then drop: a slow peer costs bounded memory (the queue, plus
+  at most one high-water mark and one message in the transport's buffer).
 """
 from __future__ import annotations
 
@@ -65,7 +66,12 @@ class PeerStream:
         parts = []
         add = parts.append
         pack, MSG = fr.HEADER.pack, fr.MSG
-        for m in self.queue:
+        queue = self.queue
+        # one write per turn, but no more than the high-water mark of bytes in it: the rest waits
+        # in the (bounded) queue for resume_writing, so what we buffer stays bounded too
+        budget = self.tr.cfg.write_high_water
+        while queue and budget > 0:
+            m = queue.popleft()
             data = encode(m)
             n = len(data)
             if n > limit:
@@ -75,7 +81,9 @@ class PeerStream:
                 continue
             add(pack(n + 1, MSG))
             add(data)
-        self.queue.clear()
+            budget -= n + fr.HEADER_SIZE
+        if queue and not conn.paused:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
         if parts:
             buf = b"".join(parts)
             conn.transport.write(buf)
