@@ -252,3 +252,42 @@ def test_100mb_snapshot_does_not_delay_heartbeats(kit):
             assert control > 1.5 * ratio, f"{summary}; control {control:.1f} x"
 
     kit.run(body(), timeout=300)
+
+
+def test_server_refusing_the_snapshot_is_reported_failed(kit):
+    pb = kit.pb
+    src = kit.tmp_path / "blob"
+    src.write_bytes(os.urandom(200_000))
+
+    async def body():
+        async with kit.cluster(2) as c:
+            def refuse(msg, path):
+                raise RuntimeError("backend busy")
+            c.sink[2].snapshot_received = refuse
+            assert await c.tr[1].send_snapshot(_snap_msg(pb, 1, 2), str(src)) is False
+            assert c.sink[1].snapshot_status == [(2, True)]
+            assert c.tr[2].metrics.get("etcd_network_snapshot_receive_failures", 1) == 1
+
+    kit.run(body())
+
+
+def test_sender_vanishing_mid_transfer_leaves_no_partial_file(kit):
+    pb = kit.pb
+
+    async def body():
+        async with kit.cluster(2) as c:
+            r, w = await asyncio.open_connection("127.0.0.1", int(c.url[2].rsplit(":", 1)[1]))
+            w.write(fr.PREAMBLE + fr.hello(fr.CHANNEL_PIPELINE, kit.CLUSTER_ID, 1, 2))
+            assert (await r.readexactly(fr.HEADER_SIZE))[4] == fr.ACCEPT
+            w.write(fr.snap_meta(10 << 20, pb.encode_message(_snap_msg(pb, 1, 2))))
+            w.write(fr.frame(fr.SNAP_CHUNK, b"z" * 500_000))
+            await w.drain()
+            await kit.wait_for(lambda: os.path.isdir(c.tr[2].snap_dir) and os.listdir(c.tr[2].snap_dir),
+                               what="partial file")
+            w.close()
+            await kit.wait_for(lambda: not os.listdir(c.tr[2].snap_dir), what="partial file removed")
+            assert c.sink[2].snapshots == []
+            assert c.tr[2].metrics.get("etcd_network_snapshot_receive_failures", 1) == 1
+            assert c.tr[2].metrics.get("etcd_network_snapshot_receive_inflights_total", 1) == 0
+
+    kit.run(body())

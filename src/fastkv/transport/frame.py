@@ -152,6 +152,12 @@ class FrameDecoder:
     def buffered(self) -> int:
         return len(self._buf)
 
+    def take_buffered(self) -> bytes:
+        """Hand over the unparsed bytes (a state change moves them to another parser)."""
+        rest = bytes(self._buf)
+        self._buf.clear()
+        return rest
+
     def feed(self, data) -> None:
         """Buffer `data`; take frames out one at a time with next_frame()."""
         self._buf += data

@@ -125,8 +125,7 @@ class PeerConnection(asyncio.Protocol):
             if self.state == HELLO:
                 self._on_hello(payload)
                 if self.state == STREAM:   # frames that came right behind HELLO
-                    rest = bytes(dec._buf)
-                    dec._buf.clear()
+                    rest = dec.take_buffered()
                     if rest:
                         self._on_stream_data(rest)
                     return
