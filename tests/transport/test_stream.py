@@ -200,6 +200,13 @@ def test_rtt_probe_is_measured(kit):
             assert any(line.startswith(f'{name}_count{{To="2"}}') for line in lines)
             assert any(line.startswith('etcd_network_active_peers{Local="1",Remote="2"} 1') for line in lines)
             assert c.tr[1].metrics.total("etcd_network_peer_sent_bytes_total") > 0
+            # what the server's registry takes: unlabelled totals read live
+            totals = {name: (typ, fn) for name, typ, _h, fn in c.tr[1].metrics.unlabelled()}
+            typ, fn = totals["etcd_network_peer_sent_bytes_total"]
+            before = fn()
+            c.tr[1].send([kit.pb.Message(type=kit.pb.MSG_HEARTBEAT, to=2, frm=1)])
+            await kit.wait_for(lambda: fn() > before)
+            assert typ == "counter" and totals["etcd_network_active_peers"][1]() == 1
 
     kit.run(body())
 
