@@ -17,7 +17,7 @@ CHILD = Path(__file__).with_name("peer_child.py")
 
 def test_two_processes_heartbeats_and_snapshot(kit, tmp_path):
     pb = kit.pb
-    interval = 0.05
+    interval = 0.1   # etcd's default heartbeat; its election timeout is 10 of them
     size = 100 << 20
     src = tmp_path / "backend.db"
     block = os.urandom(1 << 20)
@@ -68,7 +68,7 @@ def test_two_processes_heartbeats_and_snapshot(kit, tmp_path):
             await asyncio.sleep(5 * interval)
             await follower_arrivals()
             # reference, same run: the follower's heartbeat gaps with no transfer going on
-            await asyncio.sleep(40 * interval)
+            await asyncio.sleep(20 * interval)
             idle_arrivals = await follower_arrivals()
             idle = max(b - a for a, b in zip(idle_arrivals, idle_arrivals[1:]))
             msg = pb.Message(type=pb.MSG_SNAP, to=2, frm=1, term=2, snapshot=pb.Snapshot(
@@ -88,10 +88,10 @@ def test_two_processes_heartbeats_and_snapshot(kit, tmp_path):
                        f"follower {gap * 1000:.0f} ms = {gap / interval:.2f} x interval (idle reference "
                        f"{idle / interval:.2f} x)")
             print("\n" + summary)
-            # The property itself: a follower campaigns after 10 to 20 silent intervals, so a gap
-            # under 10 means no election. (The one-process test holds a much tighter bound; here
-            # two processes and the kernel's writeback of the 100 MB share two busy cores.)
-            assert gap / interval < max(10.0, 2 * idle / interval), summary
+            # a follower campaigns after 10 to 20 silent intervals; two processes and the kernel's
+            # writeback of the 100 MB share two busy cores here, so the margin is smaller than in
+            # the one-process test, still clear of an election
+            assert gap / interval < max(8.0, 2 * idle / interval), summary
             # the other member dies: it is reported unreachable
             proc.stdin.close()
             proc.wait(20)
