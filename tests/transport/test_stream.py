@@ -222,3 +222,26 @@ def test_local_transport_still_refuses_to_send(kit):
         t.send_snapshot(kit.pb.Message(type=kit.pb.MSG_SNAP, to=2, frm=1), "/nonexistent")
     t.send([])
     t.stop()
+
+
+def test_silent_peer_stream_is_cut_and_redialed(kit):
+    cfg = TransportConfig(ping_interval=0.1, dial_timeout=0.5, backoff_initial=0.02, backoff_cap=0.2)
+
+    async def body():
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(_SilentPeer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        from fastkv.transport import PeerTransport
+        tr = PeerTransport(1, kit.CLUSTER_ID, snap_dir=str(kit.tmp_path / "s"), config=cfg)
+        tr.add_peer(2, [f"http://127.0.0.1:{port}"])
+        tr.start(kit.Sink())
+        try:
+            await kit.wait_for(lambda: tr.metrics.get("etcd_network_disconnected_peers_total", 2) >= 2,
+                               what="the silent stream cut twice")
+        finally:
+            tr.stop()
+            await tr.wait_closed()
+            server.close()
+            await server.wait_closed()
+
+    kit.run(body())

@@ -166,7 +166,15 @@ class PeerStream:
         if interval <= 0:
             return
         sent = self.tr.metrics.add
+        # a peer that stops answering pings (host gone without a FIN, process stopped) is cut
+        # off so the stream re-dials, like etcd's read timeout on its stream connections
+        silence_limit = max(3 * interval, self.tr.cfg.dial_timeout)
         while not conn.closed.done():
+            if time.perf_counter() - conn.last_pong > silence_limit:
+                log.warning("peer %x has not answered pings for %.1fs; closing the stream",
+                            self.id, silence_limit)
+                conn.transport.abort()
+                return
             sent("etcd_network_peer_sent_bytes_total", self.id, conn.ping())
             await asyncio.sleep(interval)
 
