@@ -1,12 +1,14 @@
 """A member in its own process for the transport tests: member 2 of a two-member cluster.
 
 Prints its peer port, reads member 1's peer URL from stdin, then answers every heartbeat with a
-heartbeat response (same commit) and reports each snapshot it receives on stdout as
-`SNAP <index> <size> <path>`. Runs until stdin closes or it is terminated.
+heartbeat response (same commit), records when each arrived (time.monotonic, which is one clock
+for all processes on Linux) and prints them as `ARRIVALS t1 t2 ...` when a heartbeat with context
+b"report" comes; reports each snapshot it receives on stdout as `SNAP <index> <size> <path>`. Runs until stdin closes or it is terminated.
 """
 import asyncio
 import os
 import sys
+import time
 
 import uvloop
 
@@ -19,9 +21,15 @@ pb = load("raftpb")
 class EchoSink:
     def __init__(self, tr):
         self.tr = tr
+        self.arrivals = []
 
     def process(self, m):
+        if m.type == pb.MSG_HEARTBEAT and m.context == b"report":
+            print("ARRIVALS " + " ".join(f"{t:.6f}" for t in self.arrivals), flush=True)
+            self.arrivals.clear()
+            return
         if m.type == pb.MSG_HEARTBEAT:
+            self.arrivals.append(time.monotonic())   # system-wide clock: the parent compares
             self.tr.send([pb.Message(type=pb.MSG_HEARTBEAT_RESP, to=m.frm, frm=2, term=m.term,
                                      commit=m.commit)])
 

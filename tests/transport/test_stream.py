@@ -139,8 +139,8 @@ def test_full_queue_drops_and_reports_unreachable_with_bounded_memory(kit):
             assert sink.unreachable and set(sink.unreachable) == {2}
             dropped = tr.metrics.get("etcd_network_peer_sent_failures_total", 2)
             assert dropped > 1000
-            # what we hold for the stuck peer: at most the queue plus one batch past high water
-            assert peak_buffer <= cfg.write_high_water + cfg.queue_size * (16384 + 200)
+            # what the transport buffers for the stuck peer: one high-water mark plus one message
+            assert peak_buffer <= 2 * cfg.write_high_water + 16384 + 200
         finally:
             tr.stop()
             await tr.wait_closed()
@@ -200,6 +200,13 @@ def test_rtt_probe_is_measured(kit):
             assert any(line.startswith(f'{name}_count{{To="2"}}') for line in lines)
             assert any(line.startswith('etcd_network_active_peers{Local="1",Remote="2"} 1') for line in lines)
             assert c.tr[1].metrics.total("etcd_network_peer_sent_bytes_total") > 0
+            # what the server's registry takes: unlabelled totals read live
+            totals = {name: (typ, fn) for name, typ, _h, fn in c.tr[1].metrics.unlabelled()}
+            typ, fn = totals["etcd_network_peer_sent_bytes_total"]
+            before = fn()
+            c.tr[1].send([kit.pb.Message(type=kit.pb.MSG_HEARTBEAT, to=2, frm=1)])
+            await kit.wait_for(lambda: fn() > before)
+            assert typ == "counter" and totals["etcd_network_active_peers"][1]() == 1
 
     kit.run(body())
 
@@ -215,3 +222,26 @@ def test_local_transport_still_refuses_to_send(kit):
         t.send_snapshot(kit.pb.Message(type=kit.pb.MSG_SNAP, to=2, frm=1), "/nonexistent")
     t.send([])
     t.stop()
+
+
+def test_silent_peer_stream_is_cut_and_redialed(kit):
+    cfg = TransportConfig(ping_interval=0.1, dial_timeout=0.5, backoff_initial=0.02, backoff_cap=0.2)
+
+    async def body():
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(_SilentPeer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        from fastkv.transport import PeerTransport
+        tr = PeerTransport(1, kit.CLUSTER_ID, snap_dir=str(kit.tmp_path / "s"), config=cfg)
+        tr.add_peer(2, [f"http://127.0.0.1:{port}"])
+        tr.start(kit.Sink())
+        try:
+            await kit.wait_for(lambda: tr.metrics.get("etcd_network_disconnected_peers_total", 2) >= 2,
+                               what="the silent stream cut twice")
+        finally:
+            tr.stop()
+            await tr.wait_closed()
+            server.close()
+            await server.wait_closed()
+
+    kit.run(body())

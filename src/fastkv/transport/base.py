@@ -10,10 +10,10 @@ the message is closed).
 """
 from __future__ import annotations
 
-import os
+from os import PathLike
 from typing import BinaryIO, Callable, Protocol, Union
 
-SnapshotSource = Union[str, "os.PathLike[str]", BinaryIO]
+SnapshotSource = Union[str, PathLike, BinaryIO]
 
 
 class RaftSink(Protocol):
@@ -36,7 +36,7 @@ class RaftSink(Protocol):
 
     def snapshot_received(self, msg, path: str) -> None:
         """A MsgSnap arrived with its backend file, written to `path` and verified (size and
-        sha256, fsynced). The server owns the file from here: it installs it (replacing the
+        checksum, fsynced). The server owns the file from here: it installs it (replacing the
         backend and rebuilding index, lessor, alarms and members) and steps `msg` into raft. The
         transport does not call `process` for a MsgSnap."""
 

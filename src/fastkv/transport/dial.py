@@ -69,6 +69,7 @@ class Outbound(asyncio.Protocol):
                                          fr.PONG: fr.CONTROL_MAX, fr.SNAP_STATUS: fr.CONTROL_MAX})
         self.on_rtt = on_rtt
         self.on_resume = on_resume
+        self.last_pong = time.perf_counter()
 
     # asyncio.Protocol
     def connection_made(self, transport) -> None:
@@ -82,7 +83,7 @@ class Outbound(asyncio.Protocol):
             self._fail(ConnectionError(f"bad frame from peer: {exc}"))
 
     def _on_frames(self, data) -> None:
-        for kind, payload in self._decoder.feed(data):
+        for kind, payload in self._decoder.feed_all(data):
             if kind == fr.ACCEPT:
                 if not self.accepted.done():
                     self.accepted.set_result(True)
@@ -90,8 +91,10 @@ class Outbound(asyncio.Protocol):
                 code, reason = fr.parse_refuse(payload)
                 self._fail(Refused(code, reason))
                 return
-            elif kind == fr.PONG and self.on_rtt is not None and len(payload) == _PING.size:
-                self.on_rtt(time.perf_counter() - _PING.unpack(payload)[0])
+            elif kind == fr.PONG and len(payload) == _PING.size:
+                self.last_pong = time.perf_counter()
+                if self.on_rtt is not None:
+                    self.on_rtt(self.last_pong - _PING.unpack(payload)[0])
             elif kind == fr.SNAP_STATUS and not self.status.done():
                 self.status.set_result(fr.parse_snap_status(payload))
 

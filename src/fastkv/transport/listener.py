@@ -9,14 +9,13 @@ the cap of the frame kind allowed in the current state.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
-import tempfile
 import time
 
 from fastkv.transport import frame as fr
 from fastkv.transport import peerhttp
+from fastkv.transport.snapfile import SnapshotFile
 
 log = logging.getLogger("fastkv.transport")
 
@@ -36,10 +35,7 @@ class PeerConnection(asyncio.Protocol):
         # pipeline state
         self._snap_msg = None
         self._snap_size = 0
-        self._snap_got = 0
-        self._snap_file = None
-        self._snap_path = ""
-        self._snap_digest = None
+        self._snap_file: SnapshotFile | None = None
         self._snap_started = 0.0
 
     # --- asyncio.Protocol ---------------------------------------------------------------------
@@ -75,11 +71,13 @@ class PeerConnection(asyncio.Protocol):
             del self.tr.inbound_streams[self.peer_id]
         if self._timer is not None:
             self._timer.cancel()
-        if self._snap_file is not None:
-            self._abort_snapshot("connection lost before the snapshot was complete")
+        self._abort_snapshot("connection lost before the snapshot was complete")
 
     # --- state machine ------------------------------------------------------------------------
     def _on_data(self, data) -> None:
+        if self.state == STREAM:
+            self._on_stream_data(data)
+            return
         if self.state == SNIFF:
             self._head += data
             if len(self._head) < len(fr.PREAMBLE) and (
@@ -117,17 +115,23 @@ class PeerConnection(asyncio.Protocol):
             return
         if not data:
             return
-        for kind, payload in self._decoder.feed(data):
-            if self.state == CLOSED:
+        dec = self._decoder
+        dec.feed(data)
+        while self.state in (HELLO, PIPELINE):
+            f = dec.next_frame()
+            if f is None:
                 return
-            if self.peer_id:
-                self.tr.metrics.add("etcd_network_peer_received_bytes_total", self.peer_id,
-                                    len(payload) + fr.HEADER_SIZE)
+            kind, payload = f
             if self.state == HELLO:
                 self._on_hello(payload)
-            elif self.state == STREAM:
-                self._on_stream(kind, payload)
+                if self.state == STREAM:   # frames that came right behind HELLO
+                    rest = dec.take_buffered()
+                    if rest:
+                        self._on_stream_data(rest)
+                    return
             else:
+                self.tr.metrics.add("etcd_network_peer_received_bytes_total", self.peer_id,
+                                    len(payload) + fr.HEADER_SIZE)
                 self._on_pipeline(kind, payload)
 
     def _on_hello(self, payload) -> None:
@@ -165,18 +169,24 @@ class PeerConnection(asyncio.Protocol):
             self.state = PIPELINE
             self._decoder.caps = {fr.SNAP_META: tr.cfg.max_message_bytes}
 
-    def _on_stream(self, kind, payload) -> None:
-        if kind == fr.PING:
-            self.transport.write(fr.frame(fr.PONG, payload))
-            return
+    def _on_stream_data(self, data) -> None:
+        """The hot path: every frame of one read, caps fixed, one metrics update per read."""
         tr = self.tr
-        m = tr.pb.decode_message(payload)
-        if m.frm != self.peer_id or m.to != tr.member_id:
-            raise ValueError(f"message {m.frm:x}->{m.to:x} on the stream {self.peer_id:x}->"
-                             f"{tr.member_id:x}")
-        if m.type == tr.pb.MSG_SNAP:
-            raise ValueError("MsgSnap on the stream; snapshots travel on the pipeline")
-        tr.sink.process(m)
+        tr.metrics.add("etcd_network_peer_received_bytes_total", self.peer_id, len(data))
+        decode, process = tr.pb.decode_message, tr.sink.process
+        frm, me, msg_snap, MSG = self.peer_id, tr.member_id, tr.pb.MSG_SNAP, fr.MSG
+        for kind, payload in self._decoder.feed_all(data):
+            if kind != MSG:
+                self.transport.write(fr.frame(fr.PONG, payload))   # PING, the only other kind
+                continue
+            m = decode(payload)
+            if m.frm != frm or m.to != me:
+                raise ValueError(f"message {m.frm:x}->{m.to:x} on the stream {frm:x}->{me:x}")
+            if m.type == msg_snap:
+                raise ValueError("MsgSnap on the stream; snapshots travel on the pipeline")
+            process(m)
+            if self.state != STREAM:   # the sink's reaction closed us (peer removed)
+                return
 
     # --- pipeline (snapshot receive) ----------------------------------------------------------
     def _on_pipeline(self, kind, payload) -> None:
@@ -187,49 +197,40 @@ class PeerConnection(asyncio.Protocol):
             if m.type != tr.pb.MSG_SNAP or m.frm != self.peer_id or m.to != tr.member_id:
                 raise ValueError("SNAP_META does not carry a MsgSnap for this member from the sender")
             if size > tr.cfg.max_snapshot_bytes:
-                self.transport.write(fr.snap_status(True, f"snapshot of {size} bytes exceeds the "
-                                                    f"limit of {tr.cfg.max_snapshot_bytes}"))
-                self._close()
+                self._write_and_close(fr.snap_status(True, f"snapshot of {size} bytes exceeds the "
+                                                     f"limit of {tr.cfg.max_snapshot_bytes}"))
                 return
-            os.makedirs(tr.snap_dir, exist_ok=True)
-            fd, self._snap_path = tempfile.mkstemp(dir=tr.snap_dir, prefix=f"recv-{self.peer_id:x}-",
-                                                   suffix=".snap.db.partial")
-            self._snap_file = os.fdopen(fd, "wb")
-            self._snap_msg, self._snap_size, self._snap_got = m, size, 0
-            self._snap_digest = hashlib.sha256()
+            self._snap_file = SnapshotFile(tr.snap_dir, f"recv-{self.peer_id:x}-", self._disk_drained)
+            self._snap_msg, self._snap_size = m, size
             self._snap_started = time.perf_counter()
             tr.metrics.add("etcd_network_snapshot_receive_inflights_total", self.peer_id, 1)
             self._decoder.caps = {fr.SNAP_CHUNK: fr.SNAP_CHUNK_MAX, fr.SNAP_END: fr.CONTROL_MAX}
         elif kind == fr.SNAP_CHUNK:
-            self._snap_got += len(payload)
-            if self._snap_got > self._snap_size:
+            if self._snap_file.received + len(payload) > self._snap_size:
                 raise ValueError(f"snapshot longer than the announced {self._snap_size} bytes")
-            self._snap_file.write(payload)
-            self._snap_digest.update(payload)
+            if self._snap_file.write(payload):
+                self.transport.pause_reading()   # the disk is behind: let TCP push back
         elif kind == fr.SNAP_END:
             self._decoder.caps = {}
-            if self._snap_got != self._snap_size:
-                return self._reject_snapshot(f"snapshot ended after {self._snap_got} of "
-                                             f"{self._snap_size} bytes")
-            if bytes(payload) != self._snap_digest.digest():
-                return self._reject_snapshot("snapshot checksum mismatch (sha256): the backend "
-                                             "file was corrupted in transit")
             self.transport.pause_reading()
-            f, self._snap_file = self._snap_file, None
-            asyncio.get_running_loop().create_task(self._finish_snapshot(f))
+            asyncio.get_running_loop().create_task(self._finish_snapshot(bytes(payload)))
 
-    async def _finish_snapshot(self, f) -> None:
-        tr, m, path = self.tr, self._snap_msg, self._snap_path
+    def _disk_drained(self) -> None:
+        if self.state == PIPELINE and self._decoder.caps and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    async def _finish_snapshot(self, digest: bytes) -> None:
+        tr, m, sf = self.tr, self._snap_msg, self._snap_file
         meta = m.snapshot.metadata if m.snapshot is not None else None
         final = os.path.join(tr.snap_dir, f"{meta.term if meta else 0:016x}-"
                                           f"{meta.index if meta else 0:016x}.snap.db")
         try:
-            # fsync off the loop: a large file's flush would otherwise stall the heartbeats
-            await asyncio.get_running_loop().run_in_executor(None, _sync_close_rename, f, path, final)
+            reason = await sf.finish(self._snap_size, digest, final)
         except Exception as exc:
-            self._snap_path = path
-            self._snap_file = None
-            return self._reject_snapshot(f"cannot persist the snapshot: {exc}")
+            reason = f"cannot persist the snapshot: {exc!r}"
+        if reason is not None:
+            return self._reject_snapshot(reason)
+        self._snap_file = None
         tr.metrics.add("etcd_network_snapshot_receive_inflights_total", self.peer_id, -1)
         try:
             tr.sink.snapshot_received(m, final)
@@ -251,17 +252,12 @@ class PeerConnection(asyncio.Protocol):
         self._write_and_close(fr.snap_status(True, reason))
 
     def _abort_snapshot(self, reason: str) -> None:
+        if self._snap_file is None:
+            return
         self.tr.metrics.add("etcd_network_snapshot_receive_inflights_total", self.peer_id, -1)
         self.tr.metrics.add("etcd_network_snapshot_receive_failures", self.peer_id)
-        if self._snap_file is not None:
-            self._snap_file.close()
-            self._snap_file = None
-        if self._snap_path:
-            try:
-                os.unlink(self._snap_path)
-            except FileNotFoundError:
-                pass
-            self._snap_path = ""
+        self._snap_file.abort()
+        self._snap_file = None
 
     # --- closing ------------------------------------------------------------------------------
     def _refuse(self, code: int, reason: str) -> None:
@@ -272,8 +268,7 @@ class PeerConnection(asyncio.Protocol):
         log.warning("closing peer connection from %s: %s", self.remote, reason)
         if self.peer_id:
             self.tr.metrics.add("etcd_network_peer_received_failures_total", self.peer_id)
-        if self._snap_file is not None:
-            self._abort_snapshot(reason)
+        self._abort_snapshot(reason)
         self._close(abort=True)
 
     def _write_and_close(self, data: bytes) -> None:
@@ -296,15 +291,3 @@ class PeerConnection(asyncio.Protocol):
         self._cancel_timer()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.abort() if abort else self.transport.close()
-
-
-def _sync_close_rename(f, path: str, final: str) -> None:
-    f.flush()
-    os.fsync(f.fileno())
-    f.close()
-    os.replace(path, final)
-    dfd = os.open(os.path.dirname(final) or ".", os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)

@@ -83,6 +83,15 @@ class PeerMetrics:
             return sum(h.count for h in self._hists[name].values())
         return sum(self._values[name].values())
 
+    def unlabelled(self) -> list[tuple[str, str, str, object]]:
+        """(name, "counter"|"gauge", help, fn) for every counter and gauge, summed over peers:
+        what server/metrics.Metrics.counter()/gauge() take."""
+        out = []
+        for table, typ in ((COUNTERS, "counter"), (GAUGES, "gauge")):
+            for name, (_label, help_) in table.items():
+                out.append((name, typ, help_, lambda name=name: self.total(name)))
+        return out
+
     def render_lines(self) -> list[str]:
         out: list[str] = []
         for table, typ in ((COUNTERS, "counter"), (GAUGES, "gauge")):

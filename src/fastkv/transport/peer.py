@@ -39,6 +39,7 @@ log = logging.getLogger("fastkv.transport")
 @dataclass
 class TransportConfig:
     queue_size: int = 4096                 # etcd's streamBufSize
+    # raise with --max-request-bytes: an entry may be one whole request, riding in a MsgApp
     max_message_bytes: int = fr.DEFAULT_MAX_MESSAGE_BYTES
     max_snapshot_bytes: int = 8 << 30      # etcd's suggested maximum quota
     write_high_water: int = 2 << 20        # bytes buffered in the transport before pause_writing

@@ -2,14 +2,14 @@
 so a large backend transfer never sits in front of heartbeats on the stream.
 
 On the wire: SNAP_META (total size, the encoded MsgSnap), SNAP_CHUNK frames carrying the backend
-file in order, SNAP_END with the sha256 of the whole file; the follower answers one SNAP_STATUS
-after it verified, fsynced and handed the file to its server. The sender yields to the event loop
-after every chunk and honours pause_writing, so a transfer shares the loop fairly with the stream.
+file in order, SNAP_END with the XXH3-128 digest of the whole file; the follower answers one SNAP_STATUS
+after it verified, fsynced and handed the file to its server. Reading and hashing run in the
+loop's executor (a busy disk must not stall heartbeats), each chunk is a loop turn of its own,
+and pause_writing is honoured, so a transfer shares the loop fairly with the stream.
 """
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import time
@@ -19,10 +19,7 @@ from fastkv.transport.dial import Refused, dial
 
 log = logging.getLogger("fastkv.transport")
 
-SEND_CHUNK = 256 << 10
-# a socket that keeps up never pauses writing; without an explicit yield the whole file would go
-# out in one loop turn and starve the stream's heartbeats
-YIELD_EVERY = 1 << 20
+SEND_CHUNK = fr.SNAP_CHUNK_MAX
 
 
 async def send_snapshot(tr, msg, source, size: int | None) -> bool:
@@ -66,26 +63,22 @@ async def send_snapshot(tr, msg, source, size: int | None) -> bool:
             raise last_exc or ConnectionError("no URL for peer")
         w = conn.transport.write
         w(fr.snap_meta(size, encoded))
-        digest = hashlib.sha256()
-        sent = unyielded = 0
+        digest = fr.snapshot_digest()
+        sent = 0
         stall = tr.cfg.snapshot_stall_timeout
+        loop = asyncio.get_running_loop()
         while sent < size:
-            chunk = f.read(min(SEND_CHUNK, size - sent))
+            # disk reads and hashing run off the loop: on a busy disk a read can block for long
+            chunk = await loop.run_in_executor(None, _read_and_hash, f, digest,
+                                               min(SEND_CHUNK, size - sent))
             if not chunk:
                 raise EOFError(f"snapshot source ended after {sent} of {size} bytes")
-            digest.update(chunk)
             w(fr.frame_header(fr.SNAP_CHUNK, len(chunk)))
             w(chunk)
             sent += len(chunk)
             m.add("etcd_network_peer_sent_bytes_total", to, len(chunk) + fr.HEADER_SIZE)
-            unyielded += len(chunk)
-            if conn.paused:
-                async with asyncio.timeout(stall):
-                    await conn.drain()
-                unyielded = 0
-            elif unyielded >= YIELD_EVERY:
-                await asyncio.sleep(0)  # let the stream and everything else run
-                unyielded = 0
+            async with asyncio.timeout(stall):
+                await conn.drain()
         w(fr.frame(fr.SNAP_END, digest.digest()))
         async with asyncio.timeout(tr.cfg.snapshot_status_timeout):
             failed, reason = await conn.status
@@ -113,3 +106,9 @@ async def send_snapshot(tr, msg, source, size: int | None) -> bool:
                       time.perf_counter() - started)
         tr.report_snapshot(to, failed)
     return not failed
+
+
+def _read_and_hash(f, digest, n: int) -> bytes:
+    chunk = f.read(n)
+    digest.update(chunk)
+    return chunk

@@ -9,7 +9,8 @@ Rules (the contract the raft side relies on):
   raft then probes instead of streaming, and retries. While a dial is in flight, messages wait in
   the queue; if the dial fails or the connection drops, what waited is dropped and reported.
 - When the kernel's send buffer and ours pass the high-water mark (`pause_writing`), we stop
-  writing and let the queue absorb, then drop: a slow peer costs bounded memory.
+  writing and let the queue absorb, then drop: a slow peer costs bounded memory (the queue, plus
+  at most one high-water mark and one message in the transport's buffer).
 """
 from __future__ import annotations
 
@@ -63,17 +64,26 @@ class PeerStream:
         encode = self.tr.pb.encode_message
         limit = self.tr.cfg.max_message_bytes
         parts = []
-        header = fr.frame_header
-        for m in self.queue:
+        add = parts.append
+        pack, MSG = fr.HEADER.pack, fr.MSG
+        queue = self.queue
+        # one write per turn, but no more than the high-water mark of bytes in it: the rest waits
+        # in the (bounded) queue for resume_writing, so what we buffer stays bounded too
+        budget = self.tr.cfg.write_high_water
+        while queue and budget > 0:
+            m = queue.popleft()
             data = encode(m)
-            if len(data) > limit:
+            n = len(data)
+            if n > limit:
                 log.error("dropping a %d-byte raft message to %x: over the %d-byte peer limit",
-                          len(data), self.id, limit)
+                          n, self.id, limit)
                 self._drop(m)
                 continue
-            parts.append(header(fr.MSG, len(data)))
-            parts.append(data)
-        self.queue.clear()
+            add(pack(n + 1, MSG))
+            add(data)
+            budget -= n + fr.HEADER_SIZE
+        if queue and not conn.paused:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
         if parts:
             buf = b"".join(parts)
             conn.transport.write(buf)
@@ -156,7 +166,15 @@ class PeerStream:
         if interval <= 0:
             return
         sent = self.tr.metrics.add
+        # a peer that stops answering pings (host gone without a FIN, process stopped) is cut
+        # off so the stream re-dials, like etcd's read timeout on its stream connections
+        silence_limit = max(3 * interval, self.tr.cfg.dial_timeout)
         while not conn.closed.done():
+            if time.perf_counter() - conn.last_pong > silence_limit:
+                log.warning("peer %x has not answered pings for %.1fs; closing the stream",
+                            self.id, silence_limit)
+                conn.transport.abort()
+                return
             sent("etcd_network_peer_sent_bytes_total", self.id, conn.ping())
             await asyncio.sleep(interval)
 
