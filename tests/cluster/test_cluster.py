@@ -220,3 +220,19 @@ def subprocess_txn(endpoints, ops: str) -> None:
     p = subprocess.run([ETCDCTL, "--endpoints", ",".join(endpoints), "txn"], input="\n" + ops + "\n\n",
                        capture_output=True, text=True, env={**os.environ, "ETCDCTL_API": "3"}, timeout=30)
     assert p.returncode == 0 and "SUCCESS" in p.stdout, p.stdout + p.stderr
+
+
+def test_keep_alive_through_a_follower_renews_on_the_leader(fastkv3):
+    c = fastkv3
+    lead = leader_index(c)
+    follower = c.members[(lead + 1) % 3].endpoint
+    out = etcdctl(c.members[lead].endpoint, "lease", "grant", "8").stdout
+    lease = out.split()[1]
+    etcdctl(follower, "put", "leased", "v", f"--lease={lease}")
+    for _ in range(4):  # 4 x 3 s: well past the 8 s TTL, kept alive through the follower only
+        time.sleep(3)
+        out = etcdctl(follower, "lease", "keep-alive", "--once", lease).stdout
+        assert f"lease {lease} keepalived with TTL(8)" in out, out
+    assert "leased" in etcdctl(c.members[lead].endpoint, "get", "leased").stdout
+    out = etcdctl(follower, "lease", "keep-alive", "--once", "1234abcd", check=False)
+    assert out.returncode != 0 and "requested lease not found" in out.stderr, out.stderr

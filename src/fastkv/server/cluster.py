@@ -243,6 +243,23 @@ class ClusterMember:
                 raise ErrTimeoutLeaderTransfer()
             await asyncio.sleep(self.cfg.heartbeat_interval_ms / 1000.0)
 
+    async def forward_lease_renew(self, lease_id: int) -> int:
+        """A keep-alive on a follower, renewed by the leader (etcd forwards it the same way)."""
+        from fastkv.transport.leasehttp import LeaseForwardError, renew_on_leader
+
+        leader = self.membership.get(self.raft.leader)
+        if leader is None:
+            raise ErrNoLeader()
+        tls = self.cfg.peer_tls
+        try:
+            return await renew_on_leader(leader.peer_urls, lease_id,
+                                         client_ssl=tls.client_context() if tls is not None else None,
+                                         timeout=self.request_timeout)
+        except LeaseForwardError as exc:
+            log.warning("forwarding a keep-alive of lease %x to leader %x failed: %s", lease_id,
+                        self.raft.leader, exc)
+            raise ErrNoLeader() from None
+
     # --- snapshots between members (the pipeline) -------------------------------------------------
     def _snapshot_db_path(self, index: int) -> str:
         return os.path.join(self.member_dir, "snap", "%016x.snap.db" % index)

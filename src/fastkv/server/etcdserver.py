@@ -111,7 +111,8 @@ class EtcdServer(ClusterMember):
                 self.member_id, self.cluster_id, snap_dir=os.path.join(self.member_dir, "snap"),
                 server_tls=cfg.peer_tls, client_tls=cfg.peer_tls,
                 http=PeerHTTP(members=lambda: [member_json(m) for m in self.membership.sorted_members()],
-                              health=lambda: bool(self.raft.leader) and not self.alarms.active),
+                              health=lambda: bool(self.raft.leader) and not self.alarms.active,
+                              lease_renew=self.lease_renew_local),
                 on_removed=self._removed)
             try:
                 await self.transport.serve(cfg.listen_peer_urls)
@@ -418,7 +419,13 @@ class EtcdServer(ClusterMember):
         return self.fill(await self.propose(rq.LEASE_REVOKE, req, auth))
 
     async def lease_renew(self, lease_id: int) -> int:
-        """Keep-alive (leader-local, as etcd): the lease's TTL, or 0 if it does not exist."""
+        """Keep-alive: the lease's TTL, or 0 if it does not exist. Only the leader keeps lease
+        deadlines; a follower forwards the renewal to it over the peer port (etcd's leasehttp)."""
+        if not self.raft.is_leader and self.raft.leader:
+            return await self.forward_lease_renew(lease_id)
+        return await self.lease_renew_local(lease_id)
+
+    async def lease_renew_local(self, lease_id: int) -> int:
         # a renew must not beat the grant it follows through the log
         await self.linearizable_barrier()
         try:

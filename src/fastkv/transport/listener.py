@@ -19,7 +19,7 @@ from fastkv.transport.snapfile import SnapshotFile
 
 log = logging.getLogger("fastkv.transport")
 
-SNIFF, HTTP, HELLO, STREAM, PIPELINE, CLOSED = range(6)
+SNIFF, HTTP, HELLO, STREAM, PIPELINE, CLOSED, ANSWERING = range(7)  # ANSWERING: a forwarded keep-alive
 
 
 class PeerConnection(asyncio.Protocol):
@@ -75,6 +75,8 @@ class PeerConnection(asyncio.Protocol):
 
     # --- state machine ------------------------------------------------------------------------
     def _on_data(self, data) -> None:
+        if self.state == ANSWERING:
+            return  # one request per connection: bytes after it are not read
         if self.state == STREAM:
             self._on_stream_data(data)
             return
@@ -109,8 +111,18 @@ class PeerConnection(asyncio.Protocol):
                     self._close()
                 return
             self._cancel_timer()
-            self.transport.write(peerhttp.respond(bytes(self._head[:end]), self.tr.http,
-                                                  self.tr.cluster_id))
+            head = bytes(self._head[:end])
+            length = peerhttp.lease_request(head)
+            if length is not None:
+                body = bytes(self._head[end + 4:])
+                if len(body) < length:
+                    return  # the rest of the body is on its way (bounded: MAX_LEASE_BODY)
+                self.state = ANSWERING
+                task = asyncio.get_running_loop().create_task(
+                    peerhttp.answer_lease(self.tr.http, body[:length]))
+                task.add_done_callback(self._lease_answered)
+                return
+            self.transport.write(peerhttp.respond(head, self.tr.http, self.tr.cluster_id))
             self._close()
             return
         if not data:
@@ -280,6 +292,12 @@ class PeerConnection(asyncio.Protocol):
         self._timer = None
         if self.state in (SNIFF, HELLO, HTTP):
             self._bad("no handshake within the timeout")
+
+    def _lease_answered(self, task) -> None:
+        if not task.cancelled() and task.exception() is None and self.transport is not None \
+                and not self.transport.is_closing():
+            self.transport.write(task.result())
+        self._close()
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

@@ -32,6 +32,49 @@ class PeerHTTP:
     members: Callable[[], list] | None = None
     version: Callable[[], dict] | None = None
     health: Callable[[], bool] | None = None
+    # POST /leases (etcd's leasehttp): a follower forwards a client's keep-alive to the leader.
+    # async fn(lease id) -> TTL (0: no such lease); raises when this member cannot renew (not leader)
+    lease_renew: Callable | None = None
+
+
+LEASES_PATH = b"/leases"
+MAX_LEASE_BODY = 64  # a LeaseKeepAliveRequest is one varint field
+
+
+def lease_request(head: bytes) -> int | None:
+    """For `POST /leases` with a body length: that length (what the listener must still read);
+    None for every other request."""
+    line, _, rest = head.partition(b"\r\n")
+    parts = line.split(b" ")
+    if len(parts) != 3 or parts[0] != b"POST" or parts[1].split(b"?", 1)[0] != LEASES_PATH:
+        return None
+    for h in rest.split(b"\r\n"):
+        name, _, value = h.partition(b":")
+        if name.strip().lower() == b"content-length":
+            try:
+                n = int(value.strip())
+            except ValueError:
+                return None
+            return n if 0 <= n <= MAX_LEASE_BODY else None
+    return None
+
+
+async def answer_lease(info: "PeerHTTP | None", body: bytes) -> bytes:
+    """The response to a forwarded keep-alive: 200 with a LeaseKeepAliveResponse, 404 when the
+    lease does not exist, 503 when this member is not the one to ask (not the leader)."""
+    from fastkv.api.etcdpb import rpc_pb2
+
+    if info is None or info.lease_renew is None:
+        return _response("404 Not Found", b"404 page not found\n", "text/plain; charset=utf-8")
+    try:
+        req = rpc_pb2.LeaseKeepAliveRequest.FromString(body)
+        ttl = await info.lease_renew(req.ID)
+    except Exception as exc:  # noqa: BLE001 - the follower retries with the next leader
+        return _response("503 Service Unavailable", str(exc).encode() + b"\n", "text/plain; charset=utf-8")
+    if ttl <= 0:
+        return _response("404 Not Found", b"lease not found\n", "text/plain; charset=utf-8")
+    resp = rpc_pb2.LeaseKeepAliveResponse(ID=req.ID, TTL=ttl)
+    return _response("200 OK", resp.SerializeToString(), "application/protobuf")
 
 
 def could_be_http(prefix: bytes) -> bool:
