@@ -54,3 +54,17 @@ def test_memory_fills_both_servers_and_reports_rss(bench):
         assert s["rss_mib"] > 5 and s["rss_before_mib"] > 5
     assert r["rss_ratio"] == r["fastkv_rss_mib"] / r["etcd_rss_mib"]
     assert 0.1 < r["rss_ratio"] < 10
+
+
+def test_three_member_clusters_compared_through_their_leaders(bench, tmp_path):
+    """`--members 3`: a real 3-member etcd cluster and a 3-member fastkv cluster, the load sent to
+    each leader, every member's CPU counted; both clusters answer every request."""
+    proc = bench("compare", "--members", "3", "--rounds", "1", "--workloads", "put", "--total", "600",
+                 "--clients", "16", "--work-dir", str(tmp_path), "--json")
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["members"] == 3 and r["servers"] == ["etcd", "fastkv"]
+    s = r["workloads"]["put"]
+    for name in ("etcd", "fastkv"):
+        assert s["runs"][name]["errors"] == 0 and s["runs"][name]["rps"][0] > 0
+        assert s["runs"][name]["server_cpu_cores"][0] > 0
+    assert "--initial-cluster m0=" in proc.stdout  # the member commands are shown

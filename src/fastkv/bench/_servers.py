@@ -24,6 +24,66 @@ ETCD_CMD = "etcd --name default " + SERVER_FLAGS
 FASTKV_CMD = f"{shlex.quote(sys.executable)} -m fastkv.cli serve " + SERVER_FLAGS
 
 
+class ClusterServer:
+    """A local cluster of `members` processes (fastkv.chaos.cluster: etcd's flags, always torn
+    down) seen as one server by the benchmarks: its endpoint is the leader's client URL (the load
+    goes through the leader, as `--members 3` in `bench compare` promises), its pids all members'."""
+
+    def __init__(self, name: str, kind: str, members: int, workdir: str | None = None,
+                 ready_timeout: float = 60.0):
+        from fastkv.chaos.cluster import EtcdCluster, FastkvCluster
+
+        self.name = name
+        self._own_dir = workdir is None
+        self.workdir = workdir or tempfile.mkdtemp(prefix=f"fastkv-bench-{name}-")
+        cls = EtcdCluster if kind == "etcd" else FastkvCluster
+        self.cluster = cls(os.path.join(self.workdir, name), members, token=f"bench-{name}")
+        self.ready_timeout = ready_timeout
+        self.endpoint = ""
+        self.argv = self.cluster.members[0].argv
+
+    @property
+    def pids(self) -> list:
+        return [m.proc.pid for m in self.cluster.members if m.proc is not None]
+
+    @property
+    def pid(self) -> int:
+        return self.pids[0]
+
+    def start(self) -> "ClusterServer":
+        from fastkv.chaos.cluster import ClusterError
+        from fastkv.client import EtcdClient
+
+        try:
+            self.cluster.start(self.ready_timeout)
+        except ClusterError as exc:
+            self.cleanup()
+            raise ServerUnavailable(f"{self.name}: {exc}") from None
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            leaders = set()
+            ids = {}
+            for m in self.cluster.members:
+                try:
+                    with EtcdClient("http://" + m.endpoint, timeout=1.0) as c:
+                        st = c.status()
+                    ids[st.header.member_id] = m.endpoint
+                    leaders.add(st.leader)
+                except Exception:  # noqa: BLE001 - not up yet
+                    leaders.add(None)
+            if len(leaders) == 1 and next(iter(leaders)) in ids:
+                self.endpoint = "http://" + ids[next(iter(leaders))]
+                return self
+            time.sleep(0.2)
+        self.cleanup()
+        raise ServerUnavailable(f"{self.name}: no agreed leader within {self.ready_timeout:g} s")
+
+    def cleanup(self) -> None:
+        self.cluster.stop()
+        if self._own_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
 class ServerUnavailable(RuntimeError):
     """The server could not be started or never became ready; the message says what to do."""
 

@@ -30,6 +30,10 @@ def add_parser(subparsers):
     p.add_argument("--workloads", default=DEFAULT_WORKLOADS,
                    help="comma-separated subset of put,range,txn-put,lease-keepalive,watch (default: %(default)s)")
     p.add_argument("--rounds", type=int, default=3, help="rounds of every workload on both servers (default: 3)")
+    p.add_argument("--members", type=int, default=1,
+                   help="cluster size: with more than 1, a local etcd cluster and a local fastkv cluster of "
+                        "that many members (etcd's flags, loopback), the load sent through each leader "
+                        "(default: 1; --etcd-cmd/--fastkv-cmd then do not apply)")
     p.add_argument("--etcd-cmd", default=ETCD_CMD, help="command template of the reference (default: %(default)s)")
     p.add_argument("--fastkv-cmd", default=FASTKV_CMD, help="command template of fastkv (default: %(default)s)")
     p.add_argument("--fastkv-name", default="fastkv", help="label of the --fastkv-cmd server in the output")
@@ -100,10 +104,21 @@ def run_cli(args) -> int:
         return 2
     names = ("etcd", args.fastkv_name if args.fastkv_name != "etcd" else "etcd-b")
     servers: dict[str, Server] = {}
+    if args.members < 1:
+        print("fastkv bench compare: --members must be at least 1", file=sys.stderr)
+        return 2
+
+    def make(name, template, kind):
+        if args.members > 1:
+            from fastkv.bench._servers import ClusterServer
+
+            return ClusterServer(name, kind, args.members, args.work_dir, max(args.ready_timeout, 60.0))
+        return Server(name, template, args.work_dir, args.ready_timeout)
+
     try:
-        servers[names[0]] = Server(names[0], args.etcd_cmd, args.work_dir, args.ready_timeout).start()
+        servers[names[0]] = make(names[0], args.etcd_cmd, "etcd").start()
         try:
-            servers[names[1]] = Server(names[1], args.fastkv_cmd, args.work_dir, args.ready_timeout).start()
+            servers[names[1]] = make(names[1], args.fastkv_cmd, "fastkv").start()
         except ServerUnavailable as exc:
             print(f"fastkv bench compare: {names[1]} is not available, nothing to compare against.\n  {exc}\n"
                   f"  (`fastkv serve` arrives with the server; until then point --fastkv-cmd at another "
@@ -118,7 +133,8 @@ def run_cli(args) -> int:
             order = names if rnd % 2 == 0 else names[::-1]
             for w in workloads:
                 for n in order:
-                    r = _loadgen.run(_params(args, w, servers[n].endpoint), server_pids=[servers[n].pid])
+                    r = _loadgen.run(_params(args, w, servers[n].endpoint),
+                                     server_pids=getattr(servers[n], "pids", [servers[n].pid]))
                     slot = runs[w][n]
                     slot["rps"].append(r["rps"])
                     slot["p50_ms"].append(r["p50_ms"])
@@ -139,7 +155,8 @@ def run_cli(args) -> int:
         for s in servers.values():
             s.cleanup()
 
-    result = {"servers": list(names), "rounds": args.rounds, "workloads": {}, "machine": machine_info(),
+    result = {"servers": list(names), "rounds": args.rounds, "members": args.members, "workloads": {},
+              "machine": machine_info(),
               "params": {k: v for k, v in vars(args).items() if k != "func"}}
     for w in workloads:
         result["workloads"][w] = {**summarize(runs[w], names), "runs": runs[w]}
