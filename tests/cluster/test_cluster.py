@@ -38,6 +38,20 @@ def test_writes_and_reads_through_every_member(fastkv3):
     members = json.loads(etcdctl(c.endpoints()[0], "member", "list", "-w", "json").stdout)["members"]
     assert sorted(m["name"] for m in members) == ["m0", "m1", "m2"]
     assert all(m["clientURLs"] and m["peerURLs"] for m in members)
+    # etcd's metrics, by etcd's names
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://{c.endpoints()[0]}/metrics", timeout=10).read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, v = line.rpartition(" ")
+            values[name] = float(v)
+    assert values["etcd_server_has_leader"] == 1
+    assert values["etcd_server_leader_changes_seen_total"] >= 1
+    assert values["etcd_mvcc_put_total"] >= 3  # every member applies every put
+    assert sum(v for k, v in values.items() if k.startswith("etcd_network_peer_sent_bytes_total{")) > 0
+    assert sum(v for k, v in values.items() if k.startswith("etcd_network_peer_received_bytes_total{")) > 0
 
 
 def test_a_killed_leader_is_replaced_and_restarts_without_losing_writes(fastkv3):

@@ -78,6 +78,7 @@ class Applier:
         self.applied_index = kv.consistent_index
         self._batch_tx = kv.backend.batch_tx()
         self.membership = None  # the server's Membership, for members' published attributes
+        self.applied_by_kind: dict = {}  # request kind -> entries applied (etcd_mvcc_*_total)
         # the auth layer (server/auth_checks.AuthApplier): admin checks, auth proposals, permission
         # checks on writes; None = no auth store (embedded uses, tests of the applier alone)
         self.auth = None
@@ -119,6 +120,7 @@ class Applier:
 
     def _dispatch(self, kind: int, msg):
         kv = self.kv
+        self.applied_by_kind[kind] = self.applied_by_kind.get(kind, 0) + 1
         nospace = self.alarms.has(NOSPACE)
         if kind == rq.PUT:
             if nospace:

@@ -77,6 +77,9 @@ class EtcdServer(ClusterMember):
         self.stopping = asyncio.Event()  # set when the member must stop by itself (removed from the cluster)
         self.removed_from_cluster = False
         self.fatal_error = None  # why the member stopped by itself, when it had to
+        self.leader_changes = 0  # etcd_server_leader_changes_seen_total
+        self._last_leader = 0
+        self.ranges_served = 0   # etcd_mvcc_range_total
         self._tasks: list = []
         self.member_dir = os.path.join(cfg.data_dir, "member")
         os.makedirs(self.member_dir, exist_ok=True)
@@ -307,6 +310,12 @@ class EtcdServer(ClusterMember):
             await self.raft.snapshot(applied)
 
     def _on_leader_change(self, was_leader: bool, is_leader: bool, leader: int) -> None:
+        if leader and leader != self._last_leader:
+            self.leader_changes += 1
+            log.info("raft.node: %x elected leader %x at term %d", self.member_id, leader, self.raft.term)
+        elif not leader and self._last_leader:
+            log.info("raft.node: %x lost leader %x at term %d", self.member_id, self._last_leader, self.raft.term)
+        self._last_leader = leader
         if is_leader and not was_leader:
             self.lessor.promote(self.cfg.election_timeout_ms / 1000.0)
         elif was_leader and not is_leader:
@@ -351,6 +360,7 @@ class EtcdServer(ClusterMember):
 
     # --- KV -----------------------------------------------------------------------------------
     async def range(self, req, auth=None) -> rpc_pb2.RangeResponse:
+        self.ranges_served += 1
         if not req.serializable:
             await self.linearizable_barrier()
         if self.auth_store.enabled:
@@ -557,6 +567,19 @@ class EtcdServer(ClusterMember):
         m.gauge("etcd_debugging_mvcc_keys_total", "Total number of keys.", lambda: len(self.kv.index))
         m.gauge("etcd_server_version", "Which version is running. 1 for 'server_version' label with current version.",
                 lambda: 1)
+        m.counter("etcd_server_leader_changes_seen_total", "The number of leader changes seen.",
+                  lambda: self.leader_changes)
+        applied = self.applier.applied_by_kind
+        for name, kind, help_ in (("etcd_mvcc_put_total", rq.PUT, "Total number of puts seen by this member."),
+                                  ("etcd_mvcc_delete_total", rq.DELETE_RANGE,
+                                   "Total number of deletes seen by this member."),
+                                  ("etcd_mvcc_txn_total", rq.TXN, "Total number of txns seen by this member.")):
+            m.counter(name, help_, lambda kind=kind: applied.get(kind, 0))
+        m.counter("etcd_mvcc_range_total", "Total number of ranges seen by this member.",
+                  lambda: self.ranges_served)
+        peer_metrics = getattr(self.transport, "metrics", None)
+        if peer_metrics is not None:
+            m.sections.append(peer_metrics.render_lines)
 
     def version_json(self) -> str:
         import json

@@ -45,6 +45,7 @@ class Metrics:
                                         "The latency distributions of commit called by backend.")
         self.proposals_failed_total = 0
         self._values: list = []  # (name, type, help, callable)
+        self.sections: list = []  # callables returning exposition lines of their own (labelled families)
 
     def gauge(self, name: str, help_: str, fn) -> None:
         self._values.append((name, "gauge", help_, fn))
@@ -58,6 +59,8 @@ class Metrics:
             lines += [f"# HELP {name} {help_}", f"# TYPE {name} {typ}", f"{name} {_sample(fn())}"]
         lines += self.wal_fsync.render()
         lines += self.backend_commit.render()
+        for section in self.sections:
+            lines += section()
         return "\n".join(lines) + "\n"
 
 
