@@ -48,7 +48,7 @@ from fastkv.mvcc.ops import RangeOp
 from fastkv.raft import LEADER, Config, ProposalDropped, RawNode, StepPeerNotFound
 from fastkv.server import request as rq
 from fastkv.server.apply import Alarms, Applier
-from fastkv.server.node import NodeDriver, recovered_hard_state
+from fastkv.server.node import NodeDriver, recovered_hard_state, store_in
 
 
 class SimFailure(AssertionError):
@@ -122,22 +122,10 @@ class SimDisk:
             self.synced_hard = self.disk.hard_state()
 
     def write(self, hard_state, entries, snapshot) -> None:
-        d = self.disk
-        if snapshot is not None:
-            d.apply_snapshot(snapshot)
-        if entries:
-            d.append(entries)
-        if hard_state is not None:
-            d.set_hard_state(hard_state)
+        store_in(self.disk, hard_state, entries, snapshot)
 
     def saved(self, hard_state, entries, snapshot) -> None:
-        st = self.storage
-        if snapshot is not None:
-            st.apply_snapshot(snapshot)
-        if entries:
-            st.append(entries)
-        if hard_state is not None:
-            st.set_hard_state(hard_state)
+        store_in(self.storage, hard_state, entries, snapshot)
 
     def crash(self, rng, in_flight) -> "SimDisk":
         """The disk as a restarted member finds it: unsynced writes maybe lost, and of a write the

@@ -41,6 +41,16 @@ class LogStore(Protocol):
         """On the loop thread, after save(): make the write visible in `storage`."""
 
 
+def store_in(storage, hard_state, entries, snapshot) -> None:
+    """A Ready's durable part into a MemoryStorage, in raft's order: snapshot, entries, hard state."""
+    if snapshot is not None:
+        storage.apply_snapshot(snapshot)
+    if entries:
+        storage.append(entries)
+    if hard_state is not None:
+        storage.set_hard_state(hard_state)
+
+
 class MemoryLogStore:
     """A LogStore with no durability: the log lives only in the MemoryStorage raft reads. For
     benchmarks of the raft core and tools; never for a member whose acknowledgements matter."""
@@ -52,13 +62,7 @@ class MemoryLogStore:
         pass
 
     def saved(self, hard_state, entries, snapshot) -> None:
-        st = self.storage
-        if snapshot is not None:
-            st.apply_snapshot(snapshot)
-        if entries:
-            st.append(entries)
-        if hard_state is not None:
-            st.set_hard_state(hard_state)
+        store_in(self.storage, hard_state, entries, snapshot)
 
 
 class NodeSink(Protocol):

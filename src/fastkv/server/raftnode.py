@@ -19,7 +19,7 @@ from fastkv import failpoints
 from fastkv._native import load
 from fastkv.raft import rawnode as rawnode_mod
 from fastkv.raft.config import Config
-from fastkv.server.node import NodeDriver, recovered_hard_state
+from fastkv.server.node import NodeDriver, recovered_hard_state, store_in
 from fastkv.wal.snapshotter import Snapshotter
 from fastkv.wal.wal import WAL
 
@@ -74,15 +74,10 @@ class WALStore:
         failpoints.hit("raft.wal_save.after")
 
     def saved(self, hard_state, entries, snapshot) -> None:
-        st = self.storage
+        store_in(self.storage, hard_state, entries, snapshot)
         if snapshot is not None:
-            st.apply_snapshot(snapshot)
             self.conf_state = snapshot.metadata.conf_state
             self.snapshot_index = snapshot.metadata.index
-        if entries:
-            st.append(entries)
-        if hard_state is not None:
-            st.set_hard_state(hard_state)
 
     # snapshots of our own applied state ---------------------------------------------------------
     def persist_snapshot(self, snap) -> None:
