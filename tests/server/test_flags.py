@@ -102,3 +102,34 @@ def test_defaults_match_real_etcd():
         assert str(ours[flag.replace("-", "_")]) == etcd_defaults[flag], flag
     # etcd's 0 means its 2 GiB default quota; ours spells it out
     assert etcd_defaults["quota-backend-bytes"] == "0" and ours["quota_backend_bytes"] == 2 * 1024**3
+
+
+def test_config_file_is_etcds_yaml_and_wins_over_flags(tmp_path):
+    """--config-file takes etcd's YAML (flag names as keys, peer-transport-security nested); as in
+    etcd the other flags are then ignored; an unknown key is refused with exit 2."""
+    port = free_port()
+    cfg = tmp_path / "etcd.yaml"
+    cfg.write_text(f"name: from-file\ndata-dir: {tmp_path / 'data'}\n"
+                   f"listen-client-urls: http://127.0.0.1:{port}\nadvertise-client-urls: http://127.0.0.1:{port}\n"
+                   f"listen-peer-urls: [http://127.0.0.1:{free_port()}]\nstrict-reconfig-check: true\n"
+                   "peer-transport-security:\n  client-cert-auth: false\n")
+    proc = subprocess.Popen([sys.executable, "-m", "fastkv.cli", "serve", "--config-file", str(cfg),
+                             "--name", "from-flag"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env_with_src(), cwd=tmp_path)
+    try:
+        for line in proc.stdout:
+            if line.startswith("ready to serve"):
+                break
+        assert f"127.0.0.1:{port}" in line
+        assert (tmp_path / "data" / "member" / "wal").is_dir() and not (tmp_path / "from-flag.fastkv").exists()
+        out = subprocess.run(["etcdctl", "--endpoints", f"127.0.0.1:{port}", "member", "list"], capture_output=True,
+                             text=True, env={**os.environ, "ETCDCTL_API": "3"}, timeout=20).stdout
+        assert ", from-file, " in out
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("nmae: typo\n")
+    p = subprocess.run([sys.executable, "-m", "fastkv.cli", "serve", "--config-file", str(bad)],
+                       capture_output=True, text=True, env=env_with_src(), cwd=tmp_path, timeout=60)
+    assert p.returncode == 2 and "unknown key 'nmae'" in p.stderr

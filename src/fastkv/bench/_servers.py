@@ -30,14 +30,15 @@ class ClusterServer:
     goes through the leader, as `--members 3` in `bench compare` promises), its pids all members'."""
 
     def __init__(self, name: str, kind: str, members: int, workdir: str | None = None,
-                 ready_timeout: float = 60.0):
+                 ready_timeout: float = 60.0, extra_flags=()):
         from fastkv.chaos.cluster import EtcdCluster, FastkvCluster
 
         self.name = name
         self._own_dir = workdir is None
         self.workdir = workdir or tempfile.mkdtemp(prefix=f"fastkv-bench-{name}-")
         cls = EtcdCluster if kind == "etcd" else FastkvCluster
-        self.cluster = cls(os.path.join(self.workdir, name), members, token=f"bench-{name}")
+        self.cluster = cls(os.path.join(self.workdir, name), members, token=f"bench-{name}",
+                           extra_flags=tuple(extra_flags))
         self.ready_timeout = ready_timeout
         self.endpoint = ""
         self.argv = self.cluster.members[0].argv

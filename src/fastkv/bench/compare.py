@@ -34,6 +34,9 @@ def add_parser(subparsers):
                    help="cluster size: with more than 1, a local etcd cluster and a local fastkv cluster of "
                         "that many members (etcd's flags, loopback), the load sent through each leader "
                         "(default: 1; --etcd-cmd/--fastkv-cmd then do not apply)")
+    p.add_argument("--fastkv-flags", default="",
+                   help="with --members > 1: extra `fastkv serve` flags for every fastkv member, e.g. "
+                        "'--client-frontend native'")
     p.add_argument("--etcd-cmd", default=ETCD_CMD, help="command template of the reference (default: %(default)s)")
     p.add_argument("--fastkv-cmd", default=FASTKV_CMD, help="command template of fastkv (default: %(default)s)")
     p.add_argument("--fastkv-name", default="fastkv", help="label of the --fastkv-cmd server in the output")
@@ -112,7 +115,11 @@ def run_cli(args) -> int:
         if args.members > 1:
             from fastkv.bench._servers import ClusterServer
 
-            return ClusterServer(name, kind, args.members, args.work_dir, max(args.ready_timeout, 60.0))
+            import shlex
+
+            extra = shlex.split(args.fastkv_flags) if kind == "fastkv" else []
+            return ClusterServer(name, kind, args.members, args.work_dir, max(args.ready_timeout, 60.0),
+                                 extra_flags=extra)
         return Server(name, template, args.work_dir, args.ready_timeout)
 
     try:

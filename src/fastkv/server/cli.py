@@ -117,7 +117,11 @@ def add_parser(sub) -> None:
                    help="maximum concurrent streams per client connection (HTTP/2 setting; native front end)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="logging verbosity")
-    p.set_defaults(func=run)
+    p.add_argument("--config-file", default="",
+                   help="etcd's YAML configuration file (keys are the flag names: name, data-dir, "
+                        "listen-client-urls, initial-cluster, peer-transport-security: {cert-file, ...}); "
+                        "as in etcd, when given, the other flags are ignored")
+    p.set_defaults(func=run, _parser=p)
 
 
 def config_from_args(args):
@@ -186,7 +190,56 @@ def _usage_error(message: str) -> None:
     raise SystemExit(2)
 
 
+# etcd's peer-transport-security keys -> fastkv serve's flags
+_PEER_SECURITY = {"cert-file": "--peer-cert-file", "key-file": "--peer-key-file",
+                  "trusted-ca-file": "--peer-trusted-ca-file", "client-cert-auth": "--peer-client-cert-auth",
+                  "auto-tls": "--peer-auto-tls", "allowed-cn": "--peer-cert-allowed-cn"}
+
+
+def config_file_argv(path: str, parser) -> list:
+    """The flags an etcd YAML config file stands for (etcd's embed.ConfigFromFile, for the keys
+    fastkv serve knows); unknown keys are a usage error, so a typo does not pass silently."""
+    import yaml
+
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        _usage_error(f"cannot read --config-file {path}: {exc}")
+    if not isinstance(data, dict):
+        _usage_error(f"--config-file {path}: expected a YAML mapping of flag names to values")
+    known = {a.dest: a for a in parser._actions}
+    argv: list = []
+
+    def flag(name: str, value) -> None:
+        action = known.get(name.lstrip("-").replace("-", "_"))
+        if action is None:
+            _usage_error(f"--config-file {path}: unknown key {name!r} (fastkv serve --help lists the flags)")
+        opt = action.option_strings[0]
+        if isinstance(action, argparse._StoreTrueAction):
+            if value:
+                argv.append(opt)
+        elif isinstance(value, bool):
+            argv.extend([opt, "true" if value else "false"])
+        elif isinstance(value, list):
+            argv.extend([opt, ",".join(str(v) for v in value)])
+        elif value is not None:
+            argv.extend([opt, str(value)])
+
+    for key, value in data.items():
+        if key == "peer-transport-security" and isinstance(value, dict):
+            for k, v in value.items():
+                if k not in _PEER_SECURITY:
+                    _usage_error(f"--config-file {path}: unknown peer-transport-security key {k!r}")
+                flag(_PEER_SECURITY[k], v)
+        elif key != "config-file":
+            flag(key, value)
+    return argv
+
+
 def run(args) -> int:
+    if args.config_file:
+        args = args._parser.parse_args(config_file_argv(args.config_file, args._parser))
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     cfg = config_from_args(args)
