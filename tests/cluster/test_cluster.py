@@ -89,7 +89,8 @@ def _session(c) -> list:
     eps = c.endpoints()
     lead = leader_index(c)
     follower = (lead + 1) % 3
-    ids = {s["Status"]["header"]["member_id"]: c.members[k].name for k, s in enumerate(status(eps))}
+    sts = wait_for(lambda: status(eps), what="every member answering Status")
+    ids = {s["Status"]["header"]["member_id"]: c.members[k].name for k, s in enumerate(sts)}
     out = []
 
     def run(*args):
