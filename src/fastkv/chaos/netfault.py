@@ -65,7 +65,7 @@ class _Proxy:
                 upstream_writer.write(head)
             await asyncio.gather(self._pump(reader, upstream_writer, conn),
                                  self._pump(up_reader, writer, conn))
-        except OSError:
+        except (OSError, RuntimeError):
             pass
         finally:
             if conn is not None:
@@ -82,7 +82,7 @@ class _Proxy:
                     break
                 writer.write(data)
                 await writer.drain()
-        except OSError:
+        except (OSError, RuntimeError):  # the other side was aborted under us
             pass
         finally:
             conn[3].transport.abort()

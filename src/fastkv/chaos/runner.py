@@ -72,6 +72,7 @@ class Verdict:
     history_path: str = ""
     report_path: str = ""
     corrupted_op: str = ""
+    final_revision: int = 0
     error: str = ""
 
     @property
@@ -219,6 +220,7 @@ async def run(cfg: RunConfig) -> Verdict:
             finals.append(r.header.revision)
         final_rev = max(finals)
         rec.final_revision = final_rev
+        v.final_revision = final_rev
         caught = await asyncio.gather(*(w.catch_up(final_rev, time.monotonic() + 30) for w in watchers))
         stop_watchers.set()
         for t in wtasks:
