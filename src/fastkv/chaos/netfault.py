@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 
@@ -133,8 +134,10 @@ async def _serve(routes: dict[str, tuple[int, int]]):
             proxy.blocked = {tuple(p) for p in cmd["pairs"]}
         proxy.enforce()
         print("ok", flush=True)
-    for s in servers:
-        s.close()
+    # stdin closed: the tool is done with us. Leave at once rather than cancel every connection's
+    # task (which asyncio reports as noise); the kernel closes the sockets.
+    sys.stdout.flush()
+    os._exit(0)
 
 
 def main(argv=None):
