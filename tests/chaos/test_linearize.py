@@ -215,3 +215,26 @@ def test_thirty_thousand_ops_in_seconds():
     res = linearize.check(ops, time_limit=120)
     assert res.linearizable is True and res.unknown >= 20
     assert res.elapsed < 30  # generous on a loaded 2-core machine; measured well under a second
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_violation_deep_in_a_busy_single_key_history_is_proved_locally(seed):
+    # one key, 8 clients, long overlapping ops, many unknowns: the full search would have to
+    # exhaust thousands of configurations; the window around where it got stuck proves it
+    rng = random.Random(500 + seed)
+    ops = synth.sequential_history(rng, ops=8000, clients=8, keys=1, unknown_rate=0.01, overlap=10)
+    assert linearize.check(ops, time_limit=60).linearizable is True
+    assert synth.plant_stale_read(ops, rng) is not None
+    res = linearize.check(ops, time_limit=60)
+    assert res.linearizable is False
+    window = res.violations[0].failing
+    assert 0 < len(window) < 500
+    assert linearize._window_fails(window, None) is True
+
+
+def test_window_across_a_busy_cut_makes_running_ops_unknown():
+    ops = sorted([put(0, 10, "a"), get(1, 2, None, c=1), get(3, 4, "a", c=2), get(5, 6, "a", c=1)],
+                 key=lambda o: o.call)
+    w = linearize.window_from(ops, 2)  # cut at t=3: the put runs across it
+    assert [o.kind for o in w] == ["put", "get", "get"]
+    assert w[0].unknown and w[0].value == "a" and not ops[0].unknown

@@ -50,6 +50,8 @@ def add_parser(sub) -> None:
                    help="seconds the linearizability search may take before answering 'unknown' (default 120)")
     p.add_argument("--corrupt-history", action="store_true",
                    help="plant a stale read in the recorded history before checking (proves the checker bites)")
+    p.add_argument("--check", metavar="HISTORY.jsonl",
+                   help="only re-check a saved history (linearizability and watch guarantees) and exit")
     p.add_argument("--keep-data", action="store_true", help="keep the members' data dirs and logs")
     p.add_argument("--json", action="store_true", help="print one JSON object per run (and no table)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
@@ -95,7 +97,47 @@ def summary(v) -> str:
     return "\n".join(f"  {k:<{width}}  {val}" for k, val in rows)
 
 
+def check_file(path: str, time_limit: float, as_json: bool) -> int:
+    from fastkv.chaos import linearize
+    from fastkv.chaos.history import Op, load_jsonl
+    from fastkv.chaos.watchcheck import WatchRecord, check_watches
+
+    ops, watches, final = [], [], None
+    try:
+        for rec in load_jsonl(path):
+            kind = rec.pop("type", "op")
+            if kind == "op":
+                ops.append(Op.from_json(rec))
+            elif kind == "run":
+                final = rec.get("final_revision") or None
+            elif kind == "watch":
+                watches.append(WatchRecord.from_json(rec))
+    except (OSError, ValueError, TypeError) as exc:
+        print(f"fastkv chaos: cannot read history {path}: {exc}", file=sys.stderr)
+        return 2
+    res = linearize.check(ops, time_limit=time_limit)
+    wres = check_watches(ops, watches, final) if watches else None
+    out = {"history": path, "ops": res.ops, "unknown": res.unknown, "keys": len(res.keys),
+           "linearizable": res.linearizable, "check_seconds": round(res.elapsed, 3),
+           "violation_keys": [k.key for k in res.violations],
+           "failing_history": [o.describe() for o in (res.violations[0].failing if res.violations else [])],
+           "watch_ok": None if wres is None else wres.ok,
+           "watch_issues": [] if wres is None else [f"watcher {i.watcher}: {i.kind}: {i.detail}" for i in wres.issues]}
+    if as_json:
+        print(json.dumps(out))
+    else:
+        for k, v in out.items():
+            if isinstance(v, list):
+                for line in v[:30]:
+                    print(f"  {k:<16}  {line}")
+            else:
+                print(f"  {k:<16}  {_fmt(v)}")
+    return 0 if res.linearizable is True and (wres is None or wres.ok) else 1
+
+
 def main(args) -> int:
+    if args.check:
+        return check_file(args.check, args.check_time_limit, args.json)
     from fastkv.chaos.cluster import ClusterError
     from fastkv.chaos.runner import RunConfig, run
 

@@ -13,12 +13,16 @@ equality of values says which write a read saw.
 
 Unknown outcomes: such an operation has its return at +infinity and an unconstrained answer: it
 may be linearized anywhere after its call, and placing it after everything else is the same as
-"never happened". Two reductions keep the search small and are exact:
+"never happened". Pending forever, unknown writes multiply the configurations the search must
+exhaust before it can call a history non-linearizable, so three exact reductions come first:
   * an unknown get is dropped (it has no effect);
   * an unknown put or cas whose written value nobody observed is dropped, when every delete that
     reported deleted=1 also reported the value it deleted (prev_kv). Then any state-reading
     operation after that write would have observed its value, so in any linearization the write
-    is overwritten blindly before anyone reads it, and removing it changes no answer.
+    is overwritten blindly before anyone reads it, and removing it changes no answer;
+  * an unknown put or cas whose value a completed op certainly read (a get, a successful cas's
+    expected value, a failed cas's read, a delete's prev) happened before that reader returned:
+    it gets the earliest such return as its own (and a cas is known to have succeeded).
 
 The search is bounded by a deadline; running out of time gives the verdict None ("unknown"),
 which is never counted as a pass.
@@ -88,8 +92,9 @@ class SearchOutcome:
     deepest: int = 0           # most ops linearized on one branch
 
 
-def search(ops: list[Op], init=None, deadline: float | None = None) -> SearchOutcome:
-    """Is this single-key history linearizable from register state `init`?"""
+def search(ops: list[Op], init=None, deadline: float | None = None, max_steps: int | None = None) -> SearchOutcome:
+    """Is this single-key history linearizable from register state `init`? (None: out of time or
+    of `max_steps`.)"""
     n = len(ops)
     if n == 0:
         return SearchOutcome(True)
@@ -118,6 +123,17 @@ def search(ops: list[Op], init=None, deadline: float | None = None) -> SearchOut
         nxt[pos] = pos + 1 if pos < tail else tail
         prv[pos] = pos - 1 if pos > 0 else 0
     enc = [_encode(op) for op in ops]
+    # Unknown deletes are interchangeable (no answer, same effect): when one is linearized, any
+    # other that was already called could take its place. So only the latest-called visible one
+    # is ever tried -- the earlier ones stay available longer -- which removes the 2^k choices
+    # among k pending unknown deletes without losing any linearization.
+    next_ud = [-1] * n
+    uds = sorted((i for i, op in enumerate(ops) if op.unknown and op.kind == DELETE), key=lambda i: ops[i].call)
+    for a, b in zip(uds, uds[1:]):
+        next_ud[a] = b
+    is_ud = [False] * n
+    for i in uds:
+        is_ud[i] = True
 
     cache = set()
     stack = []  # (call node, state before, linearized bits before)
@@ -130,10 +146,22 @@ def search(ops: list[Op], init=None, deadline: float | None = None) -> SearchOut
     stuck_depth = -1
     while nxt[head] != tail:
         steps += 1
-        if deadline is not None and (steps & 0xFFF) == 0 and time.monotonic() > deadline:
+        if (steps & 0xFFF) == 0 and ((deadline is not None and time.monotonic() > deadline)
+                                     or (max_steps is not None and steps > max_steps)):
             return SearchOutcome(None, steps, stuck, deepest)
         if is_call[entry]:
             i = node_op[entry]
+            if is_ud[i]:
+                j = next_ud[i]
+                while j != -1 and (bits >> j) & 1:
+                    j = next_ud[j]
+                if j != -1:
+                    later, e = call_node[j], nxt[head]
+                    while is_call[e] and e != later:
+                        e = nxt[e]
+                    if e == later:
+                        entry = nxt[entry]
+                        continue
             accepted, new_state = _step(state, enc[i])
             if accepted:
                 new_bits = bits | (1 << i)
@@ -194,7 +222,32 @@ def reduce_ops(ops: list[Op]) -> tuple[list[Op], int]:
         seen = _observed_values(kept)
         kept = [op for op in kept
                 if not (op.unknown and op.kind in (PUT, CAS) and op.value not in seen)]
+    # an unknown write whose value someone certainly read did happen, and before that reader
+    # returned: give it that return time (a cas then certainly succeeded)
+    first_read: dict = {}
+    for op in kept:
+        if op.unknown:
+            continue
+        v = _value_certainly_read(op)
+        if v is not None and op.ret < first_read.get(v, float("inf")):
+            first_read[v] = op.ret
+    if first_read:
+        kept = [replace(op, ret=max(first_read[op.value], op.call), out=True if op.kind == CAS else None,
+                        error=op.error or "answer lost; bounded by its first reader")
+                if op.unknown and op.kind in (PUT, CAS) and op.value in first_read else op
+                for op in kept]
     return kept, len(ops) - len(kept)
+
+
+def _value_certainly_read(op: Op):
+    """The value a completed op proves was the register's state at its linearization point."""
+    if op.kind == GET:
+        return op.out
+    if op.kind == CAS:
+        return op.expected if op.out else op.read
+    if op.kind == DELETE and op.prev is not NOT_RECORDED:
+        return op.prev
+    return None
 
 
 @dataclass
@@ -229,14 +282,29 @@ class CheckResult:
 
 
 def check_key(key: str, ops: list[Op], deadline: float | None = None, shrink: bool = True) -> KeyResult:
+    """Check one key. The full search proves linearizability; proving the opposite can need it to
+    exhaust every configuration up to the violation, which on a long history is slow. So the full
+    search first gets a budget of steps; if it runs out, a window around the op it could not get
+    past is tried (a window that fails from every initial value is a proof on its own); only then
+    does the full search get the rest of the time."""
     t0 = time.monotonic()
     ordered = sorted(ops, key=lambda o: o.call)
     kept, dropped = reduce_ops(ordered)
-    outcome = search(kept, None, deadline)
-    res = KeyResult(key, outcome.ok, len(ops), sum(op.unknown for op in ops), dropped, outcome.steps,
-                    0.0, outcome.stuck)
-    if outcome.ok is False and shrink:
-        res.failing, res.failing_note = shortest_failing(kept, deadline)
+    # a linearizable history usually goes through in about one step per op; far more means the
+    # search is backtracking, typically exhausting configurations in front of a violation
+    outcome = search(kept, None, deadline, max_steps=50 * len(kept) + 20000)
+    proof = None
+    if outcome.ok is None and outcome.stuck is not None:
+        proof = local_proof(kept, outcome.stuck, deadline)
+        if proof is None:
+            outcome = search(kept, None, deadline)
+    res = KeyResult(key, False if proof else outcome.ok, len(ops), sum(op.unknown for op in ops), dropped,
+                    outcome.steps, 0.0, outcome.stuck)
+    if proof:
+        res.failing, res.failing_note = proof
+    elif outcome.ok is False and shrink:
+        proof = local_proof(kept, outcome.stuck, deadline) if outcome.stuck is not None else None
+        res.failing, res.failing_note = proof or shortest_failing(kept, deadline)
     res.elapsed = time.monotonic() - t0
     return res
 
@@ -326,13 +394,7 @@ def shortest_failing(ops: list[Op], deadline=None) -> tuple[list[Op], str]:
         else:
             lo = mid + 1
     prefix = truncate(ops, times[hi])
-    cuts = []
-    max_ret = float("-inf")
-    for s, op in enumerate(prefix):
-        if s > 0 and max_ret < op.call:
-            cuts.append(s)
-        if op.ret is not None:
-            max_ret = max(max_ret, op.ret)
+    cuts = _quiescent_cuts(prefix)
     for s in reversed(cuts):
         if deadline is not None and time.monotonic() > deadline:
             break
@@ -342,3 +404,76 @@ def shortest_failing(ops: list[Op], deadline=None) -> tuple[list[Op], str]:
             return window, (f"{len(window)} ops from a quiescent point: not linearizable from any "
                             f"initial value of the key")
     return prefix, f"shortest failing truncation from the empty key ({len(prefix)} ops)"
+
+
+def _quiescent_cuts(prefix: list[Op]) -> list[int]:
+    """Indices s (in call order) such that every op completed before s returned before prefix[s]
+    was called."""
+    cuts = []
+    max_ret = float("-inf")
+    for s, op in enumerate(prefix):
+        if s > 0 and max_ret < op.call:
+            cuts.append(s)
+        if op.ret is not None:
+            max_ret = max(max_ret, op.ret)
+    return cuts
+
+
+def window_from(prefix: list[Op], s: int) -> list[Op]:
+    """The ops of `prefix` (sorted by call) from index s on, plus the ops called before
+    c = prefix[s].call that were still running at c, made unknown (gets dropped).
+
+    Sound as a self-contained check: in any linearization of the whole history, take the state at
+    time c as the initial value; the ops called from c on keep their order; an op running across
+    c either took effect before c (already part of that state; as an unknown op it can go last,
+    where it changes nothing anyone reads) or after c (where it stays). Ops that returned before
+    c took effect before c. So a window that fails from every initial value proves the whole
+    history is not linearizable."""
+    c = prefix[s].call
+    carried = []
+    for op in prefix[:s]:
+        if op.ret is not None and op.ret <= c:
+            continue
+        if op.kind == GET:
+            continue
+        if op.ret is not None:
+            op = replace(op, ret=None, out=None, read=None, prev=NOT_RECORDED, error="running across the cut")
+        carried.append(op)
+    return carried + prefix[s:]
+
+
+def local_proof(ops: list[Op], stuck: Op, deadline=None, max_window: int = 4000):
+    """Look for a short window ending where the search got stuck (the history truncated at
+    `stuck`'s return) that fails from every initial value: start 1, 2, 4, ... ops back, then
+    bisect between the last two tries. Returns (window, note) or None."""
+    ops = sorted(ops, key=lambda o: o.call)
+    t = stuck.ret if stuck.ret is not None else max((o.ret for o in ops if o.ret is not None), default=0.0)
+    prefix = truncate(ops, t)
+    n = len(prefix)
+
+    def fails(back):
+        window = window_from(prefix, n - back)
+        return window if len(window) <= max_window and _window_fails(window, deadline) else None
+
+    back, last_ok = 1, 0
+    found = None
+    while back <= n:
+        if deadline is not None and time.monotonic() > deadline:
+            return None
+        found = fails(back)
+        if found is not None:
+            break
+        last_ok = back
+        back = min(back * 2, n) if back < n else n + 1
+    if found is None:
+        return None
+    lo, hi = last_ok + 1, back
+    while lo < hi:
+        mid = (lo + hi) // 2
+        w = fails(mid)
+        if w is not None:
+            hi, found = mid, w
+        else:
+            lo = mid + 1
+    return found, (f"{len(found)} ops (the last {hi} called before the op the search could not get "
+                   f"past, plus ops running across that cut): not linearizable from any initial value")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 
@@ -65,7 +66,7 @@ class _Proxy:
                 upstream_writer.write(head)
             await asyncio.gather(self._pump(reader, upstream_writer, conn),
                                  self._pump(up_reader, writer, conn))
-        except OSError:
+        except (OSError, RuntimeError):
             pass
         finally:
             if conn is not None:
@@ -82,7 +83,7 @@ class _Proxy:
                     break
                 writer.write(data)
                 await writer.drain()
-        except OSError:
+        except (OSError, RuntimeError):  # the other side was aborted under us
             pass
         finally:
             conn[3].transport.abort()
@@ -133,8 +134,10 @@ async def _serve(routes: dict[str, tuple[int, int]]):
             proxy.blocked = {tuple(p) for p in cmd["pairs"]}
         proxy.enforce()
         print("ok", flush=True)
-    for s in servers:
-        s.close()
+    # stdin closed: the tool is done with us. Leave at once rather than cancel every connection's
+    # task (which asyncio reports as noise); the kernel closes the sockets.
+    sys.stdout.flush()
+    os._exit(0)
 
 
 def main(argv=None):

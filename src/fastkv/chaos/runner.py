@@ -17,8 +17,8 @@ import grpc
 from fastkv.api.etcdpb import rpc_pb2, rpc_pb2_grpc
 from fastkv.chaos import linearize, synth
 from fastkv.chaos.cluster import TARGETS, ClusterError
-from fastkv.chaos.faults import ALL_KINDS, NEEDS_PEERS, Injector, find_leader, plan
-from fastkv.chaos.history import CAS, DELETE, GET, PUT, save_jsonl
+from fastkv.chaos.faults import ALL_KINDS, NEEDS_PEERS, Injector, plan
+from fastkv.chaos.history import GET, save_jsonl
 from fastkv.chaos.netfault import PeerProxies
 from fastkv.chaos.watchcheck import check_watches
 from fastkv.chaos.workload import Client, Recorder, Watcher, WorkloadConfig, channel
@@ -72,6 +72,7 @@ class Verdict:
     history_path: str = ""
     report_path: str = ""
     corrupted_op: str = ""
+    final_revision: int = 0
     error: str = ""
 
     @property
@@ -219,6 +220,7 @@ async def run(cfg: RunConfig) -> Verdict:
             finals.append(r.header.revision)
         final_rev = max(finals)
         rec.final_revision = final_rev
+        v.final_revision = final_rev
         caught = await asyncio.gather(*(w.catch_up(final_rev, time.monotonic() + 30) for w in watchers))
         stop_watchers.set()
         for t in wtasks:
@@ -305,10 +307,9 @@ def _judge(v: Verdict, cfg: RunConfig, rec: Recorder, watchers, injector) -> Non
         bad = res.violations[0]
         v.failing_history = [o.describe() for o in bad.failing]
         v.failing_note = bad.failing_note
-    kv_ops = [o for o in ops]
     if watchers:
         final = getattr(rec, "final_revision", None)
-        wres = check_watches(kv_ops, [w.record for w in watchers], final_revision=final)
+        wres = check_watches(ops, [w.record for w in watchers], final_revision=final)
         v.watch_ok, v.watch_events = wres.ok, wres.events
         v.watch_issues = [f"watcher {i.watcher}: {i.kind}: {i.detail}" for i in wres.issues]
     os.makedirs(cfg.out_dir, exist_ok=True)
