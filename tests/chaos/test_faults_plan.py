@@ -48,8 +48,8 @@ def test_members_get_etcds_flags_and_advertise_their_proxy(tmp_path):
     assert not any(m.running for m in c.members)
 
 
-def test_fastkv_target_is_one_member_until_clusters_exist(tmp_path):
-    with pytest.raises(ClusterError, match="clusters work"):
-        FastkvCluster(str(tmp_path), 3)
-    c = FastkvCluster(str(tmp_path), 1)
-    assert c.members[0].argv[1:4] == ["-m", "fastkv.cli", "serve"]
+def test_fastkv_target_takes_etcds_cluster_flags(tmp_path):
+    c = FastkvCluster(str(tmp_path), 3, proxied=True)
+    for m in c.members:
+        assert m.argv[1:4] == ["-m", "fastkv.cli", "serve"]
+        assert m.argv[m.argv.index("--initial-cluster") + 1].count("=http://127.0.0.1:") == 3

@@ -356,3 +356,23 @@ def test_membership_session_matches_etcd_over_peer_tls(tmp_path):
             leader_index(c)
             results.append(_session(c))
     assert results[0] == results[1]
+
+
+def test_linearizable_reads_on_a_follower_survive_a_lost_read_index(fastkv3):
+    """A follower whose ReadIndex request is lost (sent while its leader was dead) asks again, so
+    the read is answered once a new leader is elected, and later reads are not stuck behind it
+    (found by `fastkv chaos`: a restarted member never answered a linearizable read again)."""
+    c = fastkv3
+    etcdctl(c.endpoints(), "put", "k", "v1")
+    lead = leader_index(c)
+    follower = c.members[(lead + 1) % 3].endpoint
+    c.kill(lead)
+    p = etcdctl(follower, "get", "k", command_timeout="20s", check=False)  # issued before a new election
+    assert p.returncode == 0 and "v1" in p.stdout, p.stderr
+    t0 = time.monotonic()
+    etcdctl(follower, "put", "k", "v2")
+    assert "v2" in etcdctl(follower, "get", "k").stdout
+    assert time.monotonic() - t0 < 10
+    c.restart(lead)
+    wait_for(lambda: "v2" in etcdctl(c.members[lead].endpoint, "get", "k", command_timeout="3s",
+                                     check=False).stdout, what="the restarted member serves linearizable reads")

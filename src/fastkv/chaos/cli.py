@@ -147,10 +147,6 @@ def main(args) -> int:
         print(f"fastkv chaos: unknown fault kind(s) {', '.join(bad)}; choose from {', '.join(ALL_KINDS)}",
               file=sys.stderr)
         return 2
-    if args.target == "fastkv" and args.members > 1 and not args.endpoints:
-        print("fastkv chaos: multi-member fastkv arrives with the clusters work; for now use "
-              "--target fastkv --members 1, or --target etcd", file=sys.stderr)
-        return 2
     if args.members < 1 or args.duration <= 0 or args.runs < 1:
         print("fastkv chaos: --members, --duration and --runs must be positive", file=sys.stderr)
         return 2

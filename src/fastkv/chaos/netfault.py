@@ -15,9 +15,12 @@ broken connection and redials, as after a real network fault, and never a corrup
 
 The proxy is its own process (`python -m fastkv.chaos.netfault`), so copying bytes never competes
 with the workload for the GIL; it takes one JSON command per line on stdin and exits when stdin
-closes, so it cannot outlive the tool that started it. A connection whose first bytes are not an
-HTTP request (a future fastkv peer transport) passes with flow "both" and an unknown dialer:
-blocking then needs that transport to name its dialer the same way.
+closes, so it cannot outlive the tool that started it.
+
+fastkv's peer transport names its dialer in the HELLO frame that follows its preamble (see
+fastkv.transport.frame): both its channels, stream and snapshot pipeline, carry raft messages from
+the dialer to the owner (flow "in"). A connection that is neither passes with flow "both" and an
+unknown dialer, so it cannot be blocked (TLS peer traffic, for one: the proxy cannot read it).
 """
 from __future__ import annotations
 
@@ -53,8 +56,7 @@ class _Proxy:
         conn = None
         try:
             try:
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
-                dialer_id, flow = _classify(head)
+                head, dialer_id, flow = await asyncio.wait_for(_read_head(reader), 5.0)
             except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
                 head, dialer_id, flow = b"", None, "both"
             if self.crosses_block(owner, dialer_id, flow):
@@ -95,6 +97,24 @@ class _Proxy:
                 conn[3].transport.abort()
                 conn[4].transport.abort()
                 self.conns.discard(conn)
+
+
+async def _read_head(reader) -> tuple[bytes, str | None, str]:
+    """What the connection opens with (to forward as is), its dialer and its flow."""
+    from fastkv.transport import frame as fr
+
+    first = await reader.readexactly(len(fr.PREAMBLE))
+    if first == fr.PREAMBLE:
+        header = await reader.readexactly(fr.HEADER_SIZE)
+        length, kind = fr.HEADER.unpack(header)
+        if kind != fr.HELLO or not 1 <= length <= fr.CONTROL_MAX:
+            return first + header, None, "both"
+        payload = await reader.readexactly(length - 1)
+        _version, _channel, _cluster, frm, _to = fr.parse_hello(payload)
+        return first + header + payload, f"{frm:x}", "in"
+    head = first + await reader.readuntil(b"\r\n\r\n")
+    dialer, flow = _classify(head)
+    return head, dialer, flow
 
 
 def _classify(head: bytes) -> tuple[str | None, str]:

@@ -50,6 +50,7 @@ from fastkv.transport.peerhttp import PeerHTTP
 
 log = logging.getLogger(__name__)
 
+READ_INDEX_RETRY_SECONDS = 0.5  # etcd's readIndexRetryTime
 ETCD_VERSION = "3.4.23"  # the etcd API level fastkv matches (what Status and /version report)
 CLUSTER_VERSION = "3.4.0"
 _META = struct.Struct("<QQ")
@@ -344,6 +345,15 @@ class EtcdServer(ClusterMember):
         self._reads[ctx] = self._read_waiters
         self._read_waiters = []
         self.raft.read_index(ctx)
+        # A ReadIndex request can be lost (no leader known when it was made, a leader change, a
+        # dropped message): ask again with the same context until it is answered, as etcd's
+        # linearizable read loop does; a duplicate answer finds its context gone and is ignored.
+        asyncio.get_running_loop().call_later(READ_INDEX_RETRY_SECONDS, self._retry_read_round, ctx)
+
+    def _retry_read_round(self, ctx: bytes) -> None:
+        if ctx in self._reads and not self._stopped.is_set():
+            self.raft.read_index(ctx)
+            asyncio.get_running_loop().call_later(READ_INDEX_RETRY_SECONDS, self._retry_read_round, ctx)
 
     def _on_read_states(self, states) -> None:
         applied = self.applier.applied_index

@@ -130,14 +130,14 @@ class NodeDriver:
             return None
         rd = raw.ready()
         self._in_flight = rd
+        if rd.hard_state is not None:
+            self.term = rd.hard_state.term
+            self.commit_index = rd.hard_state.commit
         if rd.soft_state is not None:
             was = self.is_leader
             self.leader = rd.soft_state.lead
             self.is_leader = rd.soft_state.raft_state == LEADER
             self.sink.on_soft_state(was, self.is_leader, self.leader)
-        if rd.hard_state is not None:
-            self.term = rd.hard_state.term
-            self.commit_index = rd.hard_state.commit
         # the role at the time the Ready was built decides (etcd's `islead`)
         self._sent_early = self.is_leader
         if self._sent_early and rd.messages:
