@@ -169,8 +169,11 @@ def render_runs(section: dict, results: list) -> list[str]:
 
 
 def load_sections(only: str | None) -> list[tuple[str, dict]]:
-    files = sorted((HERE / "sections").glob("*.toml"))
-    return [(f.stem, tomllib.loads(f.read_text())) for f in files if not only or only in f.stem]
+    """Section files in name order: <NN>-<name>.toml runs benchmarks; <NN>-<name>.md is figures that
+    another command produced (its text says which, e.g. `fastkv chaos` batches), kept as written."""
+    files = sorted(f for f in (HERE / "sections").iterdir() if f.suffix in (".toml", ".md"))
+    return [(f.stem, tomllib.loads(f.read_text()) if f.suffix == ".toml" else {"markdown": f.read_text()})
+            for f in files if not only or only in f.stem]
 
 
 def main(argv=None) -> int:
@@ -195,6 +198,9 @@ def main(argv=None) -> int:
            f"- reference: {m['etcd']}", ""]
     headline = []
     for stem, section in load_sections(args.only):
+        if "markdown" in section:
+            doc += [section["markdown"].strip(), ""]
+            continue
         print(f"== {stem}: {section['title']}", flush=True)
         server = None
         try:

@@ -1,5 +1,5 @@
-"""Whole chaos runs: real etcd (3 members, every fault kind) must come out clean; a planted stale
-read must be caught; one-member fastkv under kill/pause must come out clean.
+"""Whole chaos runs: real etcd and fastkv (3 members, every fault kind) must come out clean; a
+planted stale read must be caught; one-member fastkv under kill/pause must come out clean.
 
 CI runs a bounded sample (FASTKV_CHAOS_RUNS seeds, default 2, of FASTKV_CHAOS_DURATION seconds,
 default 12). Run many more locally with e.g. FASTKV_CHAOS_RUNS=100.
@@ -52,6 +52,24 @@ def test_real_etcd_comes_out_clean(seed, tmp_path):
     lines = [json.loads(line) for line in open(v.history_path)]
     assert sum(1 for r in lines if r["type"] == "op") == v.ops
     assert sum(1 for r in lines if r["type"] == "fault") == sum(v.faults.values())
+    assert _children() <= before
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("seed", range(200, 200 + RUNS))
+def test_three_member_fastkv_comes_out_clean(seed, tmp_path):
+    """The same runs against a 3-member fastkv cluster: every fault kind (kill, pause, partitions
+    through the peer proxies, one-way loss, leader transfer, remove + re-add)."""
+    before = _children()
+    v = asyncio.run(run(RunConfig(target="fastkv", members=3, duration=DURATION, seed=seed,
+                                  out_dir=str(tmp_path), progress=False)))
+    assert v.error == ""
+    assert v.linearizable is True, (v.violation_keys, v.failing_history, v.report_path)
+    assert v.lost_writes == [] and v.durable_acked > 0
+    assert v.watch_ok is True and v.watch_events > 0, v.watch_issues
+    assert v.converged is True, v.convergence
+    assert sum(v.faults.values()) >= 2 and not v.fault_errors, (v.faults, v.fault_errors)
+    assert v.ops > 1000 and v.clean
     assert _children() <= before
 
 
