@@ -29,6 +29,17 @@ def _need_etcd():
         pytest.fail("real etcd is needed: apt-get install -y etcd-server etcd-client")
 
 
+def _assert_clean(v) -> None:
+    """A whole run's verdict: clean on every count, and the run did real work under real faults."""
+    assert v.error == ""
+    assert v.linearizable is True, (v.violation_keys, v.failing_history, v.report_path)
+    assert v.lost_writes == [] and v.durable_acked > 0
+    assert v.watch_ok is True and v.watch_events > 0, v.watch_issues
+    assert v.converged is True, v.convergence
+    assert sum(v.faults.values()) >= 2 and not v.fault_errors, (v.faults, v.fault_errors)
+    assert v.ops > 1000 and v.clean
+
+
 def _children():
     return {p.pid for p in psutil.Process().children(recursive=True)}
 
@@ -41,13 +52,7 @@ def test_real_etcd_comes_out_clean(seed, tmp_path):
     before = _children()
     v = asyncio.run(run(RunConfig(target="etcd", members=3, duration=DURATION, seed=seed,
                                   out_dir=str(tmp_path), progress=False)))
-    assert v.error == ""
-    assert v.linearizable is True, (v.violation_keys, v.failing_history, v.report_path)
-    assert v.lost_writes == [] and v.durable_acked > 0
-    assert v.watch_ok is True and v.watch_events > 0, v.watch_issues
-    assert v.converged is True, v.convergence
-    assert sum(v.faults.values()) >= 2 and not v.fault_errors, (v.faults, v.fault_errors)
-    assert v.ops > 1000 and v.clean
+    _assert_clean(v)
     # the saved history is complete and the members, proxies and data dirs are gone
     lines = [json.loads(line) for line in open(v.history_path)]
     assert sum(1 for r in lines if r["type"] == "op") == v.ops
@@ -63,13 +68,7 @@ def test_three_member_fastkv_comes_out_clean(seed, tmp_path):
     before = _children()
     v = asyncio.run(run(RunConfig(target="fastkv", members=3, duration=DURATION, seed=seed,
                                   out_dir=str(tmp_path), progress=False)))
-    assert v.error == ""
-    assert v.linearizable is True, (v.violation_keys, v.failing_history, v.report_path)
-    assert v.lost_writes == [] and v.durable_acked > 0
-    assert v.watch_ok is True and v.watch_events > 0, v.watch_issues
-    assert v.converged is True, v.convergence
-    assert sum(v.faults.values()) >= 2 and not v.fault_errors, (v.faults, v.fault_errors)
-    assert v.ops > 1000 and v.clean
+    _assert_clean(v)
     assert _children() <= before
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from fastkv.chaos.cluster import ClusterError, EtcdCluster, FastkvCluster
+from fastkv.chaos.cluster import EtcdCluster, FastkvCluster
 from fastkv.chaos.faults import ALL_KINDS, plan
 
 

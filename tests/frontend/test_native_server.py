@@ -4,7 +4,6 @@ etcd, compared response by response."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import threading
 import urllib.request

@@ -498,7 +498,7 @@ class Cluster:
                 self.note(f"restart n{n.id}")
 
     def client_work(self):
-        o, rng, pb = self.opts, self.rng, self.pb
+        o, rng = self.opts, self.rng
         leaders = self.leaders()
         live = self.live()
         if live and rng.random() < o.propose_rate:

@@ -17,7 +17,6 @@ import grpc
 
 from fastkv.api import convert
 from fastkv.api.auth_service import AuthService, request_auth
-from fastkv.auth.errors import unmapped
 from fastkv.api.etcdpb import kv_pb2, rpc_pb2, rpc_pb2_grpc
 from fastkv.errors import EtcdError
 from fastkv.frontend import methods

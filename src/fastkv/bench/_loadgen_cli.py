@@ -133,12 +133,14 @@ def run_cli(args, workload: str) -> int:
         expected = p["watchers"] * p["puts"] if workload == "watch" else p["total"]
         server_pids = list(args.server_pid)
         if getattr(args, "null_server", None):
-            if args.null_server == "native":
-                from fastkv.frontend.nullserver import NativeNullServer as NullServer
-            else:
-                from fastkv.bench._nullserver import NullServer
+            from fastkv.bench._nullserver import NullServer
 
-            null = NullServer().__enter__()
+            if args.null_server == "native":
+                from fastkv.frontend.nullserver import serve_forever
+
+                null = NullServer(serve_forever, "native null server").__enter__()
+            else:
+                null = NullServer().__enter__()
             p["endpoints"], server_pids = [null.endpoint], [null.pid]
         result = _loadgen.run(p, progress=ProgressBar(workload, expected), server_pids=server_pids)
     except (ValueError, _loadgen.LoadgenError) as exc:

@@ -64,7 +64,12 @@ def _main(port: int, ready) -> None:
 
 
 class NullServer:
-    """Context manager: `with NullServer() as s: s.endpoint, s.pid`."""
+    """Context manager: `with NullServer() as s: s.endpoint, s.pid` (a separate process running
+    `main(port, ready)`: grpcio's null server by default)."""
+
+    def __init__(self, main=None, label: str = "null server"):
+        self.main = main or _main
+        self.label = label
 
     def __enter__(self):
         with socket.socket() as sock:
@@ -72,11 +77,11 @@ class NullServer:
             port = sock.getsockname()[1]
         ctx = multiprocessing.get_context("spawn")
         ready = ctx.Event()
-        self.proc = ctx.Process(target=_main, args=(port, ready), daemon=True)
+        self.proc = ctx.Process(target=self.main, args=(port, ready), daemon=True)
         self.proc.start()
         if not ready.wait(30):
             self.proc.terminate()
-            raise RuntimeError("null server did not start")
+            raise RuntimeError(f"{self.label} did not start")
         self.endpoint, self.pid = f"http://127.0.0.1:{port}", self.proc.pid
         return self
 

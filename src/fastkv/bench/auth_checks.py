@@ -10,7 +10,6 @@ difference beside the server CPU per Put that `fastkv bench put` or `bench compa
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 
 from fastkv.bench._common import add_json_flag, emit, machine_info

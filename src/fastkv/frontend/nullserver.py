@@ -8,9 +8,6 @@ alone; the store is not involved. LeaseKeepAlive is served as a stream; Watch an
 """
 from __future__ import annotations
 
-import multiprocessing
-import socket
-
 from fastkv.api.etcdpb import rpc_pb2
 from fastkv.frontend.methods import BIDI_STREAM, UNARY, UNARY_METHODS, Method
 
@@ -71,29 +68,9 @@ async def _serve(port: int, ready) -> None:
     await asyncio.Event().wait()
 
 
-def _main(port: int, ready) -> None:
+def serve_forever(port: int, ready) -> None:
+    """Process entry point: serve the null methods on 127.0.0.1:`port`, set `ready` once listening
+    (fastkv.bench._nullserver starts it in a process of its own)."""
     import uvloop
 
     uvloop.run(_serve(port, ready))
-
-
-class NativeNullServer:
-    """Context manager: `with NativeNullServer() as s: s.endpoint, s.pid` (a separate process)."""
-
-    def __enter__(self):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        ctx = multiprocessing.get_context("spawn")
-        ready = ctx.Event()
-        self.proc = ctx.Process(target=_main, args=(port, ready), daemon=True)
-        self.proc.start()
-        if not ready.wait(30):
-            self.proc.terminate()
-            raise RuntimeError("native null server did not start")
-        self.endpoint, self.pid = f"http://127.0.0.1:{port}", self.proc.pid
-        return self
-
-    def __exit__(self, *exc):
-        self.proc.terminate()
-        self.proc.join(5)
