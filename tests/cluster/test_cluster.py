@@ -138,12 +138,11 @@ def test_learner_added_promoted_and_removed(fastkv3):
 
     data = c.base_dir + "/m3"
     log = open(c.base_dir + "/m3.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "fastkv.cli", "serve", "--name", "m3", "--data-dir", data,
-                             "--listen-client-urls", f"http://127.0.0.1:{client}",
-                             "--advertise-client-urls", f"http://127.0.0.1:{client}",
-                             "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-                             "--initial-cluster", initial, "--initial-cluster-state", "existing",
-                             "--initial-cluster-token", c.token], stdout=log, stderr=subprocess.STDOUT)
+    argv = [sys.executable, "-m", "fastkv.cli", "serve", "--name", "m3", "--data-dir", data,
+            "--listen-client-urls", f"http://127.0.0.1:{client}", "--advertise-client-urls", f"http://127.0.0.1:{client}",
+            "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+            "--initial-cluster", initial, "--initial-cluster-state", "existing", "--initial-cluster-token", c.token]
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: "pre19" in etcdctl(f"127.0.0.1:{client}", "get", "pre19", "--consistency=s",
                                             check=False).stdout, timeout=60, what="the learner caught up")
@@ -155,6 +154,14 @@ def test_learner_added_promoted_and_removed(fastkv3):
         members = json.loads(etcdctl(c.endpoints(), "member", "list", "-w", "json").stdout)["members"]
         assert len(members) == 4 and not any(m.get("isLearner") for m in members)
         etcdctl(c.endpoints(), "put", "with-four", "yes")
+        # a joined member restarts from its data dir as the member it joined as (its id is not
+        # the one its flags alone would give)
+        proc.kill()
+        proc.wait()
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        etcdctl(c.endpoints(), "put", "after-restart", "yes")
+        wait_for(lambda: "yes" in etcdctl(f"127.0.0.1:{client}", "get", "after-restart", command_timeout="3s",
+                                          check=False).stdout, timeout=60, what="the restarted joined member serves")
         etcdctl(c.endpoints(), "member", "remove", f"{learner['ID']:x}")
         proc.wait(30)  # a removed member stops by itself
         members = json.loads(etcdctl(c.endpoints(), "member", "list", "-w", "json").stdout)["members"]

@@ -189,7 +189,7 @@ class ClusterMember:
         if self.cfg.strict_reconfig_check and not is_learner:
             voters = [v.id for v in self.membership.voters()]
             started = len(self._started_members() & set(voters))
-            if started + 0 < (len(voters) + 1) // 2 + 1:  # the new member is not started yet
+            if started < (len(voters) + 1) // 2 + 1:  # quorum of the grown cluster; the new one is not started
                 raise ErrNotEnoughStartedMembers()
         pb = self.raft.node.pb
         kind = pb.CONF_CHANGE_ADD_LEARNER_NODE if is_learner else pb.CONF_CHANGE_ADD_NODE

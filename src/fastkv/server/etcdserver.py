@@ -110,6 +110,25 @@ class EtcdServer(ClusterMember):
         joining = cfg.initial_cluster_state == "existing" and not os.path.exists(wal_dir)
         if joining:
             await self._join_existing()
+        self.raft = RaftNode(
+            member_id=self.member_id, peers=None if joining else sorted(self.initial_members),
+            waldir=os.path.join(self.member_dir, "wal"),
+            snapdir=os.path.join(self.member_dir, "snap"), metadata=_META.pack(self.member_id, self.cluster_id),
+            election_tick=max(1, cfg.election_timeout_ms // cfg.heartbeat_interval_ms),
+            heartbeat_interval=cfg.heartbeat_interval_ms / 1000.0,
+            transport=None, on_fsync=self.metrics.wal_fsync.observe, pre_vote=cfg.pre_vote,
+            member_of=lambda md: _META.unpack(md[:_META.size])[0],
+            # FASTKV_WAL_SEGMENT_BYTES (hidden, for tests): smaller WAL segments, so a test can watch
+            # snapshots release old segments after a few thousand writes instead of 64 MB of them.
+            wal_segment_bytes=int(os.environ.get("FASTKV_WAL_SEGMENT_BYTES", "0")) or None,
+            # FASTKV_SNAPSHOT_CATCHUP_ENTRIES (hidden, for tests): entries a leader keeps after its
+            # snapshot for slow followers; a test makes it small to see a follower need a snapshot
+            **({"catchup_entries": int(os.environ["FASTKV_SNAPSHOT_CATCHUP_ENTRIES"])}
+               if os.environ.get("FASTKV_SNAPSHOT_CATCHUP_ENTRIES") else {}))
+        stored_member, stored_cluster = _META.unpack(self.raft.metadata[:_META.size])
+        self.member_id, self.cluster_id = stored_member, stored_cluster
+        # the transport speaks for the member the WAL names (a member that joined a running cluster
+        # has an id its flags alone do not give)
         if len(self.initial_members) > 1 or _has_peers(self.backend):
             self.transport = PeerTransport(
                 self.member_id, self.cluster_id, snap_dir=os.path.join(self.member_dir, "snap"),
@@ -125,23 +144,7 @@ class EtcdServer(ClusterMember):
                               f"({exc.strerror or exc}); pick another address with --listen-peer-urls") from None
         else:
             self.transport = LocalTransport()
-        self.raft = RaftNode(
-            member_id=self.member_id, peers=None if joining else sorted(self.initial_members),
-            waldir=os.path.join(self.member_dir, "wal"),
-            snapdir=os.path.join(self.member_dir, "snap"), metadata=_META.pack(self.member_id, self.cluster_id),
-            election_tick=max(1, cfg.election_timeout_ms // cfg.heartbeat_interval_ms),
-            heartbeat_interval=cfg.heartbeat_interval_ms / 1000.0,
-            transport=self.transport, on_fsync=self.metrics.wal_fsync.observe, pre_vote=cfg.pre_vote,
-            member_of=lambda md: _META.unpack(md[:_META.size])[0],
-            # FASTKV_WAL_SEGMENT_BYTES (hidden, for tests): smaller WAL segments, so a test can watch
-            # snapshots release old segments after a few thousand writes instead of 64 MB of them.
-            wal_segment_bytes=int(os.environ.get("FASTKV_WAL_SEGMENT_BYTES", "0")) or None,
-            # FASTKV_SNAPSHOT_CATCHUP_ENTRIES (hidden, for tests): entries a leader keeps after its
-            # snapshot for slow followers; a test makes it small to see a follower need a snapshot
-            **({"catchup_entries": int(os.environ["FASTKV_SNAPSHOT_CATCHUP_ENTRIES"])}
-               if os.environ.get("FASTKV_SNAPSHOT_CATCHUP_ENTRIES") else {}))
-        stored_member, stored_cluster = _META.unpack(self.raft.metadata[:_META.size])
-        self.member_id, self.cluster_id = stored_member, stored_cluster
+        self.raft.transport = self.transport
         self.membership = Membership(self.backend, self.member_id,
                                      self.initial_members if self.raft.fresh else {})
         self.membership.on_change = self._members_changed
