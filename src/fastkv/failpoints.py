@@ -93,6 +93,14 @@ def hit(name: str) -> None:
         trigger(name)
 
 
+def reload(spec: str) -> None:
+    """Replace every failpoint with those `spec` names ("" turns them all off). A member started
+    with FASTKV_FAILPOINTS_RELOAD set does this on SIGUSR2 with its <data-dir>/failpoints file, so
+    a fault injector can slow a member's disk for a while (fastkv chaos's slowdisk fault)."""
+    disable_all()
+    _from_env(spec)
+
+
 def _from_env(spec: str) -> None:
     for item in filter(None, (s.strip() for s in spec.split(";"))):
         name, _, action = item.partition("=")

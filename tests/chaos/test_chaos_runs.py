@@ -72,6 +72,26 @@ def test_three_member_fastkv_comes_out_clean(seed, tmp_path):
     assert _children() <= before
 
 
+@pytest.mark.timeout(300)
+def test_slow_disk_on_fastkv_members_is_survived(tmp_path):
+    """slowdisk switches a running member's WAL-save and commit failpoints to a 200 ms sleep and
+    back (SIGUSR2 + <data-dir>/failpoints): writes slow down, nothing breaks."""
+    import glob
+    import tempfile
+
+    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "fastkv-chaos-5-*")))
+    v = asyncio.run(run(RunConfig(target="fastkv", members=3, duration=8, seed=5, faults=["slowdisk"],
+                                  out_dir=str(tmp_path), progress=False, keep_data=True)))
+    base = (set(glob.glob(os.path.join(tempfile.gettempdir(), "fastkv-chaos-5-*"))) - before).pop()
+    try:
+        assert v.clean and v.linearizable is True and v.converged is True, (v.error, v.convergence)
+        assert sum(n for k, n in v.faults.items() if k.startswith("slowdisk")) >= 2 and not v.fault_errors
+        logs = "".join(open(p).read() for p in glob.glob(os.path.join(base, "*.log")))
+        assert "failpoints now: raft.wal_save.before=sleep(200)" in logs and "failpoints now: none" in logs
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.mark.etcd
 @pytest.mark.timeout(300)
 def test_planted_stale_read_is_caught_and_reported(tmp_path):

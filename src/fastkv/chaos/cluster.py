@@ -238,5 +238,19 @@ class FastkvCluster(ProcessCluster):
     def command(self) -> list[str]:
         return [sys.executable, "-m", "fastkv.cli", "serve"]
 
+    def env(self) -> dict:
+        # members re-read <data-dir>/failpoints on SIGUSR2 (the slowdisk fault)
+        return {**os.environ, "FASTKV_FAILPOINTS_RELOAD": "1"}
+
+    def set_failpoints(self, i: int, spec: str) -> None:
+        """Switch member i's failpoints to `spec` ("" = none) while it runs."""
+        m = self.members[i]
+        if not m.running:
+            raise ClusterError(f"{m.name} is not running")
+        os.makedirs(m.data_dir, exist_ok=True)
+        with open(os.path.join(m.data_dir, "failpoints"), "w") as f:
+            f.write(spec)
+        m.proc.send_signal(signal.SIGUSR2)
+
 
 TARGETS = {"etcd": EtcdCluster, "fastkv": FastkvCluster}

@@ -13,6 +13,8 @@ Kinds:
   transfer   move leadership to another member (Maintenance.MoveLeader)
   membership remove a follower (MemberRemove; it shuts itself down), then add it back with an
              empty data dir (MemberAdd, restarted with --initial-cluster-state existing)
+  slowdisk   (fastkv only) every WAL save and backend commit of a member waits 200 ms, through
+             fastkv's failpoints switched on and off while it runs
 Partitions need more than one member and a cluster launched with peer proxies.
 """
 from __future__ import annotations
@@ -27,8 +29,10 @@ import grpc
 from fastkv.api.etcdpb import rpc_pb2, rpc_pb2_grpc
 from fastkv.chaos.netfault import isolate
 
-ALL_KINDS = ("kill", "pause", "partition", "oneway", "transfer", "membership")
+ALL_KINDS = ("kill", "pause", "partition", "oneway", "transfer", "membership", "slowdisk")
 NEEDS_PEERS = ("partition", "oneway", "transfer", "membership")
+FASTKV_ONLY = ("slowdisk",)
+SLOW_DISK = "raft.wal_save.before=sleep(200);backend.commit.before=sleep(200)"
 
 
 @dataclass
@@ -158,6 +162,8 @@ class Injector:
                 ev.end = time.monotonic()
             elif f.kind == "membership":
                 await self._remove(leader, f.pick)
+            elif f.kind == "slowdisk":
+                self.cluster.set_failpoints(idx, SLOW_DISK)
         except Exception as exc:  # noqa: BLE001 - a fault that could not be applied is reported
             ev.error = f"{type(exc).__name__}: {exc}"
 
@@ -258,6 +264,8 @@ class Injector:
                 self.proxies.heal()
             elif f.kind == "membership" and self._removed is not None:
                 await self._readd()
+            elif f.kind == "slowdisk":
+                self.cluster.set_failpoints(idx, "")
         except Exception as exc:  # noqa: BLE001
             ev.error = (ev.error + "; " if ev.error else "") + f"undo: {type(exc).__name__}: {exc}"
         if not ev.end:

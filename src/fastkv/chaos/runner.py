@@ -17,7 +17,7 @@ import grpc
 from fastkv.api.etcdpb import rpc_pb2, rpc_pb2_grpc
 from fastkv.chaos import linearize, synth
 from fastkv.chaos.cluster import TARGETS, ClusterError
-from fastkv.chaos.faults import ALL_KINDS, NEEDS_PEERS, Injector, plan
+from fastkv.chaos.faults import ALL_KINDS, FASTKV_ONLY, NEEDS_PEERS, Injector, plan
 from fastkv.chaos.history import GET, save_jsonl
 from fastkv.chaos.netfault import PeerProxies
 from fastkv.chaos.watchcheck import check_watches
@@ -151,6 +151,8 @@ async def run(cfg: RunConfig) -> Verdict:
         else:
             if cfg.members == 1:
                 faults = [k for k in faults if k not in NEEDS_PEERS]
+            if cfg.target != "fastkv":
+                faults = [k for k in faults if k not in FASTKV_ONLY]
             cls = TARGETS[cfg.target]
             cluster = cls(base, cfg.members, proxied=any(k in ("partition", "oneway") for k in faults))
             if any(m.peer_port != m.advertised_peer_port for m in cluster.members):

@@ -129,12 +129,30 @@ async def shutdown(server, grpc_servers, http_servers) -> None:
     await server.stop()
 
 
+def _reload_failpoints(path: str) -> None:
+    from fastkv import failpoints
+
+    try:
+        with open(path) as f:
+            spec = f.read().strip()
+    except OSError:
+        spec = ""
+    try:
+        failpoints.reload(spec)
+        log.warning("failpoints now: %s", spec or "none")
+    except ValueError as exc:
+        log.error("failpoints file %s: %s", path, exc)
+
+
 async def serve(cfg) -> None:
     server, grpc_servers, http_servers = await start(cfg)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if os.environ.get("FASTKV_FAILPOINTS_RELOAD"):
+        # hidden, for fault injection: SIGUSR2 re-reads <data-dir>/failpoints (see fastkv.failpoints)
+        loop.add_signal_handler(signal.SIGUSR2, _reload_failpoints, os.path.join(cfg.data_dir, "failpoints"))
     print(f"ready to serve client requests on {', '.join(cfg.listen_client_urls)}", flush=True)
     waits = [loop.create_task(stop.wait()), loop.create_task(server.stopping.wait())]
     await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
