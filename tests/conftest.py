@@ -19,6 +19,7 @@ import time
 import pytest
 
 from fastkv._native import load
+from fastkv.netutil import free_port  # noqa: F401 - re-exported: tests and tools import it from here
 
 
 def native_and_twin(name: str):
@@ -36,10 +37,6 @@ def native_and_twin(name: str):
     return _impl
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port: int, timeout: float = 15.0) -> None:

@@ -36,7 +36,11 @@ def _assert_clean(v) -> None:
     assert v.lost_writes == [] and v.durable_acked > 0
     assert v.watch_ok is True and v.watch_events > 0, v.watch_issues
     assert v.converged is True, v.convergence
-    assert sum(v.faults.values()) >= 2 and not v.fault_errors, (v.faults, v.fault_errors)
+    # every fault was applied, except that a leader transfer may not happen: the member asked had
+    # just stopped leading, or the transferee did not catch up in time (etcd too: 2 of 374 faults
+    # in 100 runs; fastkv 10 of 365). Neither is a safety question; the verdict above covers those.
+    not_applied = [e for e in v.fault_errors if not e.startswith("transfer ")]
+    assert sum(v.faults.values()) >= 2 and not not_applied, (v.faults, v.fault_errors)
     assert v.ops > 1000 and v.clean
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+from fastkv.netutil import free_port  # noqa: F401 - re-exported: tests and tools import it from here
 
 ETCD_INSTALL_HINT = "apt-get install -y etcd-server etcd-client"
 SERVER_FLAGS = ("--data-dir {data_dir} --listen-client-urls {client_url} --advertise-client-urls {client_url} "
@@ -89,10 +90,6 @@ class ServerUnavailable(RuntimeError):
     """The server could not be started or never became ready; the message says what to do."""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:

@@ -23,11 +23,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from fastkv.netutil import free_port  # noqa: F401 - re-exported: tests and tools import it from here
 
 
 def port_open(port: int) -> bool:
