@@ -230,6 +230,11 @@ class KVStore:
             tx.unsafe_put(META, META_CONSISTENT_INDEX, _U64.pack(self.consistent_index))
             self._persisted_consistent_index = self.consistent_index
 
+    def backend_resized(self) -> None:
+        """The backend file changed size outside a commit (defragment): the quota check reads the
+        size noted at the last commit, so note it again."""
+        self._size_at_commit = self.backend.size_in_use()
+
     def _after_commit(self) -> None:
         self._size_at_commit = self.backend.size_in_use()
         self._bytes_since_commit = max(0, self._bytes_since_commit - self._bytes_in_commit)

@@ -541,7 +541,7 @@ class EtcdServer(ClusterMember):
     async def defragment(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.backend.defrag)
         # the quota check reads the size tracked at the last commit: defrag shrank the file since
-        self.kv._after_commit()
+        self.kv.backend_resized()
 
     def hash_kv(self, revision: int) -> tuple[int, int, int]:
         """(hash, compact revision, revision): CRC-32C of every revision <= `revision` still stored."""
