@@ -10,13 +10,16 @@ from fastkv.bench import commit
 
 
 def test_batched_commits_far_faster_than_one_commit_per_write(tmp_path, capsys):
-    args = SimpleNamespace(ops=300, val_size=256, batch_limit=10000, batch_interval=0.1, dir=str(tmp_path), json=True)
+    args = SimpleNamespace(ops=500, val_size=256, batch_limit=10000, batch_interval=0.1, dir=str(tmp_path),
+                           json=True, repeat=3)
     assert commit.run(args) == 0
     import json
 
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    # target is >= 50x (measured ~300x here); 10x is the collapse alarm
-    assert result["ratio"] >= 10, result
+    # The ratio is bounded by (sync latency / CPU per put): a disk with a fast sync gives a smaller
+    # one. 8x is the collapse alarm; the batched pass must also have made (almost) one commit.
+    assert result["batched_commits"] <= 2, result
+    assert result["ratio"] >= 8, result
 
 
 def _rate(fn, n=3):

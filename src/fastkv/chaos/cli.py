@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--target", choices=["etcd", "fastkv"], default="etcd",
                    help="what to launch: real etcd (default; `etcd` on PATH or ETCD_BIN) or `fastkv serve` "
-                   "(one member until fastkv clusters land)")
+                   "(--members of them, each with its own data dir)")
     p.add_argument("--endpoints", default="",
                    help="comma-separated client endpoints of a running cluster to test instead of launching "
                    "one (no faults then: the tool does not own its processes)")
