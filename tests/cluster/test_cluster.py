@@ -105,6 +105,34 @@ def _session(c) -> list:
     voter = f"{next(i for i, n in ids.items() if n == c.members[follower].name):x}"
     run("member", "promote", voter)             # not a learner
     run("member", "update", "abcdef", "--peer-urls=http://127.0.0.1:1")
+    # through a follower: it forwards the promote to the leader, who alone knows a learner's progress
+    fol = c.members[follower].endpoint
+
+    def on_follower(*args):
+        p = etcdctl(fol, *args, check=False)
+        text = p.stdout + (p.stderr.strip().splitlines()[-1] if p.returncode else "")
+        for mid, name in ids.items():
+            text = text.replace(f"{mid:x}", name)
+        out.append(("follower",) + (args[0:2], p.returncode, text.strip()))
+        return p
+
+    on_follower("member", "promote", voter)
+    on_follower("member", "promote", "abcdef")
+    # a lease's time to live asked of a follower is the leader's (only the leader keeps deadlines)
+    lease = etcdctl(c.members[lead].endpoint, "lease", "grant", "600").stdout.split()[1]
+    etcdctl(c.members[lead].endpoint, "put", "leased", "v", f"--lease={lease}")
+    ttl = json.loads(etcdctl(fol, "lease", "timetolive", lease, "--keys", "-w", "json").stdout)
+    out.append(("ttl via follower", ttl["granted-ttl"], 590 <= ttl["ttl"] <= 600, ttl["keys"]))
+    on_follower("lease", "timetolive", "1234")  # no such lease
+    # endpoint status / hashkv --cluster: one row per member, etcd's field names
+    sts = json.loads(etcdctl(fol, "endpoint", "status", "--cluster", "-w", "json").stdout)
+    out.append(("status --cluster", len(sts), sorted(sts[0]), sorted(sts[0]["Status"]),
+                len({s["Status"]["leader"] for s in sts}), sum(s["Status"]["header"]["member_id"] ==
+                                                               s["Status"]["leader"] for s in sts)))
+    wait_for(lambda: len({h["HashKV"]["hash"] for h in json.loads(etcdctl(
+        fol, "endpoint", "hashkv", "--cluster", "-w", "json").stdout)}) == 1, what="equal HashKV --cluster")
+    hs = json.loads(etcdctl(fol, "endpoint", "hashkv", "--cluster", "-w", "json").stdout)
+    out.append(("hashkv --cluster", len(hs), sorted(hs[0]), sorted(hs[0]["HashKV"])))
     # move leadership to a follower, through the leader's endpoint (etcdctl asks the one it is given)
     target = f"{next(i for i, n in ids.items() if n == c.members[follower].name):x}"
     p = etcdctl(c.members[lead].endpoint, "move-leader", target, check=False)
@@ -148,8 +176,10 @@ def test_learner_added_promoted_and_removed(fastkv3):
                                             check=False).stdout, timeout=60, what="the learner caught up")
         members = json.loads(etcdctl(c.endpoints(), "member", "list", "-w", "json").stdout)["members"]
         learner = next(m for m in members if m.get("isLearner"))
-        lead = c.members[leader_index(c)].endpoint
-        wait_for(lambda: etcdctl(lead, "member", "promote", f"{learner['ID']:x}", check=False).returncode == 0,
+        # asked of a follower, which forwards it to the leader (as etcd does)
+        lead = leader_index(c)
+        fol = c.members[(lead + 1) % 3].endpoint
+        wait_for(lambda: etcdctl(fol, "member", "promote", f"{learner['ID']:x}", check=False).returncode == 0,
                  what="promotion accepted")
         members = json.loads(etcdctl(c.endpoints(), "member", "list", "-w", "json").stdout)["members"]
         assert len(members) == 4 and not any(m.get("isLearner") for m in members)

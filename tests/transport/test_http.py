@@ -127,3 +127,64 @@ def test_matches_real_etcd_peer_port(kit, tmp_path):
     assert theirs[0][2].endswith(b"]\n") and ours[0][2].endswith(b"]\n")
     assert theirs[1][2] == ours[1][2]
     assert theirs[2][2] == ours[2][2] and theirs[3][2] == ours[3][2]
+
+
+def test_forwarded_requests_answered_with_etcds_statuses(kit):
+    """The POST routes a follower forwards to the leader: a promote's refusals come back as etcd's
+    peer handler gives them (404 unknown member, 412 not a learner), the keep-alive and time to live
+    as protobuf; a body longer than any of ours is not taken for one of them."""
+    from fastkv.api.etcdpb import rpc_pb2
+    from fastkv.errors import EtcdError
+    from fastkv.transport.leasehttp import ForwardRefused, promote_on_leader, renew_on_leader, \
+        time_to_live_on_leader
+
+    async def promote(mid):
+        if mid == 7:
+            raise EtcdError("etcdserver: can only promote a learner member", "FAILED_PRECONDITION")
+        if mid == 8:
+            return _members()
+        raise EtcdError("etcdserver: member not found", "NOT_FOUND")
+
+    async def renew(lid):
+        return 30 if lid == 5 else 0
+
+    async def ttl(req):
+        return rpc_pb2.LeaseTimeToLiveResponse(ID=req.ID, TTL=12, grantedTTL=20, keys=[b"k"] if req.keys else [])
+
+    async def go():
+        tr = PeerTransport(1, kit.CLUSTER_ID, snap_dir=str(kit.tmp_path / "s"),
+                           http=PeerHTTP(members=_members, lease_renew=renew, lease_time_to_live=ttl,
+                                         member_promote=promote))
+        (_h, port), = await tr.serve(["http://127.0.0.1:0"])
+        urls = [f"http://127.0.0.1:{port}"]
+        try:
+            out = [await promote_on_leader(urls, 8)]
+            for mid in (7, 9):
+                with pytest.raises(ForwardRefused) as ei:
+                    await promote_on_leader(urls, mid)
+                out.append((ei.value.status, ei.value.text))
+            out.append((await renew_on_leader(urls, 5), await renew_on_leader(urls, 6)))
+            r = await time_to_live_on_leader(urls, rpc_pb2.LeaseTimeToLiveRequest(ID=3, keys=True))
+            out.append((r.ID, r.TTL, r.grantedTTL, list(r.keys)))
+            big = await asyncio.to_thread(_post_raw, port, "/leases", b"x" * 65)
+            bad_id = await asyncio.to_thread(_post_raw, port, "/members/promote/xyz", b"")
+            return out, big, bad_id
+        finally:
+            tr.stop()
+            await tr.wait_closed()
+
+    out, big, bad_id = kit.run(go())
+    assert out == [_members(), (412, "etcdserver: can only promote a learner member"),
+                   (404, "etcdserver: member not found"), (30, 0), (3, 12, 20, [b"k"])]
+    assert big[0] == 404          # not a route of ours: the GET-only table answers
+    assert bad_id == (404, b"member xyz not found in cluster\n")
+
+
+def _post_raw(port, path, body):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        c.request("POST", path, body=body)
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()

@@ -20,7 +20,7 @@ from fastkv.api.etcdpb import rpc_pb2
 from fastkv.errors import EtcdError, ErrNoLeader, ErrTimeout
 from fastkv.raft import ProposalDropped, StepPeerNotFound
 from fastkv.server import request as rq
-from fastkv.server.membership import Member, compute_member_id
+from fastkv.server.membership import ErrIDNotFound, Member, compute_member_id
 
 log = logging.getLogger("fastkv.cluster")
 _ID = struct.Struct(">Q")
@@ -217,16 +217,38 @@ class ClusterMember:
         return await self._propose_conf_change(pb.CONF_CHANGE_UPDATE_NODE, member_id, m)
 
     async def member_promote(self, member_id: int) -> list:
-        self.membership.check_promote(member_id)
+        """Only the leader knows whether the learner is in sync: a follower forwards the promote to
+        the leader's peer port and answers with what the leader said, as etcd does."""
         if not self.raft.is_leader:
-            # etcd forwards a promote to the leader over the peer port; not yet here
+            from fastkv.transport.leasehttp import ForwardRefused, promote_on_leader
+
+            try:
+                members = await self._ask_leader("a member promote", promote_on_leader, member_id)
+            except ForwardRefused as exc:
+                if exc.status == 404:
+                    raise ErrIDNotFound() from None
+                raise EtcdError(exc.text, "FAILED_PRECONDITION") from None  # not a learner / not in sync
+            return [rpc_pb2.Member(ID=m["id"], name=m.get("name", ""), peerURLs=m.get("peerURLs", []),
+                                   clientURLs=m.get("clientURLs", []), isLearner=m.get("isLearner", False))
+                    for m in members]
+        return await self.member_promote_local(member_id)
+
+    async def member_promote_local(self, member_id: int) -> list:
+        if not self.raft.is_leader:
             raise ErrNotLeader()
+        self.membership.check_promote(member_id)
         st = self.raft.node.status()
         learner, leader = st.progress.get(member_id), st.progress.get(self.member_id)
         if learner is None or leader is None or learner.match < leader.match * LEARNER_READY_PERCENT:
             raise ErrLearnerNotReady()
         pb = self.raft.node.pb
         return await self._propose_conf_change(pb.CONF_CHANGE_ADD_NODE, member_id, self.membership.get(member_id))
+
+    async def _promote_for_peer(self, member_id: int) -> list:
+        """POST /members/promote/<id> on the peer port: etcd's member JSON objects."""
+        return [{"id": m.ID, "name": m.name, "peerURLs": list(m.peerURLs), "clientURLs": list(m.clientURLs),
+                 **({"isLearner": True} if m.isLearner else {})}
+                for m in await self.member_promote_local(member_id)]
 
     async def move_leader(self, target: int) -> None:
         if not self.raft.is_leader:
@@ -243,22 +265,39 @@ class ClusterMember:
                 raise ErrTimeoutLeaderTransfer()
             await asyncio.sleep(self.cfg.heartbeat_interval_ms / 1000.0)
 
+    async def _ask_leader(self, what: str, call, *args):
+        """`call(leader's peer URLs, *args, client_ssl=, timeout=)` against the current leader,
+        asked again (the next leader, if it changed) until the request timeout, as etcd does.
+        Refusals (ForwardRefused) pass through; running out of time is "no leader" when none is
+        known, else "request timed out"."""
+        from fastkv.transport.leasehttp import LeaseForwardError
+
+        tls = self.cfg.peer_tls
+        ssl = tls.client_context() if tls is not None else None
+        deadline = time.monotonic() + self.request_timeout
+        while True:
+            leader = self.membership.get(self.raft.leader) if self.raft.leader else None
+            left = deadline - time.monotonic()
+            if leader is not None and leader.id != self.member_id and left > 0:
+                try:
+                    return await call(leader.peer_urls, *args, client_ssl=ssl, timeout=left)
+                except LeaseForwardError as exc:
+                    log.warning("forwarding %s to leader %x failed: %s", what, leader.id, exc)
+            if time.monotonic() >= deadline:
+                raise ErrTimeout() if self.raft.leader else ErrNoLeader()
+            await asyncio.sleep(self.cfg.heartbeat_interval_ms / 1000.0)
+
     async def forward_lease_renew(self, lease_id: int) -> int:
         """A keep-alive on a follower, renewed by the leader (etcd forwards it the same way)."""
-        from fastkv.transport.leasehttp import LeaseForwardError, renew_on_leader
+        from fastkv.transport.leasehttp import renew_on_leader
 
-        leader = self.membership.get(self.raft.leader)
-        if leader is None:
-            raise ErrNoLeader()
-        tls = self.cfg.peer_tls
-        try:
-            return await renew_on_leader(leader.peer_urls, lease_id,
-                                         client_ssl=tls.client_context() if tls is not None else None,
-                                         timeout=self.request_timeout)
-        except LeaseForwardError as exc:
-            log.warning("forwarding a keep-alive of lease %x to leader %x failed: %s", lease_id,
-                        self.raft.leader, exc)
-            raise ErrNoLeader() from None
+        return await self._ask_leader("a keep-alive of lease %x" % lease_id, renew_on_leader, lease_id)
+
+    async def forward_lease_time_to_live(self, req):
+        """LeaseTimeToLive on a follower: the leader's answer (only it keeps lease deadlines)."""
+        from fastkv.transport.leasehttp import time_to_live_on_leader
+
+        return await self._ask_leader("a time-to-live of lease %x" % req.ID, time_to_live_on_leader, req)
 
     # --- snapshots between members (the pipeline) -------------------------------------------------
     def _snapshot_db_path(self, index: int) -> str:

@@ -135,7 +135,9 @@ class EtcdServer(ClusterMember):
                 server_tls=cfg.peer_tls, client_tls=cfg.peer_tls,
                 http=PeerHTTP(members=lambda: [member_json(m) for m in self.membership.sorted_members()],
                               health=lambda: bool(self.raft.leader) and not self.alarms.active,
-                              lease_renew=self.lease_renew_local),
+                              lease_renew=self.lease_renew_local,
+                              lease_time_to_live=self.lease_time_to_live_local,
+                              member_promote=self._promote_for_peer),
                 on_removed=self._removed)
             try:
                 await self.transport.serve(cfg.listen_peer_urls)
@@ -457,6 +459,15 @@ class EtcdServer(ClusterMember):
             return 0
 
     async def lease_time_to_live(self, req) -> rpc_pb2.LeaseTimeToLiveResponse:
+        """Only the leader keeps lease deadlines: a follower asks it (etcd's /leases/internal)."""
+        if not self.raft.is_leader and self.raft.leader:
+            resp = await self.forward_lease_time_to_live(req)
+            return self.fill(rpc_pb2.LeaseTimeToLiveResponse(
+                header=rpc_pb2.ResponseHeader(), ID=resp.ID, TTL=resp.TTL, grantedTTL=resp.grantedTTL,
+                keys=list(resp.keys)))
+        return await self.lease_time_to_live_local(req)
+
+    async def lease_time_to_live_local(self, req) -> rpc_pb2.LeaseTimeToLiveResponse:
         await self.linearizable_barrier()
         try:
             granted, remaining, keys = self.lessor.time_to_live(req.ID, req.keys)

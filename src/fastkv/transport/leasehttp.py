@@ -1,12 +1,16 @@
-"""A follower's keep-alive, forwarded to the leader's peer port (etcd's leasehttp): only the leader
-keeps lease deadlines, so a client renewing through a follower is renewed there.
+"""Requests a member forwards to the leader over the leader's peer port, as etcd does: only the
+leader keeps lease deadlines and knows whether a learner is in sync.
 
-POST /leases with a LeaseKeepAliveRequest (protobuf) -> 200 with a LeaseKeepAliveResponse, or 404
-when the lease does not exist; the answering side is peerhttp.answer_lease.
+POST /leases              LeaseKeepAliveRequest  -> 200 LeaseKeepAliveResponse, 404 no such lease
+POST /leases/internal     LeaseTimeToLiveRequest -> 200 LeaseTimeToLiveResponse (TTL -1: no lease)
+POST /members/promote/ID  (no body)              -> 200 the member list as JSON; 404 no such member,
+                                                    412 not a learner / not in sync (etcd's text)
+The answering side is peerhttp.answer_post; any other answer (503: not the leader) means "ask again".
 """
 from __future__ import annotations
 
 import asyncio
+import json
 
 from fastkv.transport.dial import split_url
 
@@ -15,11 +19,17 @@ class LeaseForwardError(ConnectionError):
     """The leader could not be asked (unreachable, not the leader any more, bad answer)."""
 
 
-async def renew_on_leader(peer_urls: list, lease_id: int, *, client_ssl=None, timeout: float = 5.0) -> int:
-    """The lease's TTL after the leader renewed it, or 0 when the leader has no such lease."""
-    from fastkv.api.etcdpb import rpc_pb2
+class ForwardRefused(Exception):
+    """The leader answered and refused: `status` (404, 412) and etcd's error text."""
 
-    body = rpc_pb2.LeaseKeepAliveRequest(ID=lease_id).SerializeToString()
+    def __init__(self, status: int, text: str):
+        super().__init__(text)
+        self.status, self.text = status, text
+
+
+async def _post(peer_urls: list, path: str, body: bytes, *, client_ssl, timeout: float) -> bytes:
+    """POST to the first of `peer_urls` that answers 200 and return the body. A 404 or 412 answer
+    raises ForwardRefused; when none answers, LeaseForwardError says why for each URL."""
     errors = []
     for url in peer_urls:
         scheme, host, port = split_url(url)
@@ -28,9 +38,9 @@ async def renew_on_leader(peer_urls: list, lease_id: int, *, client_ssl=None, ti
                 reader, writer = await asyncio.open_connection(
                     host, port, ssl=client_ssl if scheme == "https" else None)
                 try:
-                    writer.write(b"POST /leases HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/protobuf\r\n"
+                    writer.write(b"POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/protobuf\r\n"
                                  b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
-                                 % (host.encode(), port, len(body), body))
+                                 % (path.encode(), host.encode(), port, len(body), body))
                     raw = await reader.read(64 * 1024)
                     while raw.count(b"\r\n\r\n") == 0 or not _complete(raw):
                         more = await reader.read(64 * 1024)
@@ -45,11 +55,46 @@ async def renew_on_leader(peer_urls: list, lease_id: int, *, client_ssl=None, ti
         head, _, payload = raw.partition(b"\r\n\r\n")
         status = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b""
         if status == b"200":
-            return rpc_pb2.LeaseKeepAliveResponse.FromString(payload).TTL
-        if status == b"404":
-            return 0
+            return payload
+        if status in (b"404", b"412"):
+            raise ForwardRefused(int(status), payload.decode("utf-8", "replace").strip())
         errors.append(f"{url}: {head.splitlines()[0].decode('latin-1', 'replace') if head else 'no answer'}")
     raise LeaseForwardError("; ".join(errors) or "the leader has no peer URLs")
+
+
+async def renew_on_leader(peer_urls: list, lease_id: int, *, client_ssl=None, timeout: float = 5.0) -> int:
+    """The lease's TTL after the leader renewed it, or 0 when the leader has no such lease."""
+    from fastkv.api.etcdpb import rpc_pb2
+
+    body = rpc_pb2.LeaseKeepAliveRequest(ID=lease_id).SerializeToString()
+    try:
+        payload = await _post(peer_urls, "/leases", body, client_ssl=client_ssl, timeout=timeout)
+    except ForwardRefused as exc:
+        if exc.status == 404:
+            return 0
+        raise LeaseForwardError(exc.text) from None
+    return rpc_pb2.LeaseKeepAliveResponse.FromString(payload).TTL
+
+
+async def time_to_live_on_leader(peer_urls: list, request, *, client_ssl=None, timeout: float = 5.0):
+    """The leader's LeaseTimeToLiveResponse for `request` (a LeaseTimeToLiveRequest)."""
+    from fastkv.api.etcdpb import rpc_pb2
+
+    try:
+        payload = await _post(peer_urls, "/leases/internal", request.SerializeToString(),
+                              client_ssl=client_ssl, timeout=timeout)
+    except ForwardRefused as exc:
+        raise LeaseForwardError(exc.text) from None
+    return rpc_pb2.LeaseTimeToLiveResponse.FromString(payload)
+
+
+async def promote_on_leader(peer_urls: list, member_id: int, *, client_ssl=None, timeout: float = 5.0) -> list:
+    """The member list (etcd's JSON objects) after the leader promoted the learner. Raises
+    ForwardRefused with etcd's text when the leader refuses (no such member, not a learner, not in
+    sync), LeaseForwardError when no leader answered."""
+    payload = await _post(peer_urls, "/members/promote/%d" % member_id, b"", client_ssl=client_ssl,
+                          timeout=timeout)
+    return json.loads(payload)
 
 
 def _complete(raw: bytes) -> bool:

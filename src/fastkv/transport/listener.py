@@ -112,15 +112,16 @@ class PeerConnection(asyncio.Protocol):
                 return
             self._cancel_timer()
             head = bytes(self._head[:end])
-            length = peerhttp.lease_request(head)
-            if length is not None:
+            post = peerhttp.post_request(head)
+            if post is not None:
+                path, length = post
                 body = bytes(self._head[end + 4:])
                 if len(body) < length:
-                    return  # the rest of the body is on its way (bounded: MAX_LEASE_BODY)
+                    return  # the rest of the body is on its way (bounded: MAX_POST_BODY)
                 self.state = ANSWERING
                 task = asyncio.get_running_loop().create_task(
-                    peerhttp.answer_lease(self.tr.http, body[:length]))
-                task.add_done_callback(self._lease_answered)
+                    peerhttp.answer_post(self.tr.http, path, body[:length]))
+                task.add_done_callback(self._post_answered)
                 return
             self.transport.write(peerhttp.respond(head, self.tr.http, self.tr.cluster_id))
             self._close()
@@ -293,7 +294,7 @@ class PeerConnection(asyncio.Protocol):
         if self.state in (SNIFF, HELLO, HTTP):
             self._bad("no handshake within the timeout")
 
-    def _lease_answered(self, task) -> None:
+    def _post_answered(self, task) -> None:
         if not task.cancelled() and task.exception() is None and self.transport is not None \
                 and not self.transport.is_closing():
             self.transport.write(task.result())

@@ -35,46 +35,84 @@ class PeerHTTP:
     # POST /leases (etcd's leasehttp): a follower forwards a client's keep-alive to the leader.
     # async fn(lease id) -> TTL (0: no such lease); raises when this member cannot renew (not leader)
     lease_renew: Callable | None = None
+    # POST /leases/internal: a follower asks the leader for a lease's time to live.
+    # async fn(LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse (TTL -1: no such lease)
+    lease_time_to_live: Callable | None = None
+    # POST /members/promote/<id>: a follower forwards MemberPromote to the leader, which alone knows
+    # whether the learner is in sync. async fn(member id) -> the member list as etcd's JSON objects;
+    # raises EtcdError with etcd's errors
+    member_promote: Callable | None = None
 
 
-LEASES_PATH = b"/leases"
-MAX_LEASE_BODY = 64  # a LeaseKeepAliveRequest is one varint field
+# The POST routes a member asks the leader through (etcd: leasehttp and the peer member handler).
+LEASES_PATH = b"/leases"                    # keep-alive: LeaseKeepAliveRequest -> LeaseKeepAliveResponse
+LEASE_INTERNAL_PATH = b"/leases/internal"   # time-to-live: LeaseTimeToLiveRequest -> ...Response
+PROMOTE_PREFIX = b"/members/promote/"       # + decimal member id, no body -> the member list as JSON
+MAX_POST_BODY = 64  # each body is a lease id and a flag: anything longer is not one of ours
 
 
-def lease_request(head: bytes) -> int | None:
-    """For `POST /leases` with a body length: that length (what the listener must still read);
-    None for every other request."""
+def post_request(head: bytes) -> tuple[bytes, int] | None:
+    """For a POST to one of the routes above: (path, body length still to read); None for every
+    other request (answered by `respond`)."""
     line, _, rest = head.partition(b"\r\n")
     parts = line.split(b" ")
-    if len(parts) != 3 or parts[0] != b"POST" or parts[1].split(b"?", 1)[0] != LEASES_PATH:
+    if len(parts) != 3 or parts[0] != b"POST":
         return None
+    path = parts[1].split(b"?", 1)[0]
+    if path not in (LEASES_PATH, LEASE_INTERNAL_PATH) and not path.startswith(PROMOTE_PREFIX):
+        return None
+    length = 0
     for h in rest.split(b"\r\n"):
         name, _, value = h.partition(b":")
         if name.strip().lower() == b"content-length":
             try:
-                n = int(value.strip())
+                length = int(value.strip())
             except ValueError:
                 return None
-            return n if 0 <= n <= MAX_LEASE_BODY else None
-    return None
+    return (path, length) if 0 <= length <= MAX_POST_BODY else None
 
 
-async def answer_lease(info: "PeerHTTP | None", body: bytes) -> bytes:
-    """The response to a forwarded keep-alive: 200 with a LeaseKeepAliveResponse, 404 when the
-    lease does not exist, 503 when this member is not the one to ask (not the leader)."""
+def _text(status: str, text: str) -> bytes:
+    return _response(status, text.encode() + b"\n", "text/plain; charset=utf-8")
+
+
+async def answer_post(info: "PeerHTTP | None", path: bytes, body: bytes) -> bytes:
+    """The response to a forwarded request (see the routes above). Errors as etcd's peer handlers
+    give them: 404 for a lease or member that does not exist, 412 for a promote etcd refuses, 503
+    when this member is not the one to ask (not the leader: the asker retries)."""
     from fastkv.api.etcdpb import rpc_pb2
+    from fastkv.errors import EtcdError
 
-    if info is None or info.lease_renew is None:
-        return _response("404 Not Found", b"404 page not found\n", "text/plain; charset=utf-8")
+    info = info or PeerHTTP()
     try:
-        req = rpc_pb2.LeaseKeepAliveRequest.FromString(body)
-        ttl = await info.lease_renew(req.ID)
-    except Exception as exc:  # noqa: BLE001 - the follower retries with the next leader
-        return _response("503 Service Unavailable", str(exc).encode() + b"\n", "text/plain; charset=utf-8")
-    if ttl <= 0:
-        return _response("404 Not Found", b"lease not found\n", "text/plain; charset=utf-8")
-    resp = rpc_pb2.LeaseKeepAliveResponse(ID=req.ID, TTL=ttl)
-    return _response("200 OK", resp.SerializeToString(), "application/protobuf")
+        if path == LEASES_PATH and info.lease_renew is not None:
+            req = rpc_pb2.LeaseKeepAliveRequest.FromString(body)
+            ttl = await info.lease_renew(req.ID)
+            if ttl <= 0:
+                return _text("404 Not Found", "lease not found")
+            resp = rpc_pb2.LeaseKeepAliveResponse(ID=req.ID, TTL=ttl)
+            return _response("200 OK", resp.SerializeToString(), "application/protobuf")
+        if path == LEASE_INTERNAL_PATH and info.lease_time_to_live is not None:
+            req = rpc_pb2.LeaseTimeToLiveRequest.FromString(body)
+            resp = await info.lease_time_to_live(req)
+            return _response("200 OK", resp.SerializeToString(), "application/protobuf")
+        if path.startswith(PROMOTE_PREFIX) and info.member_promote is not None:
+            raw = path[len(PROMOTE_PREFIX):]
+            if not raw.isdigit():
+                return _text("404 Not Found", f"member {raw.decode('latin-1')} not found in cluster")
+            members = await info.member_promote(int(raw))
+            return _response("200 OK", json.dumps(members, separators=(",", ":")).encode() + b"\n")
+    except EtcdError as exc:
+        if exc.code == "NOT_FOUND":
+            status = "404 Not Found"
+        elif exc.message.startswith("etcdserver: can only promote"):   # not a learner / not in sync
+            status = "412 Precondition Failed"
+        else:
+            status = "503 Service Unavailable"
+        return _text(status, exc.message)
+    except Exception as exc:  # noqa: BLE001 - a bad body or a member in transition: the asker retries
+        return _text("503 Service Unavailable", str(exc) or type(exc).__name__)
+    return _text("404 Not Found", "404 page not found")
 
 
 def could_be_http(prefix: bytes) -> bool:
