@@ -105,7 +105,8 @@ def test_sigterm_then_restart_resumes(tmp_path):
 
 def test_snapshots_release_wal_segments_and_restart(tmp_path):
     data = tmp_path / "data"
-    m = Member(data, "--snapshot-count", "100", env=env_with_src(FASTKV_WAL_SEGMENT_BYTES=64 * 1024)).start()
+    m = Member(data, "--snapshot-count", "100", "--max-snapshots", "3", "--max-wals", "3",
+               env=env_with_src(FASTKV_WAL_SEGMENT_BYTES=64 * 1024)).start()
     waldir, snapdir = data / "member" / "wal", data / "member" / "snap"
     try:
         c = m.client()
@@ -121,7 +122,10 @@ def test_snapshots_release_wal_segments_and_restart(tmp_path):
         segments = sorted(f for f in os.listdir(waldir) if f.endswith(".wal"))
         snaps = sorted(f for f in os.listdir(snapdir) if f.endswith(".snap"))
         assert snaps, "no snapshot files after 3000 writes with --snapshot-count 100"
-        assert len(snaps) <= 5 + 1, f"old snapshots are not purged: {snaps}"
+        assert len(snaps) <= 3, f"old snapshots are not purged to --max-snapshots: {snaps}"
+        # --max-wals: no more than 3 segments once snapshots cover the older ones (the tail
+        # segment can be one a snapshot does not cover yet)
+        assert len(segments) <= 3 + 1, f"old WAL segments are not purged to --max-wals: {segments}"
         print("wal segments:", segments, "snapshots:", snaps)
         first_seq = int(segments[0].split("-")[0], 16)
         assert first_seq > 0, f"no WAL segment was released: {segments}"

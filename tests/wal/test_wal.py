@@ -130,6 +130,23 @@ def test_snapshot_marker_and_release(tmp_path):
         WAL.open(d, None, segment_size=SMALL)  # the beginning was released
 
 
+def test_release_keeps_max_wals_segments(tmp_path):
+    d = str(tmp_path / "wal")
+    w = WAL.create(d, b"meta", segment_size=SMALL)
+    for b in range(100):
+        w.save(pb.HardState(1, 1, b * 10 + 10), entries(b * 10 + 1, b * 10 + 10))
+    w.save_snapshot_marker(990, 1)
+    before = list_segments(d)
+    assert len(before) > 4
+    w.release_lock_to(990, keep=3)   # etcd's --max-wals 3: the newest three stay
+    assert list_segments(d) == before[-3:]
+    w.release_lock_to(990, keep=10)  # fewer than keep: nothing to do
+    assert list_segments(d) == before[-3:]
+    w.close()
+    with WAL.open(d, (990, 1), segment_size=SMALL) as w:
+        assert w.read_all()[2] == entries(991, 1000)
+
+
 def test_release_never_drops_the_tail(tmp_path):
     d = str(tmp_path / "wal")
     with WAL.create(d, b"m", segment_size=SMALL) as w:

@@ -40,6 +40,16 @@ def _positive(s: str) -> int:
     return v
 
 
+def _non_negative(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {s!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
 from fastkv.transport.tls import add_peer_tls_arguments  # noqa: E402
 
 
@@ -98,6 +108,10 @@ def add_parser(sub) -> None:
     p.add_argument("--pre-vote", type=_bool, default=False,
                    help="run raft's pre-vote phase before an election (keeps a rejoining member "
                         "from disrupting the cluster)")
+    p.add_argument("--max-snapshots", type=_non_negative, default=5,
+                   help="maximum snapshot files to retain (0 is unlimited)")
+    p.add_argument("--max-wals", type=_non_negative, default=5,
+                   help="maximum WAL files to retain once a snapshot covers them (0 is unlimited)")
     add_peer_tls_arguments(p)
     p.add_argument("--auth-token", default="simple",
                    help="auth token type: 'simple' (random tokens kept by the member) or "
@@ -167,6 +181,7 @@ def config_from_args(args):
         listen_metrics_urls=args.listen_metrics_urls, backend_batch_limit=args.backend_batch_limit,
         backend_batch_interval_ms=args.backend_batch_interval, grpc_servers=args.grpc_servers,
         strict_reconfig_check=args.strict_reconfig_check, pre_vote=args.pre_vote,
+        max_snapshots=args.max_snapshots, max_wals=args.max_wals,
         peer_tls=_peer_tls(args),
         auth_token=args.auth_token, auth_token_ttl=args.auth_token_ttl, bcrypt_cost=args.bcrypt_cost,
         client_cert_auth=args.client_cert_auth,

@@ -32,6 +32,8 @@ class ServerConfig:
     grpc_servers: int = 4
     strict_reconfig_check: bool = True
     pre_vote: bool = False  # etcd 3.4's default
+    max_snapshots: int = 5  # snapshot files kept (0: all), etcd's --max-snapshots
+    max_wals: int = 5       # WAL segments kept once a snapshot covers them (0: all), etcd's --max-wals
     peer_tls: object = None  # transport.tls.TLSInfo from the --peer-* flags, None = plain TCP
     auth_token: str = "simple"      # "simple" | "jwt,pub-key=...,priv-key=...,sign-method=...[,ttl=...]"
     auth_token_ttl: int = 300       # seconds a simple token lives unused

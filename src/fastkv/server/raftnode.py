@@ -36,7 +36,9 @@ class WALStore:
     raft core reads, recovered from them on open."""
 
     def __init__(self, waldir: str, snapdir: str, metadata: bytes, on_fsync=None,
-                 segment_size: int | None = None):
+                 segment_size: int | None = None, max_snapshots: int = 5, max_wals: int = 5):
+        # etcd's --max-snapshots / --max-wals: files kept once a snapshot covers them (0: all)
+        self.max_snapshots, self.max_wals = max_snapshots, max_wals
         self.storage = raftlog.MemoryStorage()
         self.snapshotter = Snapshotter(snapdir)
         self.conf_state = raftpb.ConfState()
@@ -84,8 +86,10 @@ class WALStore:
         """(worker thread) The snapshot file, its WAL marker, then release what it covers."""
         self.snapshotter.save(snap)
         self.wal.save_snapshot_marker(snap.metadata.index, snap.metadata.term)
-        self.wal.release_lock_to(snap.metadata.index)
-        self.snapshotter.purge(keep=5)
+        if self.max_wals:
+            self.wal.release_lock_to(snap.metadata.index, keep=self.max_wals)
+        if self.max_snapshots:
+            self.snapshotter.purge(keep=self.max_snapshots)
 
     def close(self) -> None:
         self.wal.close()
@@ -102,11 +106,13 @@ class RaftNode:
     def __init__(self, *, member_id: int, peers: list[int], waldir: str, snapdir: str, metadata: bytes,
                  election_tick: int, heartbeat_interval: float, transport, on_fsync=None,
                  seed: int | None = None, member_of=None, wal_segment_bytes: int | None = None,
-                 pre_vote: bool = True, catchup_entries: int = SNAPSHOT_CATCHUP_ENTRIES):
+                 pre_vote: bool = True, catchup_entries: int = SNAPSHOT_CATCHUP_ENTRIES,
+                 max_snapshots: int = 5, max_wals: int = 5):
         self.catchup_entries = catchup_entries
         self.heartbeat_interval = heartbeat_interval
         self.transport = transport
-        self.store = WALStore(waldir, snapdir, metadata, on_fsync=on_fsync, segment_size=wal_segment_bytes)
+        self.store = WALStore(waldir, snapdir, metadata, on_fsync=on_fsync, segment_size=wal_segment_bytes,
+                              max_snapshots=max_snapshots, max_wals=max_wals)
         self.storage = self.store.storage
         self.metadata = self.store.metadata
         self.fresh = self.store.fresh

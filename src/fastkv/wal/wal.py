@@ -421,20 +421,23 @@ class WAL:
         if self.on_cut is not None:
             self.on_cut(time.perf_counter() - t0)
 
-    def release_lock_to(self, index: int) -> None:
-        """Delete the segments a snapshot at `index` makes unnecessary: every segment before the
-        last one whose first index is <= index (that one is kept: open() starts there)."""
-        keep = 0
+    def release_lock_to(self, index: int, keep: int = 0) -> None:
+        """Delete segments a snapshot at `index` makes unnecessary: those before the last one whose
+        first index is <= index (that one is kept: open() starts there), oldest first, while more
+        than `keep` segments remain (etcd's --max-wals; 0 deletes every segment the snapshot covers)."""
+        covered = 0
         for i, s in enumerate(self._segments):
             if s.index <= index:
-                keep = i
-        keep = min(keep, len(self._segments) - 1)
-        if keep == 0:
+                covered = i
+        covered = min(covered, len(self._segments) - 1)
+        if keep > 0:
+            covered = min(covered, max(len(self._segments) - keep, 0))
+        if covered == 0:
             return
-        for s in self._segments[:keep]:
+        for s in self._segments[:covered]:
             os.unlink(self._path(s))
         fsync_dir(self.dirpath)
-        del self._segments[:keep]
+        del self._segments[:covered]
 
     def _abandon(self) -> None:
         if self._fd is not None:
