@@ -28,6 +28,7 @@ def _kind(name: str, message: str, code: str) -> type[EtcdError]:
 ErrCompacted = _kind("ErrCompacted", "etcdserver: mvcc: required revision has been compacted", "OUT_OF_RANGE")
 ErrFutureRev = _kind("ErrFutureRev", "etcdserver: mvcc: required revision is a future revision", "OUT_OF_RANGE")
 ErrNoSpace = _kind("ErrNoSpace", "etcdserver: mvcc: database space exceeded", "RESOURCE_EXHAUSTED")
+ErrCorrupt = _kind("ErrCorrupt", "etcdserver: corrupt cluster", "DATA_LOSS")
 ErrEmptyKey = _kind("ErrEmptyKey", "etcdserver: key is not provided", "INVALID_ARGUMENT")
 ErrKeyNotFound = _kind("ErrKeyNotFound", "etcdserver: key not found", "INVALID_ARGUMENT")
 ErrValueProvided = _kind("ErrValueProvided", "etcdserver: value is provided", "INVALID_ARGUMENT")

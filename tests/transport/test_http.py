@@ -135,7 +135,7 @@ def test_forwarded_requests_answered_with_etcds_statuses(kit):
     as protobuf; a body longer than any of ours is not taken for one of them."""
     from fastkv.api.etcdpb import rpc_pb2
     from fastkv.errors import EtcdError
-    from fastkv.transport.leasehttp import ForwardRefused, promote_on_leader, renew_on_leader, \
+    from fastkv.transport.peerrequests import ForwardRefused, promote_on_leader, renew_on_leader, \
         time_to_live_on_leader
 
     async def promote(mid):

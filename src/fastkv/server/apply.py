@@ -16,13 +16,17 @@ import struct
 from fastkv.api import convert
 from fastkv.api.etcdpb import rpc_pb2
 from fastkv.backend import ALARM
-from fastkv.errors import EtcdError, ErrNoSpace
+from fastkv.errors import EtcdError, ErrCorrupt, ErrNoSpace
 from fastkv.mvcc.ops import txn_has_puts
 from fastkv.server import request as rq
 
 log = logging.getLogger(__name__)
 
 NOSPACE = rpc_pb2.NOSPACE
+CORRUPT = rpc_pb2.CORRUPT
+# With a CORRUPT alarm raised, etcd's applier refuses every write it is handed (its corrupt applier
+# wraps the others, so this refusal comes before NOSPACE's); reads do not go through the applier.
+_REFUSED_WHEN_CORRUPT = frozenset((rq.PUT, rq.DELETE_RANGE, rq.TXN, rq.COMPACT, rq.LEASE_GRANT, rq.LEASE_REVOKE))
 _ALARM_KEY = struct.Struct(">QI")
 
 
@@ -121,6 +125,8 @@ class Applier:
     def _dispatch(self, kind: int, msg):
         kv = self.kv
         self.applied_by_kind[kind] = self.applied_by_kind.get(kind, 0) + 1
+        if kind in _REFUSED_WHEN_CORRUPT and self.alarms.has(CORRUPT):
+            raise ErrCorrupt()
         nospace = self.alarms.has(NOSPACE)
         if kind == rq.PUT:
             if nospace:
@@ -162,6 +168,9 @@ class Applier:
             resp.alarms.extend(self.alarms.members(msg.alarm))
         elif msg.action == rpc_pb2.AlarmRequest.ACTIVATE:
             if msg.alarm != rpc_pb2.NONE:
+                if msg.alarm == CORRUPT and not self.alarms.has(CORRUPT):
+                    log.warning("detected data corruption (member %x raised the CORRUPT alarm); the "
+                                "cluster now refuses writes until the alarm is disarmed", msg.memberID)
                 self.alarms.activate(msg.memberID, msg.alarm)
                 resp.alarms.append(rpc_pb2.AlarmMember(memberID=msg.memberID, alarm=msg.alarm))
         elif msg.action == rpc_pb2.AlarmRequest.DEACTIVATE:

@@ -40,6 +40,19 @@ def _positive(s: str) -> int:
     return v
 
 
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _duration(s: str) -> float:
+    """A Go duration as etcd's flags take it ("1m30s", "500ms", "0s") -> seconds."""
+    import re
+
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", s)
+    if s == "0" or (parts and "".join(a + b for a, b in parts) == s):
+        return sum(float(a) * _DURATION_UNITS[b] for a, b in parts)
+    raise argparse.ArgumentTypeError(f"expected a duration such as 30s, 5m or 1h30m, got {s!r}")
+
+
 def _non_negative(s: str) -> int:
     try:
         v = int(s)
@@ -54,6 +67,8 @@ from fastkv.transport.tls import add_peer_tls_arguments  # noqa: E402
 
 
 def _bool(text: str) -> bool:
+    """etcd's boolean flags are Go flags: "--pre-vote" alone means true and "--pre-vote=false" turns
+    one off (hence nargs="?", const=True on each); "--pre-vote false" is accepted too."""
     if text.lower() in ("true", "1", "yes"):
         return True
     if text.lower() in ("false", "0", "no"):
@@ -103,15 +118,21 @@ def add_parser(sub) -> None:
                    help="fastkv: internal gRPC servers the client port spreads connections over "
                         "(grpcio accepts one call at a time per server; more servers serve more "
                         "client connections in parallel, one connection always uses one server)")
-    p.add_argument("--strict-reconfig-check", type=_bool, default=True,
+    p.add_argument("--strict-reconfig-check", type=_bool, nargs="?", const=True, default=True,
                    help="reject reconfiguration requests that would cause quorum loss")
-    p.add_argument("--pre-vote", type=_bool, default=False,
+    p.add_argument("--pre-vote", type=_bool, nargs="?", const=True, default=False,
                    help="run raft's pre-vote phase before an election (keeps a rejoining member "
                         "from disrupting the cluster)")
     p.add_argument("--max-snapshots", type=_non_negative, default=5,
                    help="maximum snapshot files to retain (0 is unlimited)")
     p.add_argument("--max-wals", type=_non_negative, default=5,
                    help="maximum WAL files to retain once a snapshot covers them (0 is unlimited)")
+    p.add_argument("--experimental-initial-corrupt-check", type=_bool, nargs="?", const=True, default=False,
+                   help="before serving clients, compare this member's HashKV with every peer's and refuse "
+                        "to start on a mismatch")
+    p.add_argument("--experimental-corrupt-check-time", type=_duration, default=0.0,
+                   help="how often the leader compares its HashKV with the followers' and raises the CORRUPT "
+                        "alarm on a mismatch (a duration such as 30s or 5m; 0s disables it)")
     add_peer_tls_arguments(p)
     p.add_argument("--auth-token", default="simple",
                    help="auth token type: 'simple' (random tokens kept by the member) or "
@@ -182,6 +203,8 @@ def config_from_args(args):
         backend_batch_interval_ms=args.backend_batch_interval, grpc_servers=args.grpc_servers,
         strict_reconfig_check=args.strict_reconfig_check, pre_vote=args.pre_vote,
         max_snapshots=args.max_snapshots, max_wals=args.max_wals,
+        experimental_initial_corrupt_check=args.experimental_initial_corrupt_check,
+        experimental_corrupt_check_time=args.experimental_corrupt_check_time,
         peer_tls=_peer_tls(args),
         auth_token=args.auth_token, auth_token_ttl=args.auth_token_ttl, bcrypt_cost=args.bcrypt_cost,
         client_cert_auth=args.client_cert_auth,
@@ -262,6 +285,7 @@ def run(args) -> int:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; keep serving without it
         uvloop = None
+    from fastkv.server.corrupt import DataInconsistency
     from fastkv.server.runner import serve
     from fastkv.wal.errors import SnapshotError, WALError
 
@@ -270,7 +294,7 @@ def run(args) -> int:
             uvloop.run(serve(cfg))
         else:
             asyncio.run(serve(cfg))
-    except (ValueError, OSError, WALError, SnapshotError) as exc:
+    except (ValueError, OSError, WALError, SnapshotError, DataInconsistency) as exc:
         # an unusable data dir (locked by another member, corrupt WAL) is an operator's problem to
         # fix: say what and where, without a traceback
         print(f"fastkv serve: {exc}", file=sys.stderr)

@@ -220,7 +220,7 @@ class ClusterMember:
         """Only the leader knows whether the learner is in sync: a follower forwards the promote to
         the leader's peer port and answers with what the leader said, as etcd does."""
         if not self.raft.is_leader:
-            from fastkv.transport.leasehttp import ForwardRefused, promote_on_leader
+            from fastkv.transport.peerrequests import ForwardRefused, promote_on_leader
 
             try:
                 members = await self._ask_leader("a member promote", promote_on_leader, member_id)
@@ -270,7 +270,7 @@ class ClusterMember:
         asked again (the next leader, if it changed) until the request timeout, as etcd does.
         Refusals (ForwardRefused) pass through; running out of time is "no leader" when none is
         known, else "request timed out"."""
-        from fastkv.transport.leasehttp import LeaseForwardError
+        from fastkv.transport.peerrequests import PeerRequestError
 
         tls = self.cfg.peer_tls
         ssl = tls.client_context() if tls is not None else None
@@ -281,7 +281,7 @@ class ClusterMember:
             if leader is not None and leader.id != self.member_id and left > 0:
                 try:
                     return await call(leader.peer_urls, *args, client_ssl=ssl, timeout=left)
-                except LeaseForwardError as exc:
+                except PeerRequestError as exc:
                     log.warning("forwarding %s to leader %x failed: %s", what, leader.id, exc)
             if time.monotonic() >= deadline:
                 raise ErrTimeout() if self.raft.leader else ErrNoLeader()
@@ -289,13 +289,13 @@ class ClusterMember:
 
     async def forward_lease_renew(self, lease_id: int) -> int:
         """A keep-alive on a follower, renewed by the leader (etcd forwards it the same way)."""
-        from fastkv.transport.leasehttp import renew_on_leader
+        from fastkv.transport.peerrequests import renew_on_leader
 
         return await self._ask_leader("a keep-alive of lease %x" % lease_id, renew_on_leader, lease_id)
 
     async def forward_lease_time_to_live(self, req):
         """LeaseTimeToLive on a follower: the leader's answer (only it keeps lease deadlines)."""
-        from fastkv.transport.leasehttp import time_to_live_on_leader
+        from fastkv.transport.peerrequests import time_to_live_on_leader
 
         return await self._ask_leader("a time-to-live of lease %x" % req.ID, time_to_live_on_leader, req)
 

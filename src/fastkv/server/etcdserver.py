@@ -35,6 +35,7 @@ from fastkv.mvcc import KVStore
 from fastkv.mvcc import txncheck
 from fastkv.mvcc.ops import RangeOp, txn_has_puts, txn_has_writes, txn_serializable
 from fastkv.server import request as rq
+from fastkv.server import corrupt
 from fastkv.server.apply import NOSPACE, Alarms, Applier
 from fastkv.server.cluster import ClusterMember, PeerSide, has_peers as _has_peers, member_json
 from fastkv.server.config import ServerConfig, member_id_for
@@ -138,7 +139,8 @@ class EtcdServer(ClusterMember):
                               health=lambda: bool(self.raft.leader) and not self.alarms.active,
                               lease_renew=self.lease_renew_local,
                               lease_time_to_live=self.lease_time_to_live_local,
-                              member_promote=self._promote_for_peer),
+                              member_promote=self._promote_for_peer,
+                              hash_kv=lambda req: corrupt.hash_kv_for_peer(self, req)),
                 on_removed=self._removed)
             try:
                 await self.transport.serve(cfg.listen_peer_urls)
@@ -180,7 +182,16 @@ class EtcdServer(ClusterMember):
         self._tasks.append(loop.create_task(self._lease_loop(), name="lease-expiry"))
         self._tasks.append(loop.create_task(self._compaction_loop(), name="auto-compaction"))
         await self._wait_leader()
+        if cfg.experimental_initial_corrupt_check:
+            try:
+                await corrupt.initial_check(self)
+            except corrupt.DataInconsistency:
+                await self.stop()
+                raise
         self._tasks.append(loop.create_task(self._publish(), name="publish-attributes"))
+        if cfg.experimental_corrupt_check_time > 0:
+            self._tasks.append(loop.create_task(corrupt.check_loop(self, cfg.experimental_corrupt_check_time),
+                                                name="corruption-check"))
 
     def _start_auth(self) -> None:
         from fastkv.auth.store import AuthStore

@@ -42,12 +42,16 @@ class PeerHTTP:
     # whether the learner is in sync. async fn(member id) -> the member list as etcd's JSON objects;
     # raises EtcdError with etcd's errors
     member_promote: Callable | None = None
+    # POST /members/hashkv: the corruption check asks each peer for its HashKV at a revision.
+    # fn(HashKVRequest) -> HashKVResponse; raises EtcdError (future revision, compacted)
+    hash_kv: Callable | None = None
 
 
 # The POST routes a member asks the leader through (etcd: leasehttp and the peer member handler).
 LEASES_PATH = b"/leases"                    # keep-alive: LeaseKeepAliveRequest -> LeaseKeepAliveResponse
 LEASE_INTERNAL_PATH = b"/leases/internal"   # time-to-live: LeaseTimeToLiveRequest -> ...Response
 PROMOTE_PREFIX = b"/members/promote/"       # + decimal member id, no body -> the member list as JSON
+HASHKV_PATH = b"/members/hashkv"            # HashKVRequest -> HashKVResponse (etcd 3.5's peer path)
 MAX_POST_BODY = 64  # each body is a lease id and a flag: anything longer is not one of ours
 
 
@@ -59,7 +63,7 @@ def post_request(head: bytes) -> tuple[bytes, int] | None:
     if len(parts) != 3 or parts[0] != b"POST":
         return None
     path = parts[1].split(b"?", 1)[0]
-    if path not in (LEASES_PATH, LEASE_INTERNAL_PATH) and not path.startswith(PROMOTE_PREFIX):
+    if path not in (LEASES_PATH, LEASE_INTERNAL_PATH, HASHKV_PATH) and not path.startswith(PROMOTE_PREFIX):
         return None
     length = 0
     for h in rest.split(b"\r\n"):
@@ -96,6 +100,9 @@ async def answer_post(info: "PeerHTTP | None", path: bytes, body: bytes) -> byte
             req = rpc_pb2.LeaseTimeToLiveRequest.FromString(body)
             resp = await info.lease_time_to_live(req)
             return _response("200 OK", resp.SerializeToString(), "application/protobuf")
+        if path == HASHKV_PATH and info.hash_kv is not None:
+            resp = info.hash_kv(rpc_pb2.HashKVRequest.FromString(body))
+            return _response("200 OK", resp.SerializeToString(), "application/protobuf")
         if path.startswith(PROMOTE_PREFIX) and info.member_promote is not None:
             raw = path[len(PROMOTE_PREFIX):]
             if not raw.isdigit():
@@ -107,6 +114,8 @@ async def answer_post(info: "PeerHTTP | None", path: bytes, body: bytes) -> byte
             status = "404 Not Found"
         elif exc.message.startswith("etcdserver: can only promote"):   # not a learner / not in sync
             status = "412 Precondition Failed"
+        elif exc.code == "OUT_OF_RANGE":   # a HashKV at a future or compacted revision
+            status = "400 Bad Request"
         else:
             status = "503 Service Unavailable"
         return _text(status, exc.message)

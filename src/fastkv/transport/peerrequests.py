@@ -1,10 +1,12 @@
-"""Requests a member forwards to the leader over the leader's peer port, as etcd does: only the
-leader keeps lease deadlines and knows whether a learner is in sync.
+"""Requests a member makes of another over its peer port. Most go to the leader, as etcd's do:
+only the leader keeps lease deadlines and knows whether a learner is in sync; the corruption check
+asks every peer for its HashKV.
 
 POST /leases              LeaseKeepAliveRequest  -> 200 LeaseKeepAliveResponse, 404 no such lease
 POST /leases/internal     LeaseTimeToLiveRequest -> 200 LeaseTimeToLiveResponse (TTL -1: no lease)
 POST /members/promote/ID  (no body)              -> 200 the member list as JSON; 404 no such member,
                                                     412 not a learner / not in sync (etcd's text)
+POST /members/hashkv      HashKVRequest          -> 200 HashKVResponse (etcd 3.5's peer path)
 The answering side is peerhttp.answer_post; any other answer (503: not the leader) means "ask again".
 """
 from __future__ import annotations
@@ -15,8 +17,8 @@ import json
 from fastkv.transport.dial import split_url
 
 
-class LeaseForwardError(ConnectionError):
-    """The leader could not be asked (unreachable, not the leader any more, bad answer)."""
+class PeerRequestError(ConnectionError):
+    """The peer could not be asked (unreachable, not the leader any more, an error answer)."""
 
 
 class ForwardRefused(Exception):
@@ -29,7 +31,7 @@ class ForwardRefused(Exception):
 
 async def _post(peer_urls: list, path: str, body: bytes, *, client_ssl, timeout: float) -> bytes:
     """POST to the first of `peer_urls` that answers 200 and return the body. A 404 or 412 answer
-    raises ForwardRefused; when none answers, LeaseForwardError says why for each URL."""
+    raises ForwardRefused; when none answers, PeerRequestError says why for each URL."""
     errors = []
     for url in peer_urls:
         scheme, host, port = split_url(url)
@@ -58,8 +60,10 @@ async def _post(peer_urls: list, path: str, body: bytes, *, client_ssl, timeout:
             return payload
         if status in (b"404", b"412"):
             raise ForwardRefused(int(status), payload.decode("utf-8", "replace").strip())
-        errors.append(f"{url}: {head.splitlines()[0].decode('latin-1', 'replace') if head else 'no answer'}")
-    raise LeaseForwardError("; ".join(errors) or "the leader has no peer URLs")
+        line = head.splitlines()[0].decode("latin-1", "replace") if head else "no answer"
+        text = payload[:200].decode("utf-8", "replace").strip()
+        errors.append(f"{url}: {line}" + (f" ({text})" if text else ""))
+    raise PeerRequestError("; ".join(errors) or "the leader has no peer URLs")
 
 
 async def renew_on_leader(peer_urls: list, lease_id: int, *, client_ssl=None, timeout: float = 5.0) -> int:
@@ -72,7 +76,7 @@ async def renew_on_leader(peer_urls: list, lease_id: int, *, client_ssl=None, ti
     except ForwardRefused as exc:
         if exc.status == 404:
             return 0
-        raise LeaseForwardError(exc.text) from None
+        raise PeerRequestError(exc.text) from None
     return rpc_pb2.LeaseKeepAliveResponse.FromString(payload).TTL
 
 
@@ -84,17 +88,26 @@ async def time_to_live_on_leader(peer_urls: list, request, *, client_ssl=None, t
         payload = await _post(peer_urls, "/leases/internal", request.SerializeToString(),
                               client_ssl=client_ssl, timeout=timeout)
     except ForwardRefused as exc:
-        raise LeaseForwardError(exc.text) from None
+        raise PeerRequestError(exc.text) from None
     return rpc_pb2.LeaseTimeToLiveResponse.FromString(payload)
 
 
 async def promote_on_leader(peer_urls: list, member_id: int, *, client_ssl=None, timeout: float = 5.0) -> list:
     """The member list (etcd's JSON objects) after the leader promoted the learner. Raises
     ForwardRefused with etcd's text when the leader refuses (no such member, not a learner, not in
-    sync), LeaseForwardError when no leader answered."""
+    sync), PeerRequestError when no leader answered."""
     payload = await _post(peer_urls, "/members/promote/%d" % member_id, b"", client_ssl=client_ssl,
                           timeout=timeout)
     return json.loads(payload)
+
+
+async def hash_kv_of_peer(peer_urls: list, revision: int, *, client_ssl=None, timeout: float = 5.0):
+    """The peer's HashKVResponse at `revision` (its header names the member and its revision)."""
+    from fastkv.api.etcdpb import rpc_pb2
+
+    payload = await _post(peer_urls, "/members/hashkv", rpc_pb2.HashKVRequest(revision=revision).SerializeToString(),
+                          client_ssl=client_ssl, timeout=timeout)
+    return rpc_pb2.HashKVResponse.FromString(payload)
 
 
 def _complete(raw: bytes) -> bool:
