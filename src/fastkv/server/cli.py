@@ -123,6 +123,9 @@ def add_parser(sub) -> None:
     p.add_argument("--pre-vote", type=_bool, nargs="?", const=True, default=False,
                    help="run raft's pre-vote phase before an election (keeps a rejoining member "
                         "from disrupting the cluster)")
+    p.add_argument("--force-new-cluster", type=_bool, nargs="?", const=True, default=False,
+                   help="disaster recovery: restart this member from its data dir as a cluster of one (every "
+                        "other member removed, committed data kept); then add members back with member add")
     p.add_argument("--max-snapshots", type=_non_negative, default=5,
                    help="maximum snapshot files to retain (0 is unlimited)")
     p.add_argument("--max-wals", type=_non_negative, default=5,
@@ -202,7 +205,7 @@ def config_from_args(args):
         listen_metrics_urls=args.listen_metrics_urls, backend_batch_limit=args.backend_batch_limit,
         backend_batch_interval_ms=args.backend_batch_interval, grpc_servers=args.grpc_servers,
         strict_reconfig_check=args.strict_reconfig_check, pre_vote=args.pre_vote,
-        max_snapshots=args.max_snapshots, max_wals=args.max_wals,
+        max_snapshots=args.max_snapshots, max_wals=args.max_wals, force_new_cluster=args.force_new_cluster,
         experimental_initial_corrupt_check=args.experimental_initial_corrupt_check,
         experimental_corrupt_check_time=args.experimental_corrupt_check_time,
         peer_tls=_peer_tls(args),

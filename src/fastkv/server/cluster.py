@@ -189,7 +189,9 @@ class ClusterMember:
         if self.cfg.strict_reconfig_check and not is_learner:
             voters = [v.id for v in self.membership.voters()]
             started = len(self._started_members() & set(voters))
-            if started < (len(voters) + 1) // 2 + 1:  # quorum of the grown cluster; the new one is not started
+            # quorum of the grown cluster (the new one is not started), except that a cluster of one
+            # may grow to two: that is how one restored from a snapshot or --force-new-cluster grows back
+            if started < (len(voters) + 1) // 2 + 1 and not (started == 1 and len(voters) == 1):
                 raise ErrNotEnoughStartedMembers()
         pb = self.raft.node.pb
         kind = pb.CONF_CHANGE_ADD_LEARNER_NODE if is_learner else pb.CONF_CHANGE_ADD_NODE

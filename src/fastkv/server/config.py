@@ -34,6 +34,7 @@ class ServerConfig:
     pre_vote: bool = False  # etcd 3.4's default
     max_snapshots: int = 5  # snapshot files kept (0: all), etcd's --max-snapshots
     max_wals: int = 5       # WAL segments kept once a snapshot covers them (0: all), etcd's --max-wals
+    force_new_cluster: bool = False  # restart as a cluster of one, keeping the data (disaster recovery)
     experimental_initial_corrupt_check: bool = False  # compare HashKV with the peers before serving
     experimental_corrupt_check_time: float = 0.0      # seconds between the leader's checks (0: off)
     peer_tls: object = None  # transport.tls.TLSInfo from the --peer-* flags, None = plain TCP

@@ -118,7 +118,7 @@ class EtcdServer(ClusterMember):
             election_tick=max(1, cfg.election_timeout_ms // cfg.heartbeat_interval_ms),
             heartbeat_interval=cfg.heartbeat_interval_ms / 1000.0,
             transport=None, on_fsync=self.metrics.wal_fsync.observe, pre_vote=cfg.pre_vote,
-            max_snapshots=cfg.max_snapshots, max_wals=cfg.max_wals,
+            max_snapshots=cfg.max_snapshots, max_wals=cfg.max_wals, force_new_cluster=cfg.force_new_cluster,
             member_of=lambda md: _META.unpack(md[:_META.size])[0],
             # FASTKV_WAL_SEGMENT_BYTES (hidden, for tests): smaller WAL segments, so a test can watch
             # snapshots release old segments after a few thousand writes instead of 64 MB of them.

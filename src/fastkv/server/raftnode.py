@@ -64,6 +64,35 @@ class WALStore:
             self.storage.append(entries)
         self.snapshot_index = snap.metadata.index if snap is not None else 0
 
+    def force_new_cluster(self, member_id: int) -> list:
+        """--force-new-cluster (etcd's restart as a standalone node): append after the commit
+        index, committed, a conf change removing every other member (and adding this one if the log
+        does not have it); they overwrite what was not committed, and after the restart this
+        member is a cluster of one with all the data the old cluster had committed (a member that
+        is already alone keeps its log as it is). Returns the removed ids."""
+        hs = self.storage.hard_state()
+        first = self.storage.first_index()
+        committed = self.storage.entries(first, hs.commit + 1) if hs.commit >= first else []
+        ids = set(self.conf_state.voters) | set(self.conf_state.learners)
+        for e in committed:  # the members as of the commit index (etcd's getIDs)
+            if e.type == raftpb.ENTRY_CONF_CHANGE:
+                cc = raftpb.decode_conf_change(e.data)
+                if cc.type == raftpb.CONF_CHANGE_REMOVE_NODE:
+                    ids.discard(cc.node_id)
+                elif cc.type in (raftpb.CONF_CHANGE_ADD_NODE, raftpb.CONF_CHANGE_ADD_LEARNER_NODE):
+                    ids.add(cc.node_id)
+        changes = [raftpb.ConfChange(raftpb.CONF_CHANGE_REMOVE_NODE, mid) for mid in sorted(ids - {member_id})]
+        if member_id not in ids:
+            changes.append(raftpb.ConfChange(raftpb.CONF_CHANGE_ADD_NODE, member_id))
+        forced = [raftpb.Entry(hs.term, hs.commit + 1 + i, raftpb.ENTRY_CONF_CHANGE, raftpb.encode_conf_change(cc))
+                  for i, cc in enumerate(changes)]
+        if forced:  # at commit + 1: the uncommitted tail after it is overwritten (storage and WAL)
+            new_hs = raftpb.HardState(hs.term, hs.vote, hs.commit + len(forced))
+            self.storage.append(forced)
+            self.storage.set_hard_state(new_hs)
+            self.wal.save(new_hs, forced)
+        return sorted(ids - {member_id})
+
     # LogStore ---------------------------------------------------------------------------------
     def save(self, hard_state, entries, snapshot, must_sync: bool) -> None:
         if snapshot is not None:
@@ -107,7 +136,7 @@ class RaftNode:
                  election_tick: int, heartbeat_interval: float, transport, on_fsync=None,
                  seed: int | None = None, member_of=None, wal_segment_bytes: int | None = None,
                  pre_vote: bool = True, catchup_entries: int = SNAPSHOT_CATCHUP_ENTRIES,
-                 max_snapshots: int = 5, max_wals: int = 5):
+                 max_snapshots: int = 5, max_wals: int = 5, force_new_cluster: bool = False):
         self.catchup_entries = catchup_entries
         self.heartbeat_interval = heartbeat_interval
         self.transport = transport
@@ -121,6 +150,11 @@ class RaftNode:
             # a flag-derived id that is not a voter in the recovered conf state it never campaigns
             member_id = member_of(self.metadata)
         self.member_id = member_id
+        if force_new_cluster and not self.fresh:
+            hs = self.storage.hard_state()
+            removed = self.store.force_new_cluster(member_id)
+            log.warning("forcing restart of member %x at commit index %d: removing %s from the cluster",
+                        member_id, hs.commit, ", ".join("%x" % r for r in removed) or "no other member")
         # As etcd: raft's applied index is the snapshot's, so raft re-delivers every committed entry
         # after it; the applier skips what the backend already holds (consistent index) but re-applies
         # conf changes, which is how membership comes back after a restart.
