@@ -23,8 +23,11 @@ def _recover(cls, base) -> list:
         for i in range(30):
             etcdctl(c.endpoints(), "put", f"k{i:02d}", f"v{i}")
         survivor = c.members[0]
-        # the survivor must know k29 is committed (it applied it): --force-new-cluster keeps what
-        # the survivor knew to be committed and drops the rest, in etcd as here
+        # --force-new-cluster keeps what the survivor knew to be committed and drops the rest. The
+        # survivor applied k29 before the kill; fastkv writes a follower's new commit index to the
+        # WAL file (no fsync) before applying, so SIGKILL keeps it. etcd keeps a commit-only hard
+        # state in its WAL encoder's buffer until the next synced write, so a follower survivor may
+        # come back without its last commit: k29, acknowledged, is then gone (compared below).
         wait_for(lambda: "v29" in etcdctl(survivor.endpoint, "get", "k29", "--consistency=s").stdout,
                  what="the survivor applied every write")
         for i in range(3):
@@ -36,10 +39,9 @@ def _recover(cls, base) -> list:
                  timeout=60, what="the survivor taking writes alone")
         members = json.loads(etcdctl(ep, "member", "list", "-w", "json").stdout)["members"]
         out.append(("members", [(m["name"], m.get("isLearner", False)) for m in members]))
-        out.append(("keys", etcdctl(ep, "get", "k", "--prefix", "--keys-only").stdout.split()))
+        keys = etcdctl(ep, "get", "k", "--prefix", "--keys-only").stdout.split()
         st = json.loads(etcdctl(ep, "endpoint", "status", "-w", "json").stdout)[0]["Status"]
         out.append(("leads itself", st["leader"] == st["header"]["member_id"]))
-        out.append(("revision", st["header"]["revision"]))
         # restarted again without the flag: still a cluster of one with the data
         c.kill(0)
         survivor.argv.remove("--force-new-cluster")
@@ -58,12 +60,15 @@ def _recover(cls, base) -> list:
                                                 command_timeout="2s").stdout, timeout=60, what="the new member caught up")
         etcdctl(ep, "put", "with-two", "yes")
         out.append(("members grown", len(json.loads(etcdctl(ep, "member", "list", "-w", "json").stdout)["members"])))
-    return out
+    return out, keys
 
 
 def test_force_new_cluster_matches_etcd(tmp_path):
     _need_etcd()
-    got = _recover(FastkvCluster, tmp_path / "fastkv")
-    want = _recover(EtcdCluster, tmp_path / "etcd")
+    got, got_keys = _recover(FastkvCluster, tmp_path / "fastkv")
+    want, want_keys = _recover(EtcdCluster, tmp_path / "etcd")
     assert got == want
-    assert got[0] == ("members", [("m0", False)]) and len(got[1][1]) == 30
+    assert got[0] == ("members", [("m0", False)])
+    every = [f"k{i:02d}" for i in range(30)]
+    assert got_keys == every                       # nothing the survivor applied is lost
+    assert want_keys in (every, every[:-1]), want_keys  # etcd: all, or all but the last (see above)
