@@ -101,6 +101,13 @@ def _session(c) -> list:
         out.append((args[0:2], p.returncode, text.strip()))
         return p
 
+    # the cluster version the leader agreed from the members' versions, on every member
+    import urllib.request
+
+    def versions():
+        return [json.loads(urllib.request.urlopen(f"http://{e}/version", timeout=10).read()) for e in eps]
+    wait_for(lambda: all(v["etcdcluster"] == "3.4.0" for v in versions()), what="the cluster version agreed")
+    out.append(("version", [(v["etcdserver"], v["etcdcluster"]) for v in versions()]))
     run("member", "remove", "abcdef")          # not a member
     voter = f"{next(i for i, n in ids.items() if n == c.members[follower].name):x}"
     run("member", "promote", voter)             # not a learner

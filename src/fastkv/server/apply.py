@@ -160,6 +160,10 @@ class Applier:
             if self.membership is not None:
                 self.membership.update_attributes(msg.ID, msg.name, msg.clientURLs)
             return rpc_pb2.MemberListResponse()
+        if kind == rq.CLUSTER_VERSION_SET:
+            if self.membership is not None:
+                self.membership.set_cluster_version(msg.version)
+            return rpc_pb2.StatusResponse()
         raise ValueError(f"unknown request kind {kind}")
 
     def _alarm(self, msg):

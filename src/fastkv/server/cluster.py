@@ -84,7 +84,18 @@ ErrNotLeader = lambda: EtcdError("etcdserver: not leader", "FAILED_PRECONDITION"
 ErrBadLeaderTransferee = lambda: EtcdError("etcdserver: bad leader transferee", "FAILED_PRECONDITION")  # noqa: E731
 ErrTimeoutLeaderTransfer = lambda: EtcdError(  # noqa: E731
     "etcdserver: request timed out, leader transfer took too long", "DEADLINE_EXCEEDED")
-LEARNER_READY_PERCENT = 0.9  # etcd: a learner is in sync when its match is >= 90% of the leader's
+LEARNER_READY_PERCENT = 0.9
+ETCD_SERVER_VERSION = "3.4.23"   # the etcd release whose API and behaviour fastkv matches
+MIN_CLUSTER_VERSION = "3.0.0"    # etcd's cluster version while not every member has told its own
+MONITOR_VERSION_SECONDS = 4.0    # etcd: the peer connection's write timeout less a second
+
+
+def _version_tuple(v: str) -> tuple:
+    """"3.4.23" -> (3, 4, 23); raises ValueError on what is not a version."""
+    parts = tuple(int(p) for p in v.split("-", 1)[0].split("."))
+    if len(parts) != 3:
+        raise ValueError(f"not a version: {v!r}")
+    return parts  # etcd: a learner is in sync when its match is >= 90% of the leader's
 
 
 class ClusterMember:
@@ -136,6 +147,53 @@ class ClusterMember:
             except EtcdError as exc:
                 log.warning("failed to publish local member to cluster through raft (%s); retrying", exc)
                 await asyncio.sleep(self.cfg.election_timeout_ms / 1000.0)
+
+    # --- the cluster version (etcd's monitorVersions) -------------------------------------------
+    async def _monitor_versions(self) -> None:
+        """The leader sets the cluster version to the lowest major.minor its members run, when it
+        becomes leader and every MONITOR_VERSION_SECONDS after; until every member has answered it
+        is etcd's minimum, 3.0.0, as in etcd."""
+        while True:
+            try:
+                async with asyncio.timeout(MONITOR_VERSION_SECONDS):
+                    await self._became_leader.wait()
+            except TimeoutError:
+                pass
+            self._became_leader.clear()
+            if not self.raft.is_leader:
+                continue
+            try:
+                await self._decide_cluster_version()
+            except EtcdError as exc:
+                log.warning("cannot set the cluster version yet: %s", exc.message)
+
+    async def _decide_cluster_version(self) -> None:
+        from fastkv.transport.peerrequests import PeerRequestError, version_of_peer
+
+        tls = self.cfg.peer_tls
+        ssl = tls.client_context() if tls is not None else None
+        lowest: tuple | None = _version_tuple(ETCD_SERVER_VERSION)
+        for m in self.membership.sorted_members():
+            if m.id == self.member_id:
+                continue
+            try:
+                v = _version_tuple((await version_of_peer(m.peer_urls, client_ssl=ssl, timeout=1.0))["etcdserver"])
+            except (PeerRequestError, KeyError, ValueError, TypeError):
+                v = None
+            if v is None:
+                lowest = None  # a member that did not answer: undecided, as etcd's decideClusterVersion
+                break
+            lowest = min(lowest, v)
+        current = self.membership.cluster_version
+        if lowest is None:
+            if current:
+                return
+            target = MIN_CLUSTER_VERSION
+        else:
+            target = "%d.%d.0" % lowest[:2]
+            if current and _version_tuple(current) >= _version_tuple(target):
+                return
+        await self.propose(rq.CLUSTER_VERSION_SET, rpc_pb2.StatusResponse(version=target))
 
     async def _join_existing(self) -> None:
         """--initial-cluster-state existing with no data yet: learn the cluster id and its members

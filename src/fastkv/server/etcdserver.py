@@ -37,7 +37,7 @@ from fastkv.mvcc.ops import RangeOp, txn_has_puts, txn_has_writes, txn_serializa
 from fastkv.server import request as rq
 from fastkv.server import corrupt
 from fastkv.server.apply import NOSPACE, Alarms, Applier
-from fastkv.server.cluster import ClusterMember, PeerSide, has_peers as _has_peers, member_json
+from fastkv.server.cluster import ETCD_SERVER_VERSION, ClusterMember, PeerSide, has_peers as _has_peers, member_json
 from fastkv.server.config import ServerConfig, member_id_for
 from fastkv.server.membership import Member, Membership
 from fastkv.server.auth_checks import check_serialized_read
@@ -52,8 +52,7 @@ from fastkv.transport.peerhttp import PeerHTTP
 log = logging.getLogger(__name__)
 
 READ_INDEX_RETRY_SECONDS = 0.5  # etcd's readIndexRetryTime
-ETCD_VERSION = "3.4.23"  # the etcd API level fastkv matches (what Status and /version report)
-CLUSTER_VERSION = "3.4.0"
+ETCD_VERSION = ETCD_SERVER_VERSION  # the etcd API level fastkv matches (what Status and /version report)
 _META = struct.Struct("<QQ")
 _crc = load("crc32c")
 _codec = load("mvcccodec")  # WAL metadata: member id, cluster id
@@ -81,6 +80,7 @@ class EtcdServer(ClusterMember):
         self.fatal_error = None  # why the member stopped by itself, when it had to
         self.leader_changes = 0  # etcd_server_leader_changes_seen_total
         self._last_leader = 0
+        self._became_leader = asyncio.Event()
         self.ranges_served = 0   # etcd_mvcc_range_total
         self._tasks: list = []
         self.member_dir = os.path.join(cfg.data_dir, "member")
@@ -136,6 +136,7 @@ class EtcdServer(ClusterMember):
                 self.member_id, self.cluster_id, snap_dir=os.path.join(self.member_dir, "snap"),
                 server_tls=cfg.peer_tls, client_tls=cfg.peer_tls,
                 http=PeerHTTP(members=lambda: [member_json(m) for m in self.membership.sorted_members()],
+                              version=self.version_info,
                               health=lambda: bool(self.raft.leader) and not self.alarms.active,
                               lease_renew=self.lease_renew_local,
                               lease_time_to_live=self.lease_time_to_live_local,
@@ -189,6 +190,14 @@ class EtcdServer(ClusterMember):
                 await self.stop()
                 raise
         self._tasks.append(loop.create_task(self._publish(), name="publish-attributes"))
+        if self.raft.is_leader and not self.membership.cluster_version:
+            # decide before clients connect, so a fresh member's /version is not "not_decided"
+            try:
+                await self._decide_cluster_version()
+            except EtcdError as exc:
+                log.warning("cannot set the cluster version yet: %s", exc.message)
+        self._became_leader.clear()
+        self._tasks.append(loop.create_task(self._monitor_versions(), name="cluster-version"))
         if cfg.experimental_corrupt_check_time > 0:
             self._tasks.append(loop.create_task(corrupt.check_loop(self, cfg.experimental_corrupt_check_time),
                                                 name="corruption-check"))
@@ -336,6 +345,7 @@ class EtcdServer(ClusterMember):
         self._last_leader = leader
         if is_leader and not was_leader:
             self.lessor.promote(self.cfg.election_timeout_ms / 1000.0)
+            self._became_leader.set()  # the leader decides the cluster version first thing
         elif was_leader and not is_leader:
             self.lessor.demote()
 
@@ -617,10 +627,14 @@ class EtcdServer(ClusterMember):
         if peer_metrics is not None:
             m.sections.append(peer_metrics.render_lines)
 
+    def version_info(self) -> dict:
+        """/version as etcd answers it: the cluster version is "not_decided" until the leader set it."""
+        return {"etcdserver": ETCD_VERSION, "etcdcluster": self.membership.cluster_version or "not_decided"}
+
     def version_json(self) -> str:
         import json
 
-        return json.dumps({"etcdserver": ETCD_VERSION, "etcdcluster": CLUSTER_VERSION, "fastkv": __version__})
+        return json.dumps({**self.version_info(), "fastkv": __version__})
 
 
 def _lock_member_dir(member_dir: str) -> int:

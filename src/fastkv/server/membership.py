@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import struct
 from dataclasses import dataclass, field
 
-from fastkv.backend import MEMBERS, MEMBERS_REMOVED
+from fastkv.backend import CLUSTER, MEMBERS, MEMBERS_REMOVED
 from fastkv.errors import EtcdError
+
+log = logging.getLogger("fastkv.server")
 
 ErrIDRemoved = lambda: EtcdError("etcdserver: ID removed", "FAILED_PRECONDITION")  # noqa: E731
 ErrIDExists = lambda: EtcdError("etcdserver: member ID already exist", "FAILED_PRECONDITION")  # noqa: E731
@@ -69,6 +72,13 @@ def compute_cluster_id(member_ids) -> int:
     return struct.unpack(">Q", h[:8])[0]
 
 
+CLUSTER_VERSION_KEY = b"clusterVersion"  # etcd's key in its cluster bucket
+
+
+def _major_minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
 class Membership:
     """The members as of the applied index. Loop thread only; writes need a batch tx open."""
 
@@ -89,6 +99,9 @@ class Membership:
             gone = tx.unsafe_range(MEMBERS_REMOVED, b"", b"")
         self.members = {m.id: m for m in (Member.from_json(v) for _, v in rows)}
         self.removed = {int(k, 16) for k, _ in gone}
+        with self.backend.read_tx() as tx:
+            raw = tx.unsafe_get(CLUSTER, CLUSTER_VERSION_KEY)
+        self.cluster_version = raw.decode() if raw else ""  # "" until the leader decided it
 
     # --- reads ----------------------------------------------------------------------------------
     def sorted_members(self) -> list:
@@ -190,6 +203,20 @@ class Membership:
         if m is not None and (m.name, m.client_urls) != (name, list(client_urls)):
             m.name, m.client_urls = name, list(client_urls)
             self._write(m)
+
+    def set_cluster_version(self, version: str) -> None:
+        """The leader decided the cluster version (applied from the log, as etcd's ClusterVersionSet)."""
+        if version == self.cluster_version:
+            return
+        if self.cluster_version:
+            log.info("updated the cluster version from %s to %s", _major_minor(self.cluster_version),
+                     _major_minor(version))
+        else:
+            log.info("set initial cluster version to %s", _major_minor(version))
+        self.cluster_version = version
+        tx = self.backend.batch_tx()
+        with tx:
+            tx.unsafe_put(CLUSTER, CLUSTER_VERSION_KEY, version.encode())
 
     def _write(self, m: Member) -> None:
         tx = self.backend.batch_tx()

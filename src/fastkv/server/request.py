@@ -26,6 +26,7 @@ FORMAT_V1 = 0x81
 
 PUT, DELETE_RANGE, TXN, COMPACT, LEASE_GRANT, LEASE_REVOKE, LEASE_CHECKPOINT, ALARM = range(1, 9)
 MEMBER_ATTRIBUTES = 32  # a member publishes its name and client URLs (etcd's publish)
+CLUSTER_VERSION_SET = 33  # the leader decided the cluster version (only StatusResponse.version is set)
 # auth: store changes and reads go through raft, as in etcd (UserAdd/ChangePassword carry the
 # bcrypt hash in hashedPassword, never the password; AUTHENTICATE carries the user name and the
 # simple-token prefix in AuthenticateRequest.password, the token's index is the entry's)
@@ -43,6 +44,7 @@ MESSAGES = {
     LEASE_CHECKPOINT: rpc_pb2.LeaseCheckpointRequest,
     ALARM: rpc_pb2.AlarmRequest,
     MEMBER_ATTRIBUTES: rpc_pb2.Member,
+    CLUSTER_VERSION_SET: rpc_pb2.StatusResponse,
     AUTH_ENABLE: rpc_pb2.AuthEnableRequest,
     AUTH_DISABLE: rpc_pb2.AuthDisableRequest,
     AUTHENTICATE: rpc_pb2.AuthenticateRequest,

@@ -29,8 +29,9 @@ class ForwardRefused(Exception):
         self.status, self.text = status, text
 
 
-async def _post(peer_urls: list, path: str, body: bytes, *, client_ssl, timeout: float) -> bytes:
-    """POST to the first of `peer_urls` that answers 200 and return the body. A 404 or 412 answer
+async def _ask(peer_urls: list, path: str, body: bytes, *, client_ssl, timeout: float,
+                method: bytes = b"POST") -> bytes:
+    """`method` `path` on the first of `peer_urls` that answers 200; returns the body. A 404 or 412 answer
     raises ForwardRefused; when none answers, PeerRequestError says why for each URL."""
     errors = []
     for url in peer_urls:
@@ -40,9 +41,9 @@ async def _post(peer_urls: list, path: str, body: bytes, *, client_ssl, timeout:
                 reader, writer = await asyncio.open_connection(
                     host, port, ssl=client_ssl if scheme == "https" else None)
                 try:
-                    writer.write(b"POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/protobuf\r\n"
+                    writer.write(b"%s %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/protobuf\r\n"
                                  b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
-                                 % (path.encode(), host.encode(), port, len(body), body))
+                                 % (method, path.encode(), host.encode(), port, len(body), body))
                     raw = await reader.read(64 * 1024)
                     while raw.count(b"\r\n\r\n") == 0 or not _complete(raw):
                         more = await reader.read(64 * 1024)
@@ -72,7 +73,7 @@ async def renew_on_leader(peer_urls: list, lease_id: int, *, client_ssl=None, ti
 
     body = rpc_pb2.LeaseKeepAliveRequest(ID=lease_id).SerializeToString()
     try:
-        payload = await _post(peer_urls, "/leases", body, client_ssl=client_ssl, timeout=timeout)
+        payload = await _ask(peer_urls, "/leases", body, client_ssl=client_ssl, timeout=timeout)
     except ForwardRefused as exc:
         if exc.status == 404:
             return 0
@@ -85,7 +86,7 @@ async def time_to_live_on_leader(peer_urls: list, request, *, client_ssl=None, t
     from fastkv.api.etcdpb import rpc_pb2
 
     try:
-        payload = await _post(peer_urls, "/leases/internal", request.SerializeToString(),
+        payload = await _ask(peer_urls, "/leases/internal", request.SerializeToString(),
                               client_ssl=client_ssl, timeout=timeout)
     except ForwardRefused as exc:
         raise PeerRequestError(exc.text) from None
@@ -96,7 +97,7 @@ async def promote_on_leader(peer_urls: list, member_id: int, *, client_ssl=None,
     """The member list (etcd's JSON objects) after the leader promoted the learner. Raises
     ForwardRefused with etcd's text when the leader refuses (no such member, not a learner, not in
     sync), PeerRequestError when no leader answered."""
-    payload = await _post(peer_urls, "/members/promote/%d" % member_id, b"", client_ssl=client_ssl,
+    payload = await _ask(peer_urls, "/members/promote/%d" % member_id, b"", client_ssl=client_ssl,
                           timeout=timeout)
     return json.loads(payload)
 
@@ -105,9 +106,15 @@ async def hash_kv_of_peer(peer_urls: list, revision: int, *, client_ssl=None, ti
     """The peer's HashKVResponse at `revision` (its header names the member and its revision)."""
     from fastkv.api.etcdpb import rpc_pb2
 
-    payload = await _post(peer_urls, "/members/hashkv", rpc_pb2.HashKVRequest(revision=revision).SerializeToString(),
+    payload = await _ask(peer_urls, "/members/hashkv", rpc_pb2.HashKVRequest(revision=revision).SerializeToString(),
                           client_ssl=client_ssl, timeout=timeout)
     return rpc_pb2.HashKVResponse.FromString(payload)
+
+
+async def version_of_peer(peer_urls: list, *, client_ssl=None, timeout: float = 5.0) -> dict:
+    """GET /version of a peer: {"etcdserver": ..., "etcdcluster": ...}."""
+    return json.loads(await _ask(peer_urls, "/version", b"", client_ssl=client_ssl, timeout=timeout,
+                                  method=b"GET"))
 
 
 def _complete(raw: bytes) -> bool:
