@@ -81,7 +81,13 @@ def host_port(url: str) -> str:
     """'http://127.0.0.1:2379' -> '127.0.0.1:2379' (for binding)."""
     u = urlparse(url if "://" in url else "http://" + url)
     if u.scheme not in ("http", "https", "unix", "unixs"):
-        raise ValueError(f"URL {url!r}: scheme must be http or https")
-    if not u.hostname or not u.port:
-        raise ValueError(f"URL {url!r} needs a host and a port")
-    return f"{u.hostname}:{u.port}"
+        raise ValueError(f"URL scheme must be http, https, unix, or unixs: {url}")
+    try:
+        port = u.port
+    except ValueError:
+        port = None
+    if not u.hostname or port is None:  # port 0 is allowed, as etcd: the OS picks one
+        raise ValueError(f'URL address does not have the form "host:port": {url}')
+    if u.path:
+        raise ValueError(f"URL must not contain a path: {url}")
+    return f"{u.hostname}:{port}"
