@@ -88,7 +88,7 @@ def _session(c) -> list:
     """The same membership session for either cluster; results normalised (ids -> names)."""
     eps = c.endpoints()
     lead = leader_index(c)
-    follower = (lead + 1) % 3
+    follower = (lead + 1) % len(c.members)
     sts = wait_for(lambda: status(eps), what="every member answering Status")
     ids = {s["Status"]["header"]["member_id"]: c.members[k].name for k, s in enumerate(sts)}
     out = []
@@ -153,6 +153,22 @@ def test_membership_session_matches_etcd(fastkv3, etcd3):
     got = _session(fastkv3)
     want = _session(etcd3)
     assert got == want
+
+
+def test_membership_session_matches_etcd_with_five_members(tmp_path):
+    from fastkv.chaos.cluster import EtcdCluster, FastkvCluster
+
+    from .conftest import _need_etcd
+
+    _need_etcd()
+    out = []
+    for cls in (FastkvCluster, EtcdCluster):
+        with cls(str(tmp_path / cls.kind), 5) as c:
+            c.start()
+            leader_index(c)
+            out.append(_session(c))
+    assert out[0] == out[1]
+    assert ("status --cluster", 5) == out[0][[r[0] for r in out[0]].index("status --cluster")][:2]
 
 
 def test_learner_added_promoted_and_removed(fastkv3):
