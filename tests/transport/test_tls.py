@@ -130,7 +130,11 @@ def test_etcd_peer_flags_build_tls_info(pki, tmp_path):
                                    "--peer-cert-allowed-cn", "x"]), str(tmp_path), [])
     with pytest.raises(TLSConfigError, match="--peer-key-file"):
         peer_tls_from_args(_parse(["--peer-cert-file", cert]), str(tmp_path), [])
-    with pytest.raises(TLSConfigError, match="--peer-trusted-ca-file"):
-        TLSInfo(cert_file=cert, key_file=key, client_cert_auth=True).server_context()
-    with pytest.raises(TLSConfigError, match="does not exist"):
+    # etcd's ServerConfig: client-cert-auth without a CA file still requires a client certificate
+    # (checked against the system's CAs), and a CA file alone requires one too
+    assert TLSInfo(cert_file=cert, key_file=key, client_cert_auth=True).server_context().verify_mode == ssl.CERT_REQUIRED
+    assert TLSInfo(cert_file=cert, key_file=key, trusted_ca_file=pki.ca_file).server_context().verify_mode \
+        == ssl.CERT_REQUIRED
+    assert TLSInfo(cert_file=cert, key_file=key).server_context().verify_mode == ssl.CERT_NONE
+    with pytest.raises(TLSConfigError, match="no such file or directory"):
         TLSInfo(cert_file="/nonexistent.pem", key_file=key).server_context()
