@@ -4,6 +4,7 @@ real etcd 3.4 started with the same etcd flags and the same certificates, from a
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,13 @@ from fastkv.transport.certs import CertificateAuthority
 
 SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "src"))
 ETCDCTL = shutil.which("etcdctl") or "etcdctl"
+
+
+def norm(text: str) -> str:
+    """etcdctl output with what differs between two servers by construction (ports, member ids)
+    replaced."""
+    text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", text)
+    return re.sub(r"\b[0-9a-f]{14,16}\b", "ID", text)
 
 
 def _env() -> dict:

@@ -4,22 +4,17 @@ https://, the plain http:// listener beside it keeps working, and the same clien
 (no client certificate, a certificate from another CA, a server checked against the wrong CA)."""
 from __future__ import annotations
 
-import re
 import subprocess
 import time
 
 import pytest
 
 from tests.tls.conftest import ETCDCTL, _env, etcdctl, need_etcd
+from tests.tls.conftest import norm as _norm
 
 pytestmark = pytest.mark.etcd
 
 FRONTENDS = ["grpcio", "native"]
-
-
-def _norm(text: str) -> str:
-    text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", text)
-    return re.sub(r"\b[0-9a-f]{14,16}\b", "ID", text)
 
 
 def _watch_replay(endpoint: str, ctl_args, key: str, want_lines: int) -> list:
