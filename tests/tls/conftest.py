@@ -86,6 +86,7 @@ class Server:
         self.peer = f"http://127.0.0.1:{free_port()}"
         self.log_path = str(root / f"{kind}.log")
         self.proc = None
+        self.env: dict = {}  # extra environment for the server process
 
     def argv(self, frontend: str | None = None) -> list:
         urls = ",".join(u for u in (self.http, self.https) if u)
@@ -99,7 +100,8 @@ class Server:
     def start(self, ready_args=(), frontend: str | None = None) -> "Server":
         """Start, then wait until etcdctl with `ready_args` (client TLS flags) gets an answer."""
         log = open(self.log_path, "a")
-        self.proc = subprocess.Popen(self.argv(frontend), stdout=log, stderr=subprocess.STDOUT, env=_env())
+        self.proc = subprocess.Popen(self.argv(frontend), stdout=log, stderr=subprocess.STDOUT,
+                                     env={**_env(), **self.env})
         log.close()
         endpoint = self.https or self.http
         deadline = time.monotonic() + 60

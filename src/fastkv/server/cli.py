@@ -202,6 +202,12 @@ def _client_tls(args):
         info.server_context()  # unreadable files, a key that does not match: say so before starting
     except TLSConfigError as exc:
         _usage_error(str(exc))
+    wanted = info.grpc_cipher_env()
+    if args.client_frontend == "grpcio" and wanted and os.environ.get("GRPC_SSL_CIPHER_SUITES") != wanted:
+        # grpcio reads its cipher list from the environment once, when it is imported (before the
+        # flags are parsed); refusing beats serving suites the operator excluded
+        _usage_error(f"--cipher-suites on the grpcio client front end needs GRPC_SSL_CIPHER_SUITES={wanted} "
+                     "in the environment (grpcio reads it at start-up); or use --client-frontend native")
     return info
 
 

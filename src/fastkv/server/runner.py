@@ -32,10 +32,7 @@ async def start(cfg):
     grpc_servers = GrpcServers(cfg, server, reuse_port=direct or bool(secure_urls))
     http_servers = []
     if secure_urls:
-        tls = cfg.client_tls
-        if tls.grpc_cipher_env():
-            os.environ["GRPC_SSL_CIPHER_SUITES"] = tls.grpc_cipher_env()
-        creds = tls.grpc_server_credentials()
+        creds = cfg.client_tls.grpc_server_credentials()  # --cipher-suites: see server/cli.py run()
         for url in secure_urls:
             try:
                 grpc_servers.add_secure_port(host_port(url), creds)
