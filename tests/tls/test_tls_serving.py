@@ -113,13 +113,19 @@ def test_curl_over_https_gateway_health_metrics_match_etcd(tmp_path, certs, serv
     need_etcd()
     answers = {}
     for kind in ("etcd", "native"):
-        srv = servers.make(kind, tmp_path, certs.server_flags()).start(certs.client("root"))
+        metrics_url = f"https://127.0.0.1:{free_port()}"  # etcd serves these with the client TLS settings
+        srv = servers.make(kind, tmp_path, certs.server_flags() + ["--listen-metrics-urls", metrics_url])
+        srv.start(certs.client("root"))
         put = _curl(certs, "alice", srv.https + "/v3/kv/put", "-X", "POST", "-d",
                     '{"key": "Zm9v", "value": "YmFy"}')
         rng = _curl(certs, "alice", srv.https + "/v3/kv/range", "-X", "POST", "-d", '{"key": "Zm9v"}')
         health = _curl(certs, "alice", srv.https + "/health")
         metrics = _curl(certs, "alice", srv.https + "/metrics")
         get = etcdctl(srv.https, *certs.client("root"), "get", "foo", "--print-value-only").stdout.strip()
+        metrics_port = _curl(certs, "alice", metrics_url + "/health")
+        plain = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                                metrics_url.replace("https://", "http://") + "/health"],
+                               capture_output=True, text=True, timeout=30).stdout
         srv.stop()
         put_doc, rng_doc = json.loads(put[1]), json.loads(rng[1])
         answers[kind] = {
@@ -128,10 +134,12 @@ def test_curl_over_https_gateway_health_metrics_match_etcd(tmp_path, certs, serv
             "health": (health[0].split()[0], health[1]),
             "metrics": (metrics[0].split()[0], "etcd_server_has_leader 1" in metrics[1]),
             "etcdctl sees the gateway's write": get,
+            "https metrics URL": (metrics_port[0].split()[0], metrics_port[1]),
+            "plain HTTP to the https metrics URL answered": plain.strip() not in ("000", ""),
         }
-    assert answers["etcd"] == answers["native"]
+    assert answers["etcd"] == answers["native"], answers
     assert answers["etcd"]["range"] == ("200", [("Zm9v", "YmFy", "1")])
-    assert answers["etcd"]["health"] == ("200", '{"health":"true"}')
+    assert answers["etcd"]["health"] == answers["etcd"]["https metrics URL"] == ("200", '{"health":"true"}')
 
 
 SUITE_GO, SUITE_OPENSSL = "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "ECDHE-ECDSA-AES128-GCM-SHA256"

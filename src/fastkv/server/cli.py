@@ -183,7 +183,8 @@ def _client_tls(args):
         parse_cipher_suites(args.cipher_suites)
     except TLSConfigError as exc:
         _usage_error(str(exc))
-    secure = [u for u in args.listen_client_urls if u.startswith(("https://", "unixs://"))]
+    secure = [u for u in list(args.listen_client_urls) + list(args.listen_metrics_urls)
+              if u.startswith(("https://", "unixs://"))]
     for u in args.listen_client_urls:
         if u in secure:
             continue
@@ -197,7 +198,8 @@ def _client_tls(args):
     try:
         info = client_tls_from_args(args, data_dir, [host_port(u) for u in args.listen_client_urls])
         if info is None:
-            raise TLSConfigError(f"TLS key/cert (--cert-file, --key-file) must be provided for client url "
+            which = "client" if secure[0] in args.listen_client_urls else "metrics"
+            raise TLSConfigError(f"TLS key/cert (--cert-file, --key-file) must be provided for {which} url "
                                  f"{secure[0]} with HTTPS scheme (or give --auto-tls for a self-signed certificate)")
         info.server_context()  # unreadable files, a key that does not match: say so before starting
     except TLSConfigError as exc:

@@ -65,9 +65,7 @@ async def start(cfg):
             await server.stop()
             raise OSError(f"cannot listen for clients on {url} ({exc.strerror or exc}); "
                           "pick another address with --listen-client-urls") from None
-    for url in cfg.listen_metrics_urls:
-        host, port = host_port(url).rsplit(":", 1)
-        http_servers.append(await serve_http(server, host, int(port)))
+    http_servers += await _serve_metrics(cfg, server)
     log.info("fastkv member %x (%s) serving clients on %s, data dir %s", server.member_id, cfg.name,
              ",".join(cfg.listen_client_urls), cfg.data_dir)
     return server, grpc_servers, http_servers
@@ -92,9 +90,7 @@ async def _start_native(cfg, server):
             except OSError as exc:
                 raise OSError(f"cannot listen for clients on {url} ({exc.strerror or exc}); "
                               "pick another address with --listen-client-urls") from None
-        for url in cfg.listen_metrics_urls:
-            host, port = host_port(url).rsplit(":", 1)
-            http_servers.append(await serve_http(server, host, int(port)))
+        http_servers += await _serve_metrics(cfg, server)
     except OSError:
         await listeners.stop(0)
         for h in http_servers:
@@ -140,6 +136,25 @@ class GrpcServers:
 
     async def stop(self, grace) -> None:
         await asyncio.gather(*(g.stop(grace) for g in self.servers))
+
+
+async def _serve_metrics(cfg, server) -> list:
+    """--listen-metrics-urls: plain HTTP, or for https:// URLs TLS with the client port's settings
+    (etcd's rule; cli.py refuses an https:// one without a certificate)."""
+    out = []
+    try:
+        for url in cfg.listen_metrics_urls:
+            host, port = host_port(url).rsplit(":", 1)
+            ctx = None
+            if is_https(url):
+                ctx = cfg.client_tls.server_context()
+                ctx.set_alpn_protocols(["http/1.1"])
+            out.append(await serve_http(server, host, int(port), ssl_context=ctx))
+    except OSError:
+        for h in out:
+            h.close()
+        raise
+    return out
 
 
 def is_https(url: str) -> bool:
