@@ -114,6 +114,27 @@ class Server:
             time.sleep(0.2)
         raise TimeoutError(f"{self.kind} did not become healthy: {self.log()[-2000:]}")
 
+    def start_listening(self) -> "Server":
+        """Start, then wait until the client port accepts TCP connections (for setups no client
+        can pass the handshake of); a single member elects itself at once after that."""
+        import socket
+
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT,
+                                     env={**_env(), **self.env})
+        log.close()
+        host, port = (self.https or self.http).split("://", 1)[1].rsplit(":", 1)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.kind} exited with {self.proc.returncode}: {self.log()[-2000:]}")
+            try:
+                with socket.create_connection((host, int(port)), timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        raise TimeoutError(f"{self.kind} never listened on {host}:{port}: {self.log()[-2000:]}")
+
     def log(self) -> str:
         with open(self.log_path) as f:
             return f.read()

@@ -218,3 +218,34 @@ def test_client_transport_security_from_config_file(tmp_path, certs, servers):
     p = subprocess.run([sys.executable, "-m", "fastkv.cli", "serve", "--config-file", str(bad)],
                        capture_output=True, text=True, env=env, timeout=60)
     assert p.returncode == 2 and "unknown client-transport-security key 'cert-fiel'" in p.stderr
+
+
+def test_who_must_show_a_certificate_matches_etcd(tmp_path, certs, servers):
+    """etcd's rules, whichever flags: --client-cert-auth without --trusted-ca-file checks client
+    certificates against the system's CAs (ours is not one, so it is refused); --trusted-ca-file
+    alone already requires a client certificate; --auto-tls drops --client-cert-auth."""
+    need_etcd()
+    cert, key = certs.server
+    setups = {
+        "client-cert-auth, no CA file": ["--cert-file", cert, "--key-file", key, "--client-cert-auth"],
+        "CA file, no client-cert-auth": ["--cert-file", cert, "--key-file", key, "--trusted-ca-file", certs.ca_file],
+        "auto-tls with client-cert-auth": ["--auto-tls", "--client-cert-auth", "--trusted-ca-file", certs.ca_file],
+    }
+    seen = {}
+    for kind in ("etcd", "native"):
+        for n, (name, flags) in enumerate(setups.items()):
+            auto = name.startswith("auto")
+            trust = ["--insecure-transport=false", "--insecure-skip-tls-verify"] if auto else ["--cacert", certs.ca_file]
+            root = tmp_path / f"{kind}-{n}"
+            root.mkdir()
+            srv = servers.make(kind, root, flags, http=False).start_listening()
+            cert_args = ["--cert", certs.clients["root"][0], "--key", certs.clients["root"][1]]
+            with_cert = etcdctl(srv.https, *trust, *cert_args, "put", "x", "1").returncode == 0
+            without = etcdctl(srv.https, *trust, "put", "x", "2", command_timeout="3s").returncode == 0
+            srv.stop()
+            seen[(kind, name)] = (with_cert, without)
+    for name in setups:
+        assert seen[("etcd", name)] == seen[("native", name)], (name, seen)
+    assert seen[("etcd", "client-cert-auth, no CA file")] == (False, False)
+    assert seen[("etcd", "CA file, no client-cert-auth")] == (True, False)
+    assert seen[("etcd", "auto-tls with client-cert-auth")] == (True, True)
