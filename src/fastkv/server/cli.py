@@ -119,7 +119,8 @@ def add_parser(sub) -> None:
                    help="logging verbosity")
     p.add_argument("--config-file", default="",
                    help="etcd's YAML configuration file (keys are the flag names: name, data-dir, "
-                        "listen-client-urls, initial-cluster, peer-transport-security: {cert-file, ...}); "
+                        "listen-client-urls, initial-cluster, client-transport-security and "
+                        "peer-transport-security: {cert-file, ...}); "
                         "as in etcd, when given, the other flags are ignored")
     p.set_defaults(func=run, _parser=p)
 

@@ -32,7 +32,7 @@ async def start(cfg):
     grpc_servers = GrpcServers(cfg, server, reuse_port=direct or bool(secure_urls))
     http_servers = []
     if secure_urls:
-        creds = cfg.client_tls.grpc_server_credentials()  # --cipher-suites: see server/cli.py run()
+        creds = cfg.client_tls.grpc_server_credentials()  # --cipher-suites: see cli._client_tls
         for url in secure_urls:
             try:
                 grpc_servers.add_secure_port(host_port(url), creds)
@@ -79,7 +79,7 @@ async def _start_native(cfg, server):
     listeners = NativeListeners(make_frontend(server, max_request_bytes=cfg.max_request_bytes,
                                               max_concurrent_streams=cfg.max_concurrent_streams))
     http_servers = []
-    # one context for every https:// URL (ALPN h2 and http/1.1; whether a client certificate is
+    # one context for every https:// URL (ALPN: see NativeListeners.listen; whether a client certificate is
     # required is etcd's rule, TLSInfo.server_context)
     ssl_context = cfg.client_tls.server_context() if cfg.client_tls is not None else None
     try:
