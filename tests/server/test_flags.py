@@ -18,6 +18,7 @@ ISSUE_FLAGS = [
     "--snapshot-count", "--heartbeat-interval", "--election-timeout", "--quota-backend-bytes",
     "--max-request-bytes", "--max-txn-ops", "--auto-compaction-mode", "--auto-compaction-retention",
     "--listen-metrics-urls", "--backend-batch-limit", "--backend-batch-interval",
+    "--cert-file", "--key-file", "--trusted-ca-file", "--client-cert-auth", "--auto-tls", "--cipher-suites",
 ]
 
 BAD = [
