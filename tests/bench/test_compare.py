@@ -68,3 +68,20 @@ def test_three_member_clusters_compared_through_their_leaders(bench, tmp_path):
         assert s["runs"][name]["errors"] == 0 and s["runs"][name]["rps"][0] > 0
         assert s["runs"][name]["server_cpu_cores"][0] > 0
     assert "--initial-cluster m0=" in proc.stdout  # the member commands are shown
+
+
+def test_tls_compares_both_servers_over_tls_and_fastkv_in_plaintext(bench, tmp_path):
+    """`--tls`: etcd and fastkv (native front end) serve https:// with the same certificates and
+    --client-cert-auth, the load generator connects with a client certificate, and fastkv in
+    plaintext runs the same rounds as the reference for the cost of TLS."""
+    proc = bench("compare", "--tls", "--client-frontend", "native", "--rounds", "1", "--workloads", "put",
+                 "--total", "300", "--clients", "8", "--work-dir", str(tmp_path), "--json")
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["tls"] is True and r["servers"] == ["etcd", "fastkv"]
+    runs = r["workloads"]["put"]["runs"]
+    for name in ("etcd", "fastkv", "fastkv-plain"):
+        assert len(runs[name]["rps"]) == 1 and runs[name]["errors"] == 0 and runs[name]["rps"][0] > 0
+    t = r["workloads"]["put"]["tls_vs_plaintext"]
+    assert t["ratio_rps"] == runs["fastkv"]["rps"][0] / runs["fastkv-plain"]["rps"][0]
+    assert "https://127.0.0.1:" in proc.stdout and "--client-cert-auth" in proc.stdout
+    assert "the cost of TLS" in proc.stdout

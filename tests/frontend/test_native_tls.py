@@ -5,8 +5,7 @@ the connection. The certificates come from a CA the test makes (cryptography).""
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
+import pathlib
 import ssl
 import threading
 import urllib.error
@@ -15,56 +14,24 @@ import urllib.request
 import grpc
 import pytest
 import uvloop
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from fastkv.api.etcdpb import rpc_pb2, rpc_pb2_grpc
 from fastkv.frontend.listener import NativeListeners, make_frontend
 from fastkv.frontend.nullserver import null_methods
-
-
-def _name(cn):
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _cert(subject_cn, issuer_cn, key, issuer_key, *, ca=False, san=None):
-    now = datetime.datetime.now(datetime.timezone.utc)
-    b = (x509.CertificateBuilder().subject_name(_name(subject_cn)).issuer_name(_name(issuer_cn))
-         .public_key(key.public_key()).serial_number(x509.random_serial_number())
-         .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-    if san:
-        b = b.add_extension(x509.SubjectAlternativeName(san), critical=False)
-    return b.sign(issuer_key, hashes.SHA256())
-
-
-def _pem(obj):
-    if isinstance(obj, x509.Certificate):
-        return obj.public_bytes(serialization.Encoding.PEM)
-    return obj.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+from fastkv.transport.certs import CertificateAuthority
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
+    """Server and client certificates from a CA the test makes, and a stranger's from another CA
+    (fastkv.transport.certs, the project's one certificate maker)."""
     d = tmp_path_factory.mktemp("pki")
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _cert("test-ca", "test-ca", ca_key, ca_key, ca=True)
-    srv_key = ec.generate_private_key(ec.SECP256R1())
-    srv = _cert("fastkv", "test-ca", srv_key, ca_key,
-                san=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
-    cli_key = ec.generate_private_key(ec.SECP256R1())
-    cli = _cert("alice", "test-ca", cli_key, ca_key)
-    other_ca_key = ec.generate_private_key(ec.SECP256R1())
-    stranger = _cert("mallory", "other-ca", cli_key, other_ca_key)
-    files = {}
-    for name, obj in {"ca.crt": ca, "server.crt": srv, "server.key": srv_key, "client.crt": cli,
-                      "client.key": cli_key, "stranger.crt": stranger}.items():
-        (d / name).write_bytes(_pem(obj))
-        files[name] = d / name
-    return files
+    ca = CertificateAuthority(d / "ca", "test-ca")
+    server = ca.issue("fastkv", ["localhost", "127.0.0.1"])
+    client = ca.issue("alice", ())
+    stranger = CertificateAuthority(d / "other", "other-ca").issue("mallory", ())
+    files = {"ca.crt": ca.ca_file, "server.crt": server[0], "server.key": server[1], "client.crt": client[0],
+             "client.key": client[1], "stranger.crt": stranger[0], "stranger.key": stranger[1]}
+    return {name: pathlib.Path(path) for name, path in files.items()}
 
 
 class _Served:
@@ -136,8 +103,8 @@ def test_client_cert_auth_refuses_strangers_and_names_the_verified_client(pki):
     try:
         ca = pki["ca.crt"].read_bytes()
         key = pki["client.key"].read_bytes()
-        for cert in (None, pki["stranger.crt"].read_bytes()):
-            creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key if cert else None,
+        for cert, cert_key in ((None, None), (pki["stranger.crt"].read_bytes(), pki["stranger.key"].read_bytes())):
+            creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=cert_key,
                                                  certificate_chain=cert)
             with pytest.raises(grpc.RpcError) as err:
                 _put(s.port, creds)

@@ -18,6 +18,7 @@ ISSUE_FLAGS = [
     "--snapshot-count", "--heartbeat-interval", "--election-timeout", "--quota-backend-bytes",
     "--max-request-bytes", "--max-txn-ops", "--auto-compaction-mode", "--auto-compaction-retention",
     "--listen-metrics-urls", "--backend-batch-limit", "--backend-batch-interval",
+    "--cert-file", "--key-file", "--trusted-ca-file", "--client-cert-auth", "--auto-tls", "--cipher-suites",
 ]
 
 BAD = [
@@ -31,7 +32,14 @@ BAD = [
     (["--listen-client-urls", "nohostport"], 'argument --listen-client-urls: URL address does not have the form "host:port": nohostport'),
     (["--listen-client-urls", "http://127.0.0.1:2379/v3"], "URL must not contain a path: http://127.0.0.1:2379/v3"),
     (["--listen-peer-urls", "ftp://127.0.0.1:2380"], "URL scheme must be http, https, unix, or unixs: ftp://127.0.0.1:2380"),
-    (["--listen-client-urls", "https://127.0.0.1:1"], "TLS is not supported yet"),
+    (["--listen-client-urls", "https://127.0.0.1:1"], "TLS key/cert (--cert-file, --key-file) must be provided "
+     "for client url https://127.0.0.1:1 with HTTPS scheme"),
+    (["--listen-client-urls", "https://127.0.0.1:1", "--auto-tls", "--cipher-suites", "TLS_NOPE"],
+     'unexpected TLS cipher suite "TLS_NOPE"'),
+    (["--listen-client-urls", "https://127.0.0.1:1", "--cert-file", "/nonexistent/server.pem", "--key-file",
+      "/nonexistent/server-key.pem"], "open /nonexistent/server.pem: no such file or directory (check --cert-file)"),
+    (["--listen-client-urls", "https://127.0.0.1:1", "--cert-file", "/nonexistent/server.pem"],
+     "(--cert-file and --key-file)"),
     (["--election-timeout", "300"], "--election-timeout must be at least 5 times --heartbeat-interval"),
     (["--auto-compaction-retention", "abc"], "--auto-compaction-retention 'abc' is not valid"),
     (["--auto-compaction-mode", "revision", "--auto-compaction-retention", "1h"],

@@ -152,56 +152,18 @@ def loop_kind(request):
 
 
 class PKI:
-    """A throwaway CA issuing peer certificates (server and client auth, IP SAN 127.0.0.1)."""
+    """A throwaway CA issuing peer certificates (server and client auth, IP SAN 127.0.0.1): the
+    project's one certificate maker, fastkv.transport.certs."""
 
     def __init__(self, root, name="fastkv-test-ca"):
-        import datetime
+        from fastkv.transport.certs import CertificateAuthority
 
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
-        self._x509, self._hashes, self._ser, self._ec, self._oid = x509, hashes, serialization, ec, NameOID
+        self._ca = CertificateAuthority(root, name)
         self.root = root
-        root.mkdir(parents=True, exist_ok=True)
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
-        self._now = now
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        self.cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-                     .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
-                     .not_valid_before(now - datetime.timedelta(hours=1))
-                     .not_valid_after(now + datetime.timedelta(days=2))
-                     .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-                     .sign(self.key, hashes.SHA256()))
-        self.ca_file = str(root / "ca.pem")
-        with open(self.ca_file, "wb") as f:
-            f.write(self.cert.public_bytes(serialization.Encoding.PEM))
+        self.ca_file = self._ca.ca_file
 
     def issue(self, cn: str) -> tuple[str, str]:
-        import datetime
-        import ipaddress
-        x509, ec, NameOID = self._x509, self._ec, self._oid
-        from cryptography.x509.oid import ExtendedKeyUsageOID
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-                .issuer_name(self.cert.subject).public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(self._now - datetime.timedelta(hours=1))
-                .not_valid_after(self._now + datetime.timedelta(days=1))
-                .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                               critical=False)
-                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                                      ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-                .sign(self.key, self._hashes.SHA256()))
-        cert_file, key_file = str(self.root / f"{cn}.pem"), str(self.root / f"{cn}-key.pem")
-        with open(cert_file, "wb") as f:
-            f.write(cert.public_bytes(self._ser.Encoding.PEM))
-        with open(key_file, "wb") as f:
-            f.write(key.private_bytes(self._ser.Encoding.PEM, self._ser.PrivateFormat.PKCS8,
-                                      self._ser.NoEncryption()))
-        return cert_file, key_file
+        return self._ca.issue(cn, ["127.0.0.1"])
 
 
 @pytest.fixture

@@ -130,7 +130,36 @@ def test_etcd_peer_flags_build_tls_info(pki, tmp_path):
                                    "--peer-cert-allowed-cn", "x"]), str(tmp_path), [])
     with pytest.raises(TLSConfigError, match="--peer-key-file"):
         peer_tls_from_args(_parse(["--peer-cert-file", cert]), str(tmp_path), [])
-    with pytest.raises(TLSConfigError, match="--peer-trusted-ca-file"):
-        TLSInfo(cert_file=cert, key_file=key, client_cert_auth=True).server_context()
-    with pytest.raises(TLSConfigError, match="does not exist"):
+    # etcd's ServerConfig: client-cert-auth without a CA file still requires a client certificate
+    # (checked against the system's CAs), and a CA file alone requires one too
+    assert TLSInfo(cert_file=cert, key_file=key, client_cert_auth=True).server_context().verify_mode == ssl.CERT_REQUIRED
+    assert TLSInfo(cert_file=cert, key_file=key, trusted_ca_file=pki.ca_file).server_context().verify_mode \
+        == ssl.CERT_REQUIRED
+    assert TLSInfo(cert_file=cert, key_file=key).server_context().verify_mode == ssl.CERT_NONE
+    with pytest.raises(TLSConfigError, match="no such file or directory"):
         TLSInfo(cert_file="/nonexistent.pem", key_file=key).server_context()
+
+
+def test_cipher_suites_are_gos_names_and_restrict_both_sides(pki, tmp_path):
+    """--cipher-suites takes Go's names (as etcd), is shared by the client and peer sides, restricts
+    TLS 1.2 suites, and an unknown name is refused with etcd's text."""
+    from fastkv.transport.tls import parse_cipher_suites, tls_from_flags
+
+    cert, key = pki.issue("peer-c")
+    suites = "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,TLS_AES_128_GCM_SHA256"
+    assert parse_cipher_suites(suites) == ("TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_AES_128_GCM_SHA256")
+    for side in ("client", "peer"):
+        info = tls_from_flags(side, cert_file=cert, key_file=key, cipher_suites=suites)
+        for ctx in (info.server_context(), info.client_context()):
+            tls12 = {c["name"] for c in ctx.get_ciphers() if c["protocol"] == "TLSv1.2"}
+            assert tls12 == {"ECDHE-ECDSA-AES128-GCM-SHA256"}, (side, tls12)
+    with pytest.raises(TLSConfigError, match='unexpected TLS cipher suite "TLS_FOO"'):
+        parse_cipher_suites("TLS_FOO")
+    # the flags name the side they belong to
+    with pytest.raises(TLSConfigError, match=r"\(--cert-file and --key-file\)"):
+        tls_from_flags("client", cert_file=cert)
+    auto = tls_from_flags("client", auto_tls=True, client_cert_auth=True, trusted_ca_file=pki.ca_file,
+                          fixtures_dir=str(tmp_path / "fixtures" / "client"), hosts=["127.0.0.1:2379"])
+    # etcd 3.4: auto-tls replaces the settings; nothing is verified against a self-signed certificate
+    assert auto.self_signed and not auto.client_cert_auth and not auto.trusted_ca_file
+    assert auto.server_context().verify_mode == ssl.CERT_NONE

@@ -34,6 +34,7 @@ def default_params(workload: str) -> dict:
         "timeout": 10.0, "consistency": "l", "txn_ops": 1, "prefill": True, "lease_ttl": 60,
         "watchers": 100, "streams": 10, "puts": 200, "put_rate": 100.0, "loop": _default_loop(),
         "user": "",  # "NAME:PASSWORD": authenticate once per worker, send its token with every call
+        "tls": None,  # {"ca", "cert", "key"}: file paths for https:// endpoints (bench compare --tls)
     }
 
 

@@ -171,7 +171,20 @@ class _Tickets:
 
 
 def _channels(p: dict) -> list:
-    eps = [parse_endpoint(e) for e in p["endpoints"]]
+    tls = p.get("tls")
+    # https:// endpoints take p["tls"] (CA, client certificate and key files) for the channels
+    eps = [parse_endpoint("http://" + e.split("://", 1)[1] if e.startswith("https://") else e)
+           for e in p["endpoints"]]
+    if tls:
+        def read(path):
+            if not path:
+                return None
+            with open(path, "rb") as f:
+                return f.read()
+
+        creds = grpc.ssl_channel_credentials(read(tls.get("ca")), read(tls.get("key")), read(tls.get("cert")))
+        return [grpc.aio.secure_channel(eps[(p["worker"] * p["conns"] + j) % len(eps)], creds,
+                                        options=CHANNEL_OPTIONS) for j in range(p["conns"])]
     return [grpc.aio.insecure_channel(eps[(p["worker"] * p["conns"] + j) % len(eps)], options=CHANNEL_OPTIONS)
             for j in range(p["conns"])]
 

@@ -92,17 +92,41 @@ class ServerUnavailable(RuntimeError):
 
 
 
+class BenchCertificates:
+    """One CA, a server certificate for 127.0.0.1 and a client certificate (CN root) in `dirpath`:
+    what `bench compare --tls` gives both servers (etcd's client TLS flags) and the load generator."""
+
+    def __init__(self, dirpath: str):
+        from fastkv.transport.certs import CertificateAuthority
+
+        ca = CertificateAuthority(dirpath, "fastkv-bench-ca")
+        self.ca = ca.ca_file
+        self.server_cert, self.server_key = ca.issue("server", ["127.0.0.1", "localhost"])
+        self.client_cert, self.client_key = ca.issue("root", ())
+
+    def server_flags(self) -> list:
+        return ["--cert-file", self.server_cert, "--key-file", self.server_key, "--trusted-ca-file", self.ca,
+                "--client-cert-auth"]
+
+    def client(self) -> dict:
+        return {"ca": self.ca, "cert": self.client_cert, "key": self.client_key}
+
+
 class Server:
-    def __init__(self, name: str, template: str, workdir: str | None = None, ready_timeout: float = 30.0):
+    def __init__(self, name: str, template: str, workdir: str | None = None, ready_timeout: float = 30.0,
+                 tls: BenchCertificates | None = None):
         self.name, self.template = name, template
         self._own_dir = workdir is None
         self.workdir = workdir or tempfile.mkdtemp(prefix=f"fastkv-bench-{name}-")
         self.data_dir = os.path.join(self.workdir, f"{name}.data")
         cport, pport = free_port(), free_port()
-        self.endpoint = f"http://127.0.0.1:{cport}"
+        self.tls = tls
+        self.endpoint = f"{'https' if tls else 'http'}://127.0.0.1:{cport}"
         self.peer_url = f"http://127.0.0.1:{pport}"
         self.argv = shlex.split(template.format(data_dir=self.data_dir, client_url=self.endpoint,
                                                 peer_url=self.peer_url))
+        if tls is not None:
+            self.argv += tls.server_flags()
         self.log_path = os.path.join(self.workdir, f"{name}.log")
         self.proc: subprocess.Popen | None = None
         self.ready_timeout = ready_timeout
@@ -135,11 +159,9 @@ class Server:
     def _wait_ready(self) -> None:
         import grpc
 
-        from fastkv.client import EtcdClient
-
         deadline = time.monotonic() + self.ready_timeout
         last = "no answer"
-        with EtcdClient(self.endpoint, timeout=1.0) as client:
+        with self._probe_client() as client:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     raise ServerUnavailable(f"{self.name} exited with code {self.proc.returncode} before it was "
@@ -152,6 +174,15 @@ class Server:
                     time.sleep(0.1)
         raise ServerUnavailable(f"{self.name} did not answer a Range within {self.ready_timeout:g} s "
                                 f"({last}): {' '.join(self.argv)}\n{self._log_tail()}")
+
+    def _probe_client(self):
+        """Something with get(key) and a context manager: fastkv's client, or over TLS a grpcio
+        channel with the bench certificates (fastkv's client speaks plaintext only)."""
+        from fastkv.client import EtcdClient
+
+        if self.tls is None:
+            return EtcdClient(self.endpoint, timeout=1.0)
+        return _TLSProbe(self.endpoint, self.tls)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -172,3 +203,31 @@ class Server:
 
     def __exit__(self, *exc):
         self.cleanup()
+
+
+class _TLSProbe:
+    """A linearizable Range over TLS, for readiness."""
+
+    def __init__(self, endpoint: str, tls: BenchCertificates):
+        import grpc
+
+        from fastkv.api.etcdpb import rpc_pb2_grpc
+
+        def read(path):
+            with open(path, "rb") as f:
+                return f.read()
+
+        creds = grpc.ssl_channel_credentials(read(tls.ca), read(tls.client_key), read(tls.client_cert))
+        self.channel = grpc.secure_channel(endpoint.split("://", 1)[1], creds)
+        self.kv = rpc_pb2_grpc.KVStub(self.channel)
+
+    def get(self, key: bytes):
+        from fastkv.api.etcdpb import rpc_pb2
+
+        return self.kv.Range(rpc_pb2.RangeRequest(key=key), timeout=1.0)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.channel.close()

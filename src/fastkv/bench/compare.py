@@ -41,6 +41,14 @@ def add_parser(subparsers):
     p.add_argument("--fastkv-cmd", default=FASTKV_CMD, help="command template of fastkv (default: %(default)s)")
     p.add_argument("--fastkv-name", default="fastkv", help="label of the --fastkv-cmd server in the output")
     p.add_argument("--work-dir", help="where the data dirs and server logs go (default: a temporary dir, removed)")
+    p.add_argument("--tls", action="store_true",
+                   help="serve clients over TLS: a throwaway CA, a server certificate and a client certificate "
+                        "(CN root) are made, both servers get etcd's --cert-file/--key-file/--trusted-ca-file/"
+                        "--client-cert-auth and the load generator connects with the client certificate; a "
+                        "third server, fastkv in plaintext, runs the same rounds as the reference for the cost "
+                        "of TLS (single member only)")
+    p.add_argument("--client-frontend", choices=("grpcio", "native"),
+                   help="append `--client-frontend X` to the fastkv command (default: fastkv serve's own default)")
     p.add_argument("--ready-timeout", type=float, default=30.0,
                    help="seconds a server may take to answer its first Range (default: %(default)s)")
     g = p.add_argument_group("load (same meaning as in `fastkv bench put --help`)")
@@ -110,8 +118,21 @@ def run_cli(args) -> int:
     if args.members < 1:
         print("fastkv bench compare: --members must be at least 1", file=sys.stderr)
         return 2
+    if args.tls and args.members > 1:
+        print("fastkv bench compare: --tls runs single members only (drop --members)", file=sys.stderr)
+        return 2
+    fastkv_cmd = args.fastkv_cmd + (f" --client-frontend {args.client_frontend}" if args.client_frontend else "")
+    certs = None
+    plain = names[1] + "-plain"  # with --tls: the same fastkv without TLS, the reference for TLS's cost
+    all_names = names + ((plain,) if args.tls else ())
+    if args.tls:
+        import tempfile
 
-    def make(name, template, kind):
+        from fastkv.bench._servers import BenchCertificates
+
+        certs = BenchCertificates(tempfile.mkdtemp(prefix="fastkv-bench-pki-", dir=args.work_dir))
+
+    def make(name, template, kind, tls=None):
         if args.members > 1:
             from fastkv.bench._servers import ClusterServer
 
@@ -120,12 +141,14 @@ def run_cli(args) -> int:
             extra = shlex.split(args.fastkv_flags) if kind == "fastkv" else []
             return ClusterServer(name, kind, args.members, args.work_dir, max(args.ready_timeout, 60.0),
                                  extra_flags=extra)
-        return Server(name, template, args.work_dir, args.ready_timeout)
+        return Server(name, template, args.work_dir, args.ready_timeout, tls=tls)
 
     try:
-        servers[names[0]] = make(names[0], args.etcd_cmd, "etcd").start()
+        servers[names[0]] = make(names[0], args.etcd_cmd, "etcd", certs).start()
         try:
-            servers[names[1]] = make(names[1], args.fastkv_cmd, "fastkv").start()
+            servers[names[1]] = make(names[1], fastkv_cmd, "fastkv", certs).start()
+            if args.tls:
+                servers[plain] = make(plain, fastkv_cmd, "fastkv").start()
         except ServerUnavailable as exc:
             print(f"fastkv bench compare: {names[1]} is not available, nothing to compare against.\n  {exc}\n"
                   f"  (`fastkv serve` arrives with the server; until then point --fastkv-cmd at another "
@@ -135,12 +158,15 @@ def run_cli(args) -> int:
             print(f"{name:<8} pid {s.pid} at {s.endpoint}: {' '.join(s.argv)}")
         runs = {w: {n: {"rps": [], "p50_ms": [], "p99_ms": [], "server_cpu_us_per_op": [], "errors": 0,
                         "server_cpu_cores": [], "client_cpu_cores": []}
-                    for n in names} for w in workloads}
+                    for n in all_names} for w in workloads}
         for rnd in range(args.rounds):
-            order = names if rnd % 2 == 0 else names[::-1]
+            order = all_names if rnd % 2 == 0 else all_names[::-1]
             for w in workloads:
                 for n in order:
-                    r = _loadgen.run(_params(args, w, servers[n].endpoint),
+                    params = _params(args, w, servers[n].endpoint)
+                    if n != plain and certs is not None:
+                        params["tls"] = certs.client()
+                    r = _loadgen.run(params,
                                      server_pids=getattr(servers[n], "pids", [servers[n].pid]))
                     slot = runs[w][n]
                     slot["rps"].append(r["rps"])
@@ -161,14 +187,29 @@ def run_cli(args) -> int:
     finally:
         for s in servers.values():
             s.cleanup()
+        if certs is not None and args.work_dir is None:
+            import os
+            import shutil as _shutil
+
+            _shutil.rmtree(os.path.dirname(certs.ca), ignore_errors=True)
 
     result = {"servers": list(names), "rounds": args.rounds, "members": args.members, "workloads": {},
               "machine": machine_info(),
               "params": {k: v for k, v in vars(args).items() if k != "func"}}
+    result["tls"] = bool(args.tls)
     for w in workloads:
         result["workloads"][w] = {**summarize(runs[w], names), "runs": runs[w]}
+        if args.tls:
+            result["workloads"][w]["tls_vs_plaintext"] = summarize(runs[w], (plain, names[1]))
     for line in render_table(result):
         print(line)
+    if args.tls:
+        print(f"\nthe cost of TLS: {names[1]} over TLS / {plain} (the same server in plaintext), median of "
+              f"paired rounds (spread)")
+        for w, s in result["workloads"].items():
+            t = s["tls_vs_plaintext"]
+            print(f"{w:<16} rps x{t['ratio_rps']:.2f} ({t['ratio_rps_min']:.2f}..{t['ratio_rps_max']:.2f})  "
+                  f"{plain} {t[plain]['rps_median']:,.0f}/s, {names[1]} {t[names[1]]['rps_median']:,.0f}/s")
     if args.plot:
         plot(result, args.plot)
         print(f"plot written to {args.plot}")

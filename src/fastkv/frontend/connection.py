@@ -27,7 +27,7 @@ class FrontEnd:
     and the set of live connections (for graceful shutdown)."""
 
     def __init__(self, server, methods, paths, *, max_message_bytes: int, max_concurrent_streams: int,
-                 http_handler, core=None, stream_runner=None):
+                 http_handler, core=None, stream_runner=None, cert_identity: bool = False):
         self.server = server
         self.methods = methods
         self.paths = paths
@@ -38,6 +38,8 @@ class FrontEnd:
         self.stream_runner = stream_runner  # (protocol, method, stream id, timeout) -> handle, or None
         self.connections: set = set()
         self.closing = False
+        # --client-cert-auth: a call without a token is made as the client certificate's CN
+        self.cert_identity = cert_identity
 
 
 class ClientConnection(asyncio.Protocol):
@@ -54,11 +56,14 @@ class ClientConnection(asyncio.Protocol):
         self._flush_scheduled = False
         self._in_batch = False
         self.paused = False
+        self.common_name = None  # the verified client certificate's CN, when it names the user
 
     # --- asyncio.Protocol -----------------------------------------------------------------------
     def connection_made(self, transport):
         self.transport = transport
         self.fe.connections.add(self)
+        if self.fe.cert_identity:  # a TLS transport is made once the handshake has verified the client
+            self.common_name = self.peer_common_name()
 
     def data_received(self, data):
         if self.mode == 1:
@@ -116,6 +121,14 @@ class ClientConnection(asyncio.Protocol):
                     return value
         return None
 
+    def call_auth(self, metadata=None):
+        """Who makes a call on this connection (None = anonymous): the token in `metadata`, else
+        the verified certificate's common name (--client-cert-auth); EtcdServer.auth_info decides.
+        The one place the native front end turns a connection and a call into an AuthInfo."""
+        if self.common_name is None and not metadata:
+            return None
+        return self.fe.server.auth_info(metadata, self.common_name)
+
     # --- gRPC -----------------------------------------------------------------------------------
     def _feed(self, data) -> None:
         h2 = self.h2
@@ -150,7 +163,9 @@ class ClientConnection(asyncio.Protocol):
         except Exception:
             self.h2.send_status(sid, status.INTERNAL, "grpc: error unmarshalling request")
             return
-        call = UnaryCall(self.loop, m.handler(self.fe.server, req), self._unary_done, sid, timeout)
+        auth = self.call_auth()
+        coro = m.handler(self.fe.server, req) if auth is None else m.handler(self.fe.server, req, auth)
+        call = UnaryCall(self.loop, coro, self._unary_done, sid, timeout)
         self.calls[sid] = call
         call.start()
 

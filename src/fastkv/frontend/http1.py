@@ -11,6 +11,14 @@ from fastkv.server.http import respond
 
 MAX_HEAD = 64 * 1024
 
+# etcd 3.4 (embed/serve.go) refuses gateway requests whose verified client certificate has a common
+# name while --client-cert-auth and auth are on: the gateway would not act as that user, and etcd
+# says so rather than answer as someone else
+_CN_REFUSED_TEXT = b"CommonName of client sending a request against gateway will be ignored and not used as expected\n"
+_CN_REFUSED = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+               b"X-Content-Type-Options: nosniff\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+               % (len(_CN_REFUSED_TEXT), _CN_REFUSED_TEXT))
+
 
 class Http1Handler:
     def __init__(self, server, max_body: int, gateway=None):
@@ -55,6 +63,10 @@ class Http1Handler:
         method = parts[0] if parts else ""
         path = parts[1].split("?", 1)[0] if len(parts) >= 2 else "/"
         if self.gateway is not None and (path.startswith("/v3/") or path.startswith("/v3beta/")):
+            if conn.common_name and self.server.auth_store.enabled:
+                conn.transport.write(_CN_REFUSED)
+                conn.transport.close()
+                return
             self.gateway(self.server, method, path, body, conn)
             return
         conn.transport.write(respond(self.server, request_line.encode("latin-1")))

@@ -23,8 +23,10 @@ def make_frontend(server, *, max_request_bytes: int, max_concurrent_streams: int
 
     by_index, paths = build_table(methods if methods is not None else all_methods())
     limit = max_request_bytes + GRPC_OVERHEAD_BYTES
+    cert_identity = bool(getattr(getattr(server, "cfg", None), "client_cert_auth", False))
     return FrontEnd(server, by_index, paths, max_message_bytes=limit, max_concurrent_streams=max_concurrent_streams,
-                    http_handler=Http1Handler(server, limit, gateway), core=core, stream_runner=run_stream)
+                    http_handler=Http1Handler(server, limit, gateway), core=core, stream_runner=run_stream,
+                    cert_identity=cert_identity)
 
 
 class NativeListeners:
@@ -37,11 +39,15 @@ class NativeListeners:
     async def listen(self, host: str, port: int, ssl_context=None) -> int:
         """Serve host:port (0: any free port); returns the port. With `ssl_context` (an
         ssl.SSLContext the caller built from its certificate flags), the listener is TLS: ALPN offers
-        h2 and http/1.1, and after the handshake the same sniffing applies. Whether a client
-        certificate is required is the context's verify_mode."""
+        http/1.1 and h2, and after the handshake the same sniffing applies. Whether a client
+        certificate is required is the context's verify_mode.
+
+        ALPN order: the server's preference wins, and HTTP/2 here serves gRPC only. gRPC clients
+        offer h2 alone (grpc-go, grpc-js; grpcio adds grpc-exp) and get it; general HTTP clients
+        (curl, browsers) offer both and get HTTP/1.1, which serves the gateway, /health, /metrics."""
         loop = asyncio.get_running_loop()
         if ssl_context is not None:
-            ssl_context.set_alpn_protocols(["h2", "http/1.1"])
+            ssl_context.set_alpn_protocols(["http/1.1", "h2"])
         srv = await loop.create_server(lambda: ClientConnection(self.fe), host, port, reuse_address=True,
                                        ssl=ssl_context)
         self.servers.append(srv)

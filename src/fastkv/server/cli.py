@@ -13,7 +13,9 @@ against it). Flags and defaults follow etcd's: with no flags it serves clients o
 keeps its data in ./default.fastkv. Restarting with the same --data-dir resumes; SIGTERM or Ctrl-C
 shuts down cleanly; nothing acknowledged is lost on SIGKILL. A cluster of 3 or 5 members starts
 with etcd's clustering flags (--initial-cluster, --listen-peer-urls, --initial-advertise-peer-urls,
---initial-cluster-token); peer traffic runs over TLS with etcd's --peer-* flags."""
+--initial-cluster-token); peer traffic runs over TLS with etcd's --peer-* flags, client traffic on
+https:// client URLs with etcd's --cert-file, --key-file, --trusted-ca-file, --client-cert-auth and
+--auto-tls (http:// and https:// listeners can be given side by side)."""
 
 
 def _urls(s: str) -> list:
@@ -63,7 +65,7 @@ def _non_negative(s: str) -> int:
     return v
 
 
-from fastkv.transport.tls import add_peer_tls_arguments  # noqa: E402
+from fastkv.transport.tls import add_client_tls_arguments, add_peer_tls_arguments  # noqa: E402
 
 
 def _bool(text: str) -> bool:
@@ -136,6 +138,7 @@ def add_parser(sub) -> None:
     p.add_argument("--experimental-corrupt-check-time", type=_duration, default=0.0,
                    help="how often the leader compares its HashKV with the followers' and raises the CORRUPT "
                         "alarm on a mismatch (a duration such as 30s or 5m; 0s disables it)")
+    add_client_tls_arguments(p)
     add_peer_tls_arguments(p)
     p.add_argument("--auth-token", default="simple",
                    help="auth token type: 'simple' (random tokens kept by the member) or "
@@ -144,9 +147,6 @@ def add_parser(sub) -> None:
                    help="seconds a simple auth token lives after its last use")
     p.add_argument("--bcrypt-cost", type=int, default=10,
                    help="bcrypt cost for hashing user passwords (4..31; out of range falls back to 10)")
-    p.add_argument("--client-cert-auth", action="store_true",
-                   help="with auth enabled, a request without a token is made as the user named by its "
-                        "verified client certificate's common name")
     p.add_argument("--client-frontend", default=os.environ.get("FASTKV_CLIENT_FRONTEND", "grpcio"),
                    choices=["grpcio", "native"],
                    help="fastkv: what serves the client port: grpcio (the reference) or native (HTTP/2 over "
@@ -157,7 +157,8 @@ def add_parser(sub) -> None:
                    help="logging verbosity")
     p.add_argument("--config-file", default="",
                    help="etcd's YAML configuration file (keys are the flag names: name, data-dir, "
-                        "listen-client-urls, initial-cluster, peer-transport-security: {cert-file, ...}); "
+                        "listen-client-urls, initial-cluster, client-transport-security and "
+                        "peer-transport-security: {cert-file, ...}); "
                         "as in etcd, when given, the other flags are ignored")
     p.set_defaults(func=run, _parser=p)
 
@@ -165,9 +166,6 @@ def add_parser(sub) -> None:
 def config_from_args(args):
     from fastkv.server.config import ServerConfig
 
-    for u in list(args.listen_client_urls) + list(args.advertise_client_urls):
-        if u.startswith("https://"):
-            _usage_error(f"client URL {u}: client TLS is not supported yet (peer TLS is); use http://")
     if args.client_frontend not in ("grpcio", "native"):  # a FASTKV_CLIENT_FRONTEND argparse did not check
         _usage_error(f"--client-frontend must be grpcio or native (got {args.client_frontend!r}; check "
                      "FASTKV_CLIENT_FRONTEND)")
@@ -190,6 +188,7 @@ def config_from_args(args):
         provider_from_option(args.auth_token)  # refuse a bad --auth-token before anything starts
     except InvalidAuthOptions as exc:
         _usage_error(str(exc))
+    client_tls = _client_tls(args)  # last: --auto-tls writes its certificate into the data dir
     quota = args.quota_backend_bytes or 2 * 1024**3
     if quota < 0:  # etcd: a negative quota disables it; keep etcd's suggested maximum as the map size
         quota = 8 * 1024**3
@@ -210,8 +209,50 @@ def config_from_args(args):
         experimental_corrupt_check_time=args.experimental_corrupt_check_time,
         peer_tls=_peer_tls(args),
         auth_token=args.auth_token, auth_token_ttl=args.auth_token_ttl, bcrypt_cost=args.bcrypt_cost,
-        client_cert_auth=args.client_cert_auth,
+        client_cert_auth=client_tls is not None and client_tls.client_cert_auth, client_tls=client_tls,
         client_frontend=args.client_frontend, max_concurrent_streams=args.max_concurrent_streams)
+
+
+def _client_tls(args):
+    """The client port's TLSInfo (None: no https:// client URL), checked the way etcd's
+    configureClientListeners does: an https:// URL needs a certificate (or --auto-tls); certificate
+    flags with only http:// URLs are ignored with a warning; a bad --cipher-suites is an error."""
+    from fastkv.server.config import host_port
+    from fastkv.transport.tls import TLSConfigError, client_tls_from_args, parse_cipher_suites
+
+    log = logging.getLogger("fastkv.serve")
+    try:
+        parse_cipher_suites(args.cipher_suites)
+    except TLSConfigError as exc:
+        _usage_error(str(exc))
+    secure = [u for u in list(args.listen_client_urls) + list(args.listen_metrics_urls)
+              if u.startswith(("https://", "unixs://"))]
+    for u in args.listen_client_urls:
+        if u in secure:
+            continue
+        if args.cert_file or args.key_file:
+            log.warning("client URL %s is http://: --cert-file/--key-file are not used for it", u)
+        if args.client_cert_auth:
+            log.warning("client URL %s is http://: --client-cert-auth does not apply to it", u)
+    if not secure:
+        return None
+    data_dir = args.data_dir or f"{args.name}.fastkv"
+    try:
+        info = client_tls_from_args(args, data_dir, [host_port(u) for u in args.listen_client_urls])
+        if info is None:
+            which = "client" if secure[0] in args.listen_client_urls else "metrics"
+            raise TLSConfigError(f"TLS key/cert (--cert-file, --key-file) must be provided for {which} url "
+                                 f"{secure[0]} with HTTPS scheme (or give --auto-tls for a self-signed certificate)")
+        info.server_context()  # unreadable files, a key that does not match: say so before starting
+    except TLSConfigError as exc:
+        _usage_error(str(exc))
+    wanted = info.grpc_cipher_env()
+    if args.client_frontend == "grpcio" and wanted and os.environ.get("GRPC_SSL_CIPHER_SUITES") != wanted:
+        # grpcio reads its cipher list from the environment once, when it is imported (before the
+        # flags are parsed); refusing beats serving suites the operator excluded
+        _usage_error(f"--cipher-suites on the grpcio client front end needs GRPC_SSL_CIPHER_SUITES={wanted} "
+                     "in the environment (grpcio reads it at start-up); or use --client-frontend native")
+    return info
 
 
 def _peer_tls(args):
@@ -235,6 +276,9 @@ def _usage_error(message: str) -> None:
 _PEER_SECURITY = {"cert-file": "--peer-cert-file", "key-file": "--peer-key-file",
                   "trusted-ca-file": "--peer-trusted-ca-file", "client-cert-auth": "--peer-client-cert-auth",
                   "auto-tls": "--peer-auto-tls", "allowed-cn": "--peer-cert-allowed-cn"}
+# etcd's client-transport-security keys -> fastkv serve's flags
+_CLIENT_SECURITY = {"cert-file": "--cert-file", "key-file": "--key-file", "trusted-ca-file": "--trusted-ca-file",
+                    "client-cert-auth": "--client-cert-auth", "auto-tls": "--auto-tls"}
 
 
 def config_file_argv(path: str, parser) -> list:
@@ -268,11 +312,12 @@ def config_file_argv(path: str, parser) -> list:
             argv.extend([opt, str(value)])
 
     for key, value in data.items():
-        if key == "peer-transport-security" and isinstance(value, dict):
+        if key in ("peer-transport-security", "client-transport-security") and isinstance(value, dict):
+            keys = _PEER_SECURITY if key.startswith("peer") else _CLIENT_SECURITY
             for k, v in value.items():
-                if k not in _PEER_SECURITY:
-                    _usage_error(f"--config-file {path}: unknown peer-transport-security key {k!r}")
-                flag(_PEER_SECURITY[k], v)
+                if k not in keys:
+                    _usage_error(f"--config-file {path}: unknown {key} key {k!r} (known: {', '.join(keys)})")
+                flag(keys[k], v)
         elif key != "config-file":
             flag(key, value)
     return argv

@@ -38,10 +38,11 @@ class ServerConfig:
     experimental_initial_corrupt_check: bool = False  # compare HashKV with the peers before serving
     experimental_corrupt_check_time: float = 0.0      # seconds between the leader's checks (0: off)
     peer_tls: object = None  # transport.tls.TLSInfo from the --peer-* flags, None = plain TCP
+    client_tls: object = None  # transport.tls.TLSInfo for https:// client URLs, None = no certificate
     auth_token: str = "simple"      # "simple" | "jwt,pub-key=...,priv-key=...,sign-method=...[,ttl=...]"
     auth_token_ttl: int = 300       # seconds a simple token lives unused
     bcrypt_cost: int = 10
-    client_cert_auth: bool = False  # a request without a token is made as its client certificate's CN
+    client_cert_auth: bool = False  # a request without a token is made as its verified client certificate's CN
     client_frontend: str = "grpcio"  # "native": fastkv.frontend (HTTP/2 over libnghttp2)
     max_concurrent_streams: int = 0xFFFFFFFF  # HTTP/2 setting of the native front end (etcd's flag)
 

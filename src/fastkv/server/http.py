@@ -1,11 +1,13 @@
-"""/metrics, /health and /version over plain HTTP/1.1 on asyncio (for --listen-metrics-urls)."""
+"""/metrics, /health and /version over HTTP/1.1 on asyncio (for --listen-metrics-urls; https:// ones
+with the client TLS settings, as etcd does)."""
 from __future__ import annotations
 
 import asyncio
 import json
 
 
-async def serve_http(server, host: str, port: int) -> asyncio.AbstractServer:
+async def serve_http(server, host: str, port: int, ssl_context=None) -> asyncio.AbstractServer:
+    """Serve host:port; with `ssl_context`, over TLS (an https:// --listen-metrics-urls URL)."""
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             line = await asyncio.wait_for(reader.readline(), 10)
@@ -18,7 +20,7 @@ async def serve_http(server, host: str, port: int) -> asyncio.AbstractServer:
         finally:
             writer.close()
 
-    return await asyncio.start_server(handle, host, port)
+    return await asyncio.start_server(handle, host, port, ssl=ssl_context)
 
 
 def respond(server, request_line: bytes) -> bytes:

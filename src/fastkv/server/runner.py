@@ -25,12 +25,26 @@ async def start(cfg):
     if cfg.client_frontend == "native":
         return await _start_native(cfg, server)
     direct = os.environ.get("FASTKV_CLIENT_PORT_RELAY", "1") == "0"
-    grpc_servers = GrpcServers(cfg, server, reuse_port=direct)
+    secure_urls = [u for u in cfg.listen_client_urls if is_https(u)]
+    # https:// URLs: grpcio terminates TLS itself (the relay would hide the client's certificate),
+    # every server binding the URL (SO_REUSEPORT spreads connections over them); grpcio serves no
+    # HTTP/1.1 there (/metrics, /health: use an http:// URL or --listen-metrics-urls)
+    grpc_servers = GrpcServers(cfg, server, reuse_port=direct or bool(secure_urls))
     http_servers = []
+    if secure_urls:
+        creds = cfg.client_tls.grpc_server_credentials()  # --cipher-suites: see cli._client_tls
+        for url in secure_urls:
+            try:
+                grpc_servers.add_secure_port(host_port(url), creds)
+            except RuntimeError as exc:
+                await server.stop()
+                raise OSError(f"cannot listen for clients on {url} ({exc}); "
+                              "pick another address with --listen-client-urls") from None
+    plain_urls = [u for u in cfg.listen_client_urls if not is_https(u)]
     if direct:
         # measurement switch: gRPC binds the client URLs itself (SO_REUSEPORT spreads connections
         # over the servers; no HTTP there), to price the relay
-        for url in cfg.listen_client_urls:
+        for url in plain_urls:
             grpc_servers.add_port(host_port(url))
         await grpc_servers.start()
         client_urls = []
@@ -39,7 +53,7 @@ async def start(cfg):
         # (clientport.py), which relays gRPC there and answers /metrics, /health, /version itself.
         grpc_ports = grpc_servers.add_port("127.0.0.1:0")
         await grpc_servers.start()
-        client_urls = cfg.listen_client_urls
+        client_urls = plain_urls
     for url in client_urls:
         host, port = host_port(url).rsplit(":", 1)
         try:
@@ -51,9 +65,7 @@ async def start(cfg):
             await server.stop()
             raise OSError(f"cannot listen for clients on {url} ({exc.strerror or exc}); "
                           "pick another address with --listen-client-urls") from None
-    for url in cfg.listen_metrics_urls:
-        host, port = host_port(url).rsplit(":", 1)
-        http_servers.append(await serve_http(server, host, int(port)))
+    http_servers += await _serve_metrics(cfg, server)
     log.info("fastkv member %x (%s) serving clients on %s, data dir %s", server.member_id, cfg.name,
              ",".join(cfg.listen_client_urls), cfg.data_dir)
     return server, grpc_servers, http_servers
@@ -67,17 +79,18 @@ async def _start_native(cfg, server):
     listeners = NativeListeners(make_frontend(server, max_request_bytes=cfg.max_request_bytes,
                                               max_concurrent_streams=cfg.max_concurrent_streams))
     http_servers = []
+    # one context for every https:// URL (ALPN: see NativeListeners.listen; whether a client certificate is
+    # required is etcd's rule, TLSInfo.server_context)
+    ssl_context = cfg.client_tls.server_context() if cfg.client_tls is not None else None
     try:
         for url in cfg.listen_client_urls:
             host, port = host_port(url).rsplit(":", 1)
             try:
-                await listeners.listen(host, int(port))
+                await listeners.listen(host, int(port), ssl_context=ssl_context if is_https(url) else None)
             except OSError as exc:
                 raise OSError(f"cannot listen for clients on {url} ({exc.strerror or exc}); "
                               "pick another address with --listen-client-urls") from None
-        for url in cfg.listen_metrics_urls:
-            host, port = host_port(url).rsplit(":", 1)
-            http_servers.append(await serve_http(server, host, int(port)))
+        http_servers += await _serve_metrics(cfg, server)
     except OSError:
         await listeners.stop(0)
         for h in http_servers:
@@ -110,6 +123,9 @@ class GrpcServers:
         for g in self.servers:
             add_services(g, server)
 
+    def add_secure_port(self, address: str, credentials) -> list[int]:
+        return [g.add_secure_port(address, credentials) for g in self.servers]
+
     def add_port(self, address: str) -> list[int]:
         """Bind every server to `address` (port 0: each its own free port); returns the ports."""
         return [g.add_insecure_port(address) for g in self.servers]
@@ -120,6 +136,29 @@ class GrpcServers:
 
     async def stop(self, grace) -> None:
         await asyncio.gather(*(g.stop(grace) for g in self.servers))
+
+
+async def _serve_metrics(cfg, server) -> list:
+    """--listen-metrics-urls: plain HTTP, or for https:// URLs TLS with the client port's settings
+    (etcd's rule; cli.py refuses an https:// one without a certificate)."""
+    out = []
+    try:
+        for url in cfg.listen_metrics_urls:
+            host, port = host_port(url).rsplit(":", 1)
+            ctx = None
+            if is_https(url):
+                ctx = cfg.client_tls.server_context()
+                ctx.set_alpn_protocols(["http/1.1"])
+            out.append(await serve_http(server, host, int(port), ssl_context=ctx))
+    except OSError:
+        for h in out:
+            h.close()
+        raise
+    return out
+
+
+def is_https(url: str) -> bool:
+    return url.startswith(("https://", "unixs://"))
 
 
 async def shutdown(server, grpc_servers, http_servers) -> None:

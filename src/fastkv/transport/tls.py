@@ -1,26 +1,83 @@
-"""TLS settings in the shape of etcd's transport.TLSInfo, for the peer port (and later the client
-port): certificate and key, trusted CA, client certificate auth, an allowed common name, and
-self-signed certificates for `--peer-auto-tls`.
+"""TLS settings in the shape of etcd's transport.TLSInfo, for the client port and the peer port:
+certificate and key, trusted CA, client certificate auth, an allowed common name (peers), cipher
+suites, and self-signed certificates for `--auto-tls` / `--peer-auto-tls`.
 
-`server_context()` and `client_context()` build `ssl.SSLContext`s; `check_peer(ssl_object)` is the
-allowed-CN rule, applied by the listener right after the TLS handshake (Python's ssl has no verify
-callback, so a peer with a valid chain but the wrong CN is dropped before it may say HELLO).
+One implementation serves both sides: `tls_from_flags` turns etcd's flags (the client's --cert-file
+... or the peer's --peer-cert-file ...) into a TLSInfo the way etcd's embed package does;
+`server_context()` and `client_context()` build `ssl.SSLContext`s the way etcd's
+TLSInfo.ServerConfig/ClientConfig build Go's tls.Config; `grpc_server_credentials()` gives grpcio
+the same settings. `check_peer(ssl_object)` is the allowed-CN rule, applied by the peer listener
+right after the TLS handshake (Python's ssl has no verify callback, so a peer with a valid chain
+but the wrong CN is dropped before it may say HELLO).
 """
 from __future__ import annotations
 
 import argparse
-import datetime
-import ipaddress
 import logging
 import os
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from fastkv.transport.certs import self_signed_files
 
 log = logging.getLogger("fastkv.transport.tls")
 
 
 class TLSConfigError(ValueError):
     """The TLS flags do not make a usable configuration; the message says which flag to fix."""
+
+
+# etcd's flag names per side, for messages that tell the operator what to change
+FLAGS = {
+    "client": {"cert": "--cert-file", "key": "--key-file", "ca": "--trusted-ca-file",
+               "auth": "--client-cert-auth", "auto": "--auto-tls"},
+    "peer": {"cert": "--peer-cert-file", "key": "--peer-key-file", "ca": "--peer-trusted-ca-file",
+             "auth": "--peer-client-cert-auth", "auto": "--peer-auto-tls"},
+}
+
+# --cipher-suites takes Go's (IANA) names, as etcd does; OpenSSL calls the same suites otherwise.
+# TLS 1.3 suites are accepted and, as in Go, not configurable (both always offer their defaults).
+CIPHER_SUITES = {
+    "TLS_RSA_WITH_RC4_128_SHA": "RC4-SHA",
+    "TLS_RSA_WITH_3DES_EDE_CBC_SHA": "DES-CBC3-SHA",
+    "TLS_RSA_WITH_AES_128_CBC_SHA": "AES128-SHA",
+    "TLS_RSA_WITH_AES_256_CBC_SHA": "AES256-SHA",
+    "TLS_RSA_WITH_AES_128_CBC_SHA256": "AES128-SHA256",
+    "TLS_RSA_WITH_AES_128_GCM_SHA256": "AES128-GCM-SHA256",
+    "TLS_RSA_WITH_AES_256_GCM_SHA384": "AES256-GCM-SHA384",
+    "TLS_ECDHE_ECDSA_WITH_RC4_128_SHA": "ECDHE-ECDSA-RC4-SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA": "ECDHE-ECDSA-AES128-SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA": "ECDHE-ECDSA-AES256-SHA",
+    "TLS_ECDHE_RSA_WITH_RC4_128_SHA": "ECDHE-RSA-RC4-SHA",
+    "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA": "ECDHE-RSA-DES-CBC3-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA": "ECDHE-RSA-AES128-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA": "ECDHE-RSA-AES256-SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256": "ECDHE-ECDSA-AES128-SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256": "ECDHE-RSA-AES128-SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256": "ECDHE-RSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256": "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384": "ECDHE-RSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384": "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-RSA-CHACHA20-POLY1305",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305": "ECDHE-RSA-CHACHA20-POLY1305",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305": "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "TLS_AES_128_GCM_SHA256": "",
+    "TLS_AES_256_GCM_SHA384": "",
+    "TLS_CHACHA20_POLY1305_SHA256": "",
+}
+
+
+def parse_cipher_suites(text) -> tuple:
+    """--cipher-suites (comma-separated Go names, or a list from a config file) -> the names.
+    An unknown name is an error, with etcd's text."""
+    names = text if isinstance(text, (list, tuple)) else [s for s in (text or "").split(",")]
+    names = tuple(n.strip() for n in names if n.strip())
+    for n in names:
+        if n not in CIPHER_SUITES:
+            raise TLSConfigError(f'unexpected TLS cipher suite "{n}" (names as in Go\'s crypto/tls, '
+                                 "e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256)")
+    return names
 
 
 @dataclass
@@ -33,37 +90,62 @@ class TLSInfo:
     # auto-tls certificates are self-signed, so peers cannot verify each other (etcd does the same)
     insecure_skip_verify: bool = False
     self_signed: bool = False
+    cipher_suites: tuple = field(default_factory=tuple)  # Go names; empty = the library's defaults
+    side: str = "peer"  # whose flags the messages name: "client" or "peer"
 
     def empty(self) -> bool:
         return not self.cert_file and not self.key_file
 
     def _validate(self) -> None:
+        f = FLAGS[self.side]
         if bool(self.cert_file) != bool(self.key_file):
-            raise TLSConfigError("TLS needs both a certificate and a key file "
-                                 "(--peer-cert-file and --peer-key-file)")
-        for f in (self.cert_file, self.key_file, self.trusted_ca_file):
-            if f and not os.path.isfile(f):
-                raise TLSConfigError(f"TLS file {f!r} does not exist")
+            raise TLSConfigError(f"TLS needs both a certificate and a key file ({f['cert']} and {f['key']})")
+        for path, flag in ((self.cert_file, f["cert"]), (self.key_file, f["key"]), (self.trusted_ca_file, f["ca"])):
+            if path and not os.path.isfile(path):
+                raise TLSConfigError(f"open {path}: no such file or directory (check {flag})")
+
+    def _set_ciphers(self, ctx: ssl.SSLContext) -> None:
+        openssl = [CIPHER_SUITES[n] for n in self.cipher_suites if CIPHER_SUITES[n]]
+        if openssl:
+            try:
+                ctx.set_ciphers(":".join(openssl))
+            except ssl.SSLError:
+                raise TLSConfigError(f"none of --cipher-suites {','.join(self.cipher_suites)} is available "
+                                     "in this OpenSSL build; choose others") from None
+
+    def verifies_clients(self) -> bool:
+        """etcd's ServerConfig: a trusted CA or --client-cert-auth makes the server require and
+        verify a client certificate (without a CA file, against the system's CAs)."""
+        return bool(self.trusted_ca_file) or self.client_cert_auth
 
     def server_context(self) -> ssl.SSLContext:
         self._validate()
         if self.empty():
-            raise TLSConfigError("serving TLS needs --peer-cert-file and --peer-key-file "
-                                 "(or --peer-auto-tls)")
+            f = FLAGS[self.side]
+            raise TLSConfigError(f"serving TLS needs {f['cert']} and {f['key']} (or {f['auto']})")
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(self.cert_file, self.key_file)
-        if self.client_cert_auth:
-            if not self.trusted_ca_file:
-                raise TLSConfigError("--peer-client-cert-auth needs --peer-trusted-ca-file to check "
-                                     "peer certificates against")
+        try:
+            ctx.load_cert_chain(self.cert_file, self.key_file)
+        except ssl.SSLError as exc:
+            f = FLAGS[self.side]
+            raise TLSConfigError(f"cannot load {f['cert']} {self.cert_file} with {f['key']} {self.key_file}: "
+                                 f"{exc.reason or exc}") from None
+        if self.verifies_clients():
             ctx.verify_mode = ssl.CERT_REQUIRED
-            ctx.load_verify_locations(self.trusted_ca_file)
-        elif self.trusted_ca_file:
-            # a CA without client-cert-auth: verify certificates that peers offer, accept none too
-            ctx.verify_mode = ssl.CERT_OPTIONAL
-            ctx.load_verify_locations(self.trusted_ca_file)
+            if self.trusted_ca_file:
+                self._load_ca(ctx)
+            else:
+                ctx.load_default_certs(ssl.Purpose.CLIENT_AUTH)
+        self._set_ciphers(ctx)
         return ctx
+
+    def _load_ca(self, ctx: ssl.SSLContext) -> None:
+        try:
+            ctx.load_verify_locations(self.trusted_ca_file)
+        except ssl.SSLError as exc:
+            raise TLSConfigError(f"{FLAGS[self.side]['ca']} {self.trusted_ca_file}: no usable CA certificate "
+                                 f"({exc.reason or exc})") from None
 
     def client_context(self) -> ssl.SSLContext:
         self._validate()
@@ -75,10 +157,40 @@ class TLSInfo:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
         elif self.trusted_ca_file:
-            ctx.load_verify_locations(self.trusted_ca_file)
+            self._load_ca(ctx)
         else:
             ctx.load_default_certs()
+        self._set_ciphers(ctx)
         return ctx
+
+    def grpc_server_credentials(self):
+        """grpcio's credentials for the same settings (the grpcio client front end). grpcio has no
+        per-server cipher list; `grpc_cipher_env()` gives the process-wide one."""
+        import grpc
+
+        self._validate()
+        with open(self.cert_file, "rb") as f:
+            chain = f.read()
+        with open(self.key_file, "rb") as f:
+            key = f.read()
+        roots = None
+        if self.trusted_ca_file:
+            with open(self.trusted_ca_file, "rb") as f:
+                roots = f.read()
+        elif self.client_cert_auth:
+            paths = ssl.get_default_verify_paths()
+            if paths.cafile and os.path.isfile(paths.cafile):
+                with open(paths.cafile, "rb") as f:
+                    roots = f.read()
+            else:
+                raise TLSConfigError(f"{FLAGS[self.side]['auth']} without {FLAGS[self.side]['ca']}: "
+                                     "no system CA bundle found to check client certificates against")
+        return grpc.ssl_server_credentials([(key, chain)], root_certificates=roots,
+                                           require_client_auth=self.verifies_clients())
+
+    def grpc_cipher_env(self) -> str:
+        """GRPC_SSL_CIPHER_SUITES for --cipher-suites ('' = grpcio's defaults)."""
+        return ":".join(CIPHER_SUITES[n] for n in self.cipher_suites if CIPHER_SUITES[n])
 
     def check_peer(self, ssl_object) -> str | None:
         """None if the peer on this TLS connection is allowed, else the reason it is not."""
@@ -93,49 +205,64 @@ class TLSInfo:
         return None
 
 
-def self_cert(dirpath: str, hosts: list[str], *, valid_days: int = 365) -> TLSInfo:
+def self_cert(dirpath: str, hosts: list[str], *, valid_days: int = 365, side: str = "peer") -> TLSInfo:
     """etcd's SelfCert: reuse `cert.pem`/`key.pem` in `dirpath` if present, else make a self-signed
-    ECDSA certificate for `hosts` (IP addresses or DNS names), usable for server and client auth."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    certificate for `hosts` (IP addresses or DNS names, with or without a port), usable for server
+    and client auth. Peers and clients cannot verify it (insecure_skip_verify), as in etcd."""
+    cert_path, key_path, made = self_signed_files(dirpath, hosts, valid_days=valid_days)
+    if made:
+        log.info("made a self-signed %s certificate in %s", side, dirpath)
+    return TLSInfo(cert_file=cert_path, key_file=key_path, insecure_skip_verify=True, self_signed=True, side=side)
 
-    cert_path = os.path.join(dirpath, "cert.pem")
-    key_path = os.path.join(dirpath, "key.pem")
-    info = TLSInfo(cert_file=cert_path, key_file=key_path, insecure_skip_verify=True, self_signed=True)
-    if os.path.isfile(cert_path) and os.path.isfile(key_path):
-        return info
-    os.makedirs(dirpath, mode=0o700, exist_ok=True)
-    key = ec.generate_private_key(ec.SECP256R1())
-    sans: list = []
-    for h in hosts:
-        h = h.split(":")[0] if h.count(":") == 1 else h
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(h)))
-        except ValueError:
-            sans.append(x509.DNSName(h))
-    now = datetime.datetime.now(datetime.timezone.utc)
-    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fastkv")])
-    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(minutes=5))
-               .not_valid_after(now + datetime.timedelta(days=valid_days))
-               .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=True,
-                                            content_commitment=False, data_encipherment=False,
-                                            key_agreement=False, key_cert_sign=False, crl_sign=False,
-                                            encipher_only=False, decipher_only=False), critical=True)
-               .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                                     ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False))
-    if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    cert = builder.sign(key, hashes.SHA256())
-    with open(key_path, "wb", opener=lambda p, f: os.open(p, f, 0o600)) as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
-    with open(cert_path, "wb") as f:
-        f.write(cert.public_bytes(serialization.Encoding.PEM))
+
+def tls_from_flags(side: str, *, cert_file: str = "", key_file: str = "", trusted_ca_file: str = "",
+                   client_cert_auth: bool = False, auto_tls: bool = False, allowed_cn: str = "",
+                   cipher_suites=(), fixtures_dir: str = "", hosts=()) -> TLSInfo | None:
+    """One side's TLSInfo from etcd's flags (etcd's embed: ClientSelfCert/PeerSelfCert and
+    updateCipherSuites), or None when no certificate is configured.
+
+    Given certificate files win over auto-tls (which is then ignored, with a warning). auto-tls
+    *replaces* the settings with a self-signed certificate, as etcd 3.4 does: a trusted CA file and
+    client-cert-auth given with it are dropped (nothing could be verified against a self-signed
+    certificate anyway), and said so in the log."""
+    f = FLAGS[side]
+    suites = parse_cipher_suites(cipher_suites)
+    info = TLSInfo(cert_file=cert_file, key_file=key_file, trusted_ca_file=trusted_ca_file,
+                   client_cert_auth=client_cert_auth, allowed_cn=allowed_cn, cipher_suites=suites, side=side)
+    if auto_tls:
+        if not info.empty():
+            log.warning("ignoring %s since %s/%s are given", f["auto"], f["cert"], f["key"])
+        else:
+            if trusted_ca_file or client_cert_auth or allowed_cn:
+                log.warning("%s makes a self-signed certificate; %s and %s are ignored with it (as in etcd)",
+                            f["auto"], f["ca"], f["auth"])
+            info = self_cert(fixtures_dir, list(hosts), side=side)
+            info.cipher_suites = suites
+            return info
+    if info.empty():
+        return None
+    info._validate()
     return info
+
+
+# --- the command line -------------------------------------------------------------------------------
+def add_client_tls_arguments(parser: argparse.ArgumentParser) -> None:
+    """etcd's client TLS flags (and the --cipher-suites both sides share), for `serve`."""
+    g = parser.add_argument_group("client TLS (etcd's flags; https:// client URLs need a certificate)")
+    g.add_argument("--cert-file", default="", help="certificate the client port presents on https:// URLs")
+    g.add_argument("--key-file", default="", help="private key of --cert-file")
+    g.add_argument("--trusted-ca-file", default="", help="CA bundle client certificates are checked against "
+                   "(as in etcd, giving it makes https:// listeners require a client certificate)")
+    g.add_argument("--client-cert-auth", action="store_true",
+                   help="require a client certificate on https:// listeners (checked against "
+                        "--trusted-ca-file, else the system's CAs); with auth enabled, a request without "
+                        "a token is made as the user named by the certificate's common name")
+    g.add_argument("--auto-tls", action="store_true", help="serve https:// client URLs with a generated "
+                   "self-signed certificate (kept in <data-dir>/fixtures/client) when no --cert-file is given; "
+                   "clients then cannot verify the server (etcdctl --insecure-skip-tls-verify)")
+    g.add_argument("--cipher-suites", default="", help="comma-separated TLS 1.2 cipher suites, Go's names "
+                   "(e.g. TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256), for the client and peer ports; "
+                   "empty: the TLS library's defaults")
 
 
 def add_peer_tls_arguments(parser: argparse.ArgumentParser) -> None:
@@ -154,25 +281,25 @@ def add_peer_tls_arguments(parser: argparse.ArgumentParser) -> None:
                    "with this common name (needs --peer-client-cert-auth)")
 
 
+def client_tls_from_args(args, data_dir: str, hosts: list[str]) -> TLSInfo | None:
+    """The client port's TLSInfo from the flags above, or None when no certificate is configured."""
+    return tls_from_flags("client", cert_file=args.cert_file, key_file=args.key_file,
+                          trusted_ca_file=args.trusted_ca_file, client_cert_auth=args.client_cert_auth,
+                          auto_tls=args.auto_tls, cipher_suites=getattr(args, "cipher_suites", ""),
+                          fixtures_dir=os.path.join(data_dir, "fixtures", "client"), hosts=hosts)
+
+
 def peer_tls_from_args(args, data_dir: str, hosts: list[str]) -> TLSInfo | None:
-    """TLSInfo from the flags above, or None when the peer port is plain TCP."""
-    info = TLSInfo(cert_file=args.peer_cert_file, key_file=args.peer_key_file,
-                   trusted_ca_file=args.peer_trusted_ca_file,
-                   client_cert_auth=args.peer_client_cert_auth, allowed_cn=args.peer_cert_allowed_cn)
-    if info.empty() and args.peer_auto_tls:
-        auto = self_cert(os.path.join(data_dir, "fixtures", "peer"), hosts)
-        if info.client_cert_auth and not info.trusted_ca_file:
-            log.warning("--peer-auto-tls certificates are self-signed; --peer-client-cert-auth "
-                        "is ignored without --peer-trusted-ca-file")
-            info.client_cert_auth = False
-        info.cert_file, info.key_file = auto.cert_file, auto.key_file
-        info.insecure_skip_verify = info.self_signed = True
-    if info.allowed_cn and not info.client_cert_auth:
+    """TLSInfo from the peer flags, or None when the peer port is plain TCP."""
+    if args.peer_cert_allowed_cn and not args.peer_client_cert_auth:
         raise TLSConfigError("--peer-cert-allowed-cn needs --peer-client-cert-auth")
-    if info.empty():
-        if info.trusted_ca_file or info.client_cert_auth:
-            raise TLSConfigError("peer TLS flags given without --peer-cert-file/--peer-key-file "
-                                 "(or --peer-auto-tls)")
-        return None
-    info._validate()
+    info = tls_from_flags("peer", cert_file=args.peer_cert_file, key_file=args.peer_key_file,
+                          trusted_ca_file=args.peer_trusted_ca_file,
+                          client_cert_auth=args.peer_client_cert_auth, auto_tls=args.peer_auto_tls,
+                          allowed_cn=args.peer_cert_allowed_cn, cipher_suites=getattr(args, "cipher_suites", ""),
+                          fixtures_dir=os.path.join(data_dir, "fixtures", "peer"), hosts=hosts)
+    if info is None and (args.peer_trusted_ca_file or args.peer_client_cert_auth or args.peer_key_file
+                         or args.peer_cert_file):
+        raise TLSConfigError("peer TLS flags given without --peer-cert-file/--peer-key-file "
+                             "(or --peer-auto-tls)")
     return info
