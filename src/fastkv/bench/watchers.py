@@ -26,8 +26,9 @@ granularity: read per-item figures from runs of thousands.
 The client is one Python process driving plain sockets with the h2 library (fastkv.bench._h2client),
 not grpcio: its CPU per received message is small, and the run reports the client's and the
 server's CPU over the fan-out (in cores). A server near 1.0 core (fastkv's event loop is one
-thread) or the client near 1.0 says which side bounds the events/s figure; on a 2-core machine
-both share the CPUs, which bounds it too.
+thread) or the client near 1.0 says which side bounds the events/s figure; when neither is, other
+processes on the machine took the CPU, or the server paces delivery itself. The server's CPU per
+event delivered is the figure that depends least on what else runs on the machine.
 
 Both fastkv columns pass --client-frontend explicitly. The table's ratios are fastkv/etcd: below
 1.0, fastkv uses less memory; above 1.0, fastkv delivers more events per second.
@@ -48,11 +49,17 @@ KEY_PREFIX = b"fastkv-bench/watchers/key/"
 WATCH = "/etcdserverpb.Watch/Watch"
 PUT = "/etcdserverpb.KV/Put"
 RANGE = "/etcdserverpb.KV/Range"
-# (JSON key, row label, higher is better)
-FIGURES = (("bytes_per_idle_connection", "bytes per idle connection", False),
-           ("bytes_per_watcher_distinct_keys", "bytes per watcher (distinct keys)", False),
-           ("bytes_per_watcher_one_key", "bytes per watcher (one shared key)", False),
-           ("fanout_events_per_s", "fan-out events/s delivered", True))
+# (JSON key, row label, format, compared with etcd): the table's rows, in order
+FIGURES = (("bytes_per_idle_connection", "bytes per idle connection", "{:,.0f}", True),
+           ("bytes_per_watcher_distinct_keys", "bytes per watcher (distinct keys)", "{:,.0f}", True),
+           ("bytes_per_watcher_one_key", "bytes per watcher (one shared key)", "{:,.0f}", True),
+           ("bytes_per_watcher_all", "bytes per watcher (both phases together)", "{:,.0f}", True),
+           ("fanout_events_per_s", "fan-out events/s delivered", "{:,.0f}", True),
+           ("fanout_server_cpu_us_per_event", "fan-out server CPU us per event", "{:.2f}", True),
+           ("fanout_server_cpu_cores", "fan-out server CPU cores", "{:.2f}", False),
+           ("fanout_client_cpu_cores", "fan-out client CPU cores", "{:.2f}", False),
+           ("fanout_events_per_message", "fan-out events per watch message", "{:,.1f}", False))
+RATIOS = [f for f in FIGURES if f[3]]
 
 
 def add_parser(sub) -> None:
@@ -231,6 +238,8 @@ def _measure(server, args, label: str) -> dict:
         if len(set(ws.created)) != len(ws.created):
             raise _Failed("the server gave the same watch id to two watchers")
         distinct_ids, fanout_ids = ws.created[:args.watchers], ws.created[args.watchers:]
+        out["bytes_per_watcher_all"] = (rss_prev - rss_idle) / (2 * args.watchers)
+        messages0 = ws.stream.messages
 
         # fan-out: --puts puts from the writer connection, events counted on the watch connection
         put_req = rpc_pb2.PutRequest(key=FANOUT_KEY, value=b"fan-out-value-16").SerializeToString()
@@ -255,6 +264,7 @@ def _measure(server, args, label: str) -> dict:
         t_end = ws.last_event_at if done and ws.total_events else time.monotonic()
         wall = max(t_end - t_start, 1e-9)
         client_cpu, server_cpu = _own_cpu() - client_cpu0, cpu_seconds(pid) - server_cpu0
+        in_time = sum(ws.events.get(w, 0) for w in fanout_ids)  # the rate counts these only
         # a moment more to catch duplicates or late events beyond the expected count
         pump.until(lambda: False, min(0.5, args.settle))
         puts_ok = sum(1 for s in puts if s.ended and s.status == 0)
@@ -265,13 +275,16 @@ def _measure(server, args, label: str) -> dict:
             "events_extra": sum(max(0, n - args.puts) for n in per),
             "events_on_distinct_key_watchers": sum(ws.events.get(w, 0) for w in distinct_ids),
             "watchers_short": sum(1 for n in per if n < args.puts),
-            "watch_messages": ws.stream.messages, "fanout_s": wall,
-            "fanout_events_per_s": sum(per) / wall,
+            "fanout_messages": ws.stream.messages - messages0, "fanout_s": wall,
+            "fanout_events_per_s": in_time / wall,
+            "fanout_events_per_message": sum(per) / max(1, ws.stream.messages - messages0),
             "fanout_client_cpu_cores": client_cpu / wall, "fanout_server_cpu_cores": server_cpu / wall,
+            "fanout_server_cpu_us_per_event": 1e6 * server_cpu / max(1, in_time),
         })
         print(f"{label}: fan-out {out['events_delivered']:,} of {expected:,} events in {wall:.2f} s = "
-              f"{out['fanout_events_per_s']:,.0f} events/s ({ws.stream.messages:,} messages; server "
-              f"{out['fanout_server_cpu_cores']:.2f} cores, client {out['fanout_client_cpu_cores']:.2f} cores)",
+              f"{out['fanout_events_per_s']:,.0f} events/s ({out['fanout_messages']:,} messages; server "
+              f"{out['fanout_server_cpu_cores']:.2f} cores = {out['fanout_server_cpu_us_per_event']:.2f} us CPU per "
+              f"event, client {out['fanout_client_cpu_cores']:.2f} cores)",
               flush=True)
         problems = []
         if puts_ok != args.puts:
@@ -300,20 +313,13 @@ def _own_cpu() -> float:
 
 def _table(out: dict, names: list[str]) -> list[list[str]]:
     has_etcd = "etcd" in names and "etcd" in out
-    header = ["figure"] + [LABELS[n] for n in names]
-    if has_etcd:
-        header += [f"{LABELS[n]} / etcd" for n in names if n != "etcd"]
-    rows = [header]
-    for key, label, _ in FIGURES:
-        row = [label]
-        for n in names:
-            v = out[n][key]
-            row.append(f"{v:,.0f}")
-        if has_etcd:
-            for n in names:
-                if n != "etcd":
-                    ref = out["etcd"][key]
-                    row.append(f"{out[n][key] / ref:.2f}" if ref > 0 else "n/a")
+    others = [n for n in names if n != "etcd"] if has_etcd else []
+    rows = [["figure"] + [LABELS[n] for n in names] + [f"{LABELS[n]} / etcd" for n in others]]
+    for key, label, spec, compared in FIGURES:
+        row = [label] + [spec.format(out[n][key]) for n in names]
+        for n in others:
+            ratio = out.get(f"{n}_etcd_{key}_ratio")
+            row.append(f"{ratio:.2f}" if ratio is not None else ("n/a" if compared else ""))
         rows.append(row)
     return rows
 
@@ -328,14 +334,16 @@ def _plot(path: str, out: dict, names: list[str]) -> None:
     others = [n for n in names if n != "etcd"]
     width = 0.8 / max(1, len(others))
     for j, n in enumerate(others):
-        vals = [out.get(f"{n}_etcd_{key}_ratio") or 0.0 for key, _, _ in FIGURES]
-        ax.bar([i + j * width for i in range(len(FIGURES))], vals, width, label=LABELS[n])
+        vals = [out.get(f"{n}_etcd_{key}_ratio") or 0.0 for key, _, _, _ in RATIOS]
+        ax.bar([i + j * width for i in range(len(RATIOS))], vals, width, label=LABELS[n])
     ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_xticks([i + width * (len(others) - 1) / 2 for i in range(len(FIGURES))])
-    ax.set_xticklabels([label.replace(" (", "\n(") for _, label, _ in FIGURES], fontsize=8)
+    ax.set_yscale("log")
+    ax.set_xticks([i + width * (len(others) - 1) / 2 for i in range(len(RATIOS))])
+    ax.set_xticklabels([label.replace(" (", "\n(").replace("fan-out ", "fan-out\n") for _, label, _, _ in RATIOS],
+                       fontsize=7)
     ax.set_ylabel("fastkv / etcd")
     ax.set_title(f"{out['watchers']:,} watchers, {out['idle_connections']:,} idle connections, {out['puts']} puts "
-                 "(memory: lower is better; events/s: higher)", fontsize=9)
+                 "(memory, CPU: lower is better; events/s: higher)", fontsize=9)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -383,9 +391,9 @@ def run(args) -> int:
             print(f"fastkv bench watchers: {LABELS[name]}: {p}", file=sys.stderr)
             failed = True
     for n in names:
-        for key, _, _ in FIGURES:
+        for key, _, _, compared in FIGURES:
             out[f"{n}_{key}"] = out[n][key]
-            if "etcd" in names and n != "etcd":
+            if compared and "etcd" in names and n != "etcd":
                 ref = out["etcd"][key]
                 out[f"{n}_etcd_{key}_ratio"] = out[n][key] / ref if ref > 0 else None
     rows = _table(out, names)
@@ -394,7 +402,7 @@ def run(args) -> int:
     print()
     for r in rows:
         print("  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r)))
-    print("ratios: memory below 1.0 = fastkv uses less; events/s above 1.0 = fastkv delivers more")
+    print("ratios: memory and CPU below 1.0 = fastkv uses less; events/s above 1.0 = fastkv delivers more")
     if "native" in names and "etcd" in names:
         r = out["native_etcd_bytes_per_watcher_distinct_keys_ratio"]
         out["headline_result"] = f"{out['native_bytes_per_watcher_distinct_keys']:,.0f} B/watcher, " \
