@@ -325,6 +325,8 @@ def _table(out: dict, names: list[str]) -> list[list[str]]:
 
 
 def _plot(path: str, out: dict, names: list[str]) -> None:
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -339,8 +341,7 @@ def _plot(path: str, out: dict, names: list[str]) -> None:
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_yscale("log")
     ax.set_xticks([i + width * (len(others) - 1) / 2 for i in range(len(RATIOS))])
-    ax.set_xticklabels([label.replace(" (", "\n(").replace("fan-out ", "fan-out\n") for _, label, _, _ in RATIOS],
-                       fontsize=7)
+    ax.set_xticklabels([textwrap.fill(label, 18) for _, label, _, _ in RATIOS], fontsize=7)
     ax.set_ylabel("fastkv / etcd")
     ax.set_title(f"{out['watchers']:,} watchers, {out['idle_connections']:,} idle connections, {out['puts']} puts "
                  "(memory, CPU: lower is better; events/s: higher)", fontsize=9)
