@@ -203,7 +203,8 @@ def _measure(server, args, label: str) -> dict:
         prog.close()
         out["rss_idle_connections"] = rss_idle = settled_rss()
         out["bytes_per_idle_connection"] = (rss_idle - base) / max(1, args.idle_connections)
-        print(f"{label}: {args.idle_connections:,} idle connections: RSS +{(rss_idle - base) / 2**20:.1f} MiB", flush=True)
+        print(f"{label}: {args.idle_connections:,} idle connections: RSS +{(rss_idle - base) / 2**20:.1f} MiB",
+              flush=True)
 
         # watchers on distinct keys, then on the fan-out key, on one stream of one connection
         watch_conn = connect()
@@ -374,6 +375,9 @@ def run(args) -> int:
     out: dict = {"watchers": args.watchers, "idle_connections": args.idle_connections, "puts": args.puts,
                  "put_inflight": args.put_inflight or args.puts, "servers": names, "machine": machine_info(),
                  "fd_limit": raise_fd_limit(args.idle_connections + 100)}
+    if out["fd_limit"]["raised_soft_to_hard"]:
+        print(f"raised this process's open-file limit to its hard limit, {out['fd_limit']['nofile_soft']} (the "
+              "servers started from here inherit it)", flush=True)
     failed = False
     for name in names:
         template = args.etcd_cmd if name == "etcd" else f"{args.fastkv_cmd} --client-frontend {name}"
