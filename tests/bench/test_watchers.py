@@ -52,3 +52,10 @@ def test_unknown_server_name_is_refused_with_the_choices(bench):
     proc = bench("watchers", "--servers", "native,zookeeper", check=False)
     assert proc.returncode == 2
     assert "native,grpcio,etcd" in proc.stderr and "zookeeper" in proc.stderr
+
+
+def test_help_says_what_is_measured_and_how(bench):
+    out = bench("watchers", "--help").stdout
+    for words in ("--watchers", "--idle-connections", "--puts", "--put-inflight", "VmRSS", "--client-frontend",
+                  "never hidden", "apt-get install"):
+        assert words in out, words
