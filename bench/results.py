@@ -15,6 +15,9 @@ Each benchmark contributes one section file, bench/sections/<NN>-<name>.toml (NN
     chart = "commit.png"                            # optional: shown under the table
     headline = true                                 # optional: also in README.md's headline table
 
+A run with `table = true` shows the benchmark's own table instead of columns: the JSON key "table",
+a list of rows whose first row is the header (for figures x servers, e.g. `bench watchers`).
+
 "{charts}" in argv expands to bench/charts (pass it to --plot), "{etcd_pid}" to the started etcd's pid
 (for --server-pid). A section whose run fails is kept,
 with the error, so RESULTS.md never silently drops a benchmark. Runs of kind "compare" (argv starts
@@ -112,7 +115,21 @@ def fmt(key: str, value) -> str:
 
 def render_runs(section: dict, results: list) -> list[str]:
     out = []
-    plain = [(run, r, err) for run, r, err in results if run["argv"][0] != "compare"]
+    plain = [(run, r, err) for run, r, err in results if run["argv"][0] != "compare" and not run.get("table")]
+    for run, r, err in results:
+        if not run.get("table"):
+            continue
+        out.append(f"**{run['label']}**")
+        out.append("")
+        if r is None or not r.get("table"):
+            out += ["Not available in this run:", "", "```", *(err or "no table in the result").splitlines()[-8:],
+                    "```"]
+        else:
+            header, *rows = r["table"]
+            out.append("| " + " | ".join(header) + " |")
+            out.append("|---|" + "---|" * (len(header) - 1))
+            out += ["| " + " | ".join(row) + " |" for row in rows]
+        out.append("")
     # consecutive runs with the same columns share one table
     groups: list[tuple[tuple, list]] = []
     for item in plain:
