@@ -409,37 +409,48 @@ class WatchableStore:
             s._push(WatchResponse(w.id, [], 0, compact_revision=compact, canceled=True), None, False)
             s._answer_progress_if_synced()
 
+    @staticmethod
+    def _history_batches(w, events: list, limit: int) -> list:
+        """`w`'s share of `events`: lists of events of whole revisions, after its filters, each at
+        most `limit` events unless one revision alone has more."""
+        groups: list = []  # [events of one revision], in revision order
+        group: list = []
+        for ev in events:
+            if ev.kv.mod_revision < w.min_rev or not w.contains(ev.kv.key):
+                continue
+            if group and group[0].kv.mod_revision != ev.kv.mod_revision:
+                groups.append(group)
+                group = []
+            group.append(ev)
+        if group:
+            groups.append(group)
+        batches: list = []
+        batch: list = []
+        for g in groups:
+            g = w.passing(g)
+            if not g:
+                continue
+            if batch and len(batch) + len(g) > limit:
+                batches.append(batch)
+                batch = []
+            batch.extend(g)
+        if batch:
+            batches.append(batch)
+        return batches
+
     def _deliver_history(self, chosen: list, events: list, covered: int, cur: int) -> None:
         """Queue each chosen watcher's share of `events` (history through revision `covered`, read
         while the current revision was `cur`) as responses of whole revisions, stopping at a full
         stream; a watcher that has seen the current revision moves to synced."""
         limit = self.max_events_per_response
+        shared: dict = {}  # watchers with one range, start and filter set get the same batches
         for w in chosen:
             if w.state != "unsynced":
                 continue  # canceled, or its stream closed, while we read history
-            groups: list = []  # [events of one revision], in revision order, after filters
-            group: list = []
-            for ev in events:
-                if ev.kv.mod_revision < w.min_rev or not w.contains(ev.kv.key):
-                    continue
-                if group and group[0].kv.mod_revision != ev.kv.mod_revision:
-                    groups.append(group)
-                    group = []
-                group.append(ev)
-            if group:
-                groups.append(group)
-            batches: list = []
-            batch: list = []
-            for g in groups:
-                g = w.passing(g)
-                if not g:
-                    continue
-                if batch and len(batch) + len(g) > limit:
-                    batches.append(batch)
-                    batch = []
-                batch.extend(g)
-            if batch:
-                batches.append(batch)
+            view = (w.key, w.end, w.min_rev, w.filters)
+            batches = shared.get(view)
+            if batches is None:
+                batches = shared[view] = self._history_batches(w, events, limit)
             s = w.stream
             blocked = False
             for batch in batches:
