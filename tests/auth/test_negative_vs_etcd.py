@@ -17,7 +17,7 @@ from fastkv.api.etcdpb import rpc_pb2, rpc_pb2_grpc
 from fastkv.api.etcdpb.authpb import auth_pb2
 from tests.auth.conftest import both
 
-pytestmark = pytest.mark.etcd
+pytestmark = [pytest.mark.etcd, pytest.mark.usefixtures("client_frontend")]
 
 
 class Client:

@@ -136,23 +136,8 @@ class WatchService(rpc_pb2_grpc.WatchServicer):
 
 
     def _watch_refusal(self, context, c) -> str:
-        """etcd checks read permission when a watch is created; a refusal cancels that watch only."""
-        if not self.s.auth_store.enabled:
-            return ""
-        # etcd turns range_end "\0" (every key >= key) into an empty one before its check, which
-        # then looks at `key` alone: kept, so the same watches pass and fail
-        range_end = b"" if c.range_end == b"\x00" else c.range_end
-        try:
-            self.s.check_watch(request_auth(self.s, context), c.key, range_end)
-        except EtcdError as exc:
-            # the reason is the text of Go's gRPC status error, as etcd puts it there
-            for code, text in (("Unauthenticated", "etcdserver: invalid auth token"),
-                               ("InvalidArgument", "etcdserver: revision of auth store is old"),
-                               ("InvalidArgument", "etcdserver: user name is empty")):
-                if exc.message == text:
-                    return f"rpc error: code = {code} desc = {text}"
-            return "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
-        return ""
+        """etcd checks read permission when a watch is created (frontend/methods.py, shared)."""
+        return methods.watch_create_refusal(self.s, lambda: request_auth(self.s, context), c)
 
 
 class LeaseService(rpc_pb2_grpc.LeaseServicer):

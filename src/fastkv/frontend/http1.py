@@ -16,7 +16,8 @@ class Http1Handler:
     def __init__(self, server, max_body: int, gateway=None):
         self.server = server
         self.max_body = max_body
-        self.gateway = gateway  # (server, method, path, body, conn) -> bytes response, or None
+        # (server, method, path, body, conn, authorization header or None): answers on conn; or None
+        self.gateway = gateway
 
     def data_received(self, conn, data: bytes) -> None:
         if conn.transport.is_closing():
@@ -35,13 +36,17 @@ class Http1Handler:
         lines = head.split("\n")
         request_line = lines[0].strip()
         length = 0
+        authorization = None
         for line in lines[1:]:
             name, _, value = line.partition(":")
-            if name.strip().lower() == "content-length":
+            name = name.strip().lower()
+            if name == "content-length":
                 try:
                     length = int(value.strip())
                 except ValueError:
                     length = -1
+            elif name == "authorization" and authorization is None:
+                authorization = value.strip().encode("latin-1")
         if length < 0 or length > self.max_body:
             conn.transport.write(b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 0\r\n"
                                  b"Connection: close\r\n\r\n")
@@ -55,7 +60,7 @@ class Http1Handler:
         method = parts[0] if parts else ""
         path = parts[1].split("?", 1)[0] if len(parts) >= 2 else "/"
         if self.gateway is not None and (path.startswith("/v3/") or path.startswith("/v3beta/")):
-            self.gateway(self.server, method, path, body, conn)
+            self.gateway(self.server, method, path, body, conn, authorization)
             return
         conn.transport.write(respond(self.server, request_line.encode("latin-1")))
         conn.transport.close()

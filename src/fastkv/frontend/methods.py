@@ -1,7 +1,8 @@
 """etcd's v3 RPCs as a transport-neutral table: gRPC path -> request type, handler, kind.
 
 A unary handler is `async def handler(server, request, auth=None) -> response message` (auth: who
-makes the request, from the front end's token or certificate; None = anonymous); it raises EtcdError
+makes the request, from the front end's token or certificate; None = anonymous; the front end works
+it out only for methods marked `authenticated`, as etcd looks at the token only there); it raises EtcdError
 for anything a client should see (status.of_error maps it). The handlers carry the few answers
 etcd shapes at its gRPC layer rather than in the server (MemberList's header without a revision,
 Alarm/Defragment/MoveLeader without a header); everything else is the EtcdServer method itself.
@@ -26,8 +27,11 @@ SERVER_STREAM = 2
 class Method:
     path: bytes
     request: type
-    handler: object  # async (server, request) -> message; for streams see frontend/streams.py
+    handler: object  # async (server, request, auth) -> message; for streams see frontend/streams.py
     kind: int = UNARY
+    # the call's token is looked at (and an invalid one refused) before the handler runs; etcd 3.4
+    # ignores the token of Status, MemberList, MoveLeader, LeaseTimeToLive and LeaseLeases
+    authenticated: bool = True
 
 
 async def _range(s, req, auth=None):
@@ -146,8 +150,72 @@ async def move_leader(s, req, auth=None):
     return rpc_pb2.MoveLeaderResponse()  # etcd 3.4 answers without a header
 
 
-def _m(service: str, name: str, request: type, handler, kind: int = UNARY) -> Method:
-    return Method(f"/etcdserverpb.{service}/{name}".encode(), request, handler, kind)
+# --- Auth: one handler per operation (server/auth_ops.py), served by both front ends -----------------
+# gRPC method name -> (AuthOperations method, request type); api/auth_service.py builds the grpcio
+# Auth service from the same table and the same handlers
+AUTH_OPERATIONS = {
+    "AuthEnable": ("auth_enable", rpc_pb2.AuthEnableRequest),
+    "AuthDisable": ("auth_disable", rpc_pb2.AuthDisableRequest),
+    "Authenticate": ("authenticate", rpc_pb2.AuthenticateRequest),
+    "UserAdd": ("user_add", rpc_pb2.AuthUserAddRequest),
+    "UserGet": ("user_get", rpc_pb2.AuthUserGetRequest),
+    "UserList": ("user_list", rpc_pb2.AuthUserListRequest),
+    "UserDelete": ("user_delete", rpc_pb2.AuthUserDeleteRequest),
+    "UserChangePassword": ("user_change_password", rpc_pb2.AuthUserChangePasswordRequest),
+    "UserGrantRole": ("user_grant_role", rpc_pb2.AuthUserGrantRoleRequest),
+    "UserRevokeRole": ("user_revoke_role", rpc_pb2.AuthUserRevokeRoleRequest),
+    "RoleAdd": ("role_add", rpc_pb2.AuthRoleAddRequest),
+    "RoleGet": ("role_get", rpc_pb2.AuthRoleGetRequest),
+    "RoleList": ("role_list", rpc_pb2.AuthRoleListRequest),
+    "RoleDelete": ("role_delete", rpc_pb2.AuthRoleDeleteRequest),
+    "RoleGrantPermission": ("role_grant_permission", rpc_pb2.AuthRoleGrantPermissionRequest),
+    "RoleRevokePermission": ("role_revoke_permission", rpc_pb2.AuthRoleRevokePermissionRequest),
+}
+
+
+def auth_operation(name: str):
+    """The handler of one Auth RPC: the server's AuthOperations method of that name."""
+
+    async def handler(s, req, auth=None):
+        return await getattr(s.auth_ops, name)(req, auth)
+
+    handler.__name__ = name
+    return handler
+
+
+AUTH_HANDLERS = {rpc: auth_operation(op) for rpc, (op, _req) in AUTH_OPERATIONS.items()}
+
+# AuthStatus is etcd 3.5's: a 3.4 server does not know the method, and says so as grpc-go does
+AUTH_STATUS_UNKNOWN = "unknown method AuthStatus for service etcdserverpb.Auth"
+
+
+async def auth_status(s, req, auth=None):
+    raise EtcdError(AUTH_STATUS_UNKNOWN, "UNIMPLEMENTED")
+
+
+def watch_create_refusal(s, who, create) -> str:
+    """Why a watch create is refused under auth ("" = allowed): etcd checks read permission when a
+    watch is created, and a refusal cancels that watch only, with the text of Go's gRPC status error
+    as its cancel reason. `who()` says who makes the call (it raises EtcdError for a bad token)."""
+    if not s.auth_store.enabled:
+        return ""
+    # etcd turns range_end "\0" (every key >= key) into an empty one before its check, which then
+    # looks at `key` alone: kept, so the same watches pass and fail
+    range_end = b"" if create.range_end == b"\x00" else create.range_end
+    try:
+        s.check_watch(who(), create.key, range_end)
+    except EtcdError as exc:
+        for code, text in (("Unauthenticated", "etcdserver: invalid auth token"),
+                           ("InvalidArgument", "etcdserver: revision of auth store is old"),
+                           ("InvalidArgument", "etcdserver: user name is empty")):
+            if exc.message == text:
+                return f"rpc error: code = {code} desc = {text}"
+        return "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
+    return ""
+
+
+def _m(service: str, name: str, request: type, handler, kind: int = UNARY, authenticated: bool = True) -> Method:
+    return Method(f"/etcdserverpb.{service}/{name}".encode(), request, handler, kind, authenticated)
 
 
 UNARY_METHODS = [
@@ -158,19 +226,21 @@ UNARY_METHODS = [
     _m("KV", "Compact", rpc_pb2.CompactionRequest, _compact),
     _m("Lease", "LeaseGrant", rpc_pb2.LeaseGrantRequest, _lease_grant),
     _m("Lease", "LeaseRevoke", rpc_pb2.LeaseRevokeRequest, _lease_revoke),
-    _m("Lease", "LeaseTimeToLive", rpc_pb2.LeaseTimeToLiveRequest, _lease_time_to_live),
-    _m("Lease", "LeaseLeases", rpc_pb2.LeaseLeasesRequest, _lease_leases),
-    _m("Cluster", "MemberList", rpc_pb2.MemberListRequest, member_list),
+    _m("Lease", "LeaseTimeToLive", rpc_pb2.LeaseTimeToLiveRequest, _lease_time_to_live, authenticated=False),
+    _m("Lease", "LeaseLeases", rpc_pb2.LeaseLeasesRequest, _lease_leases, authenticated=False),
+    _m("Cluster", "MemberList", rpc_pb2.MemberListRequest, member_list, authenticated=False),
     _m("Cluster", "MemberAdd", rpc_pb2.MemberAddRequest, member_add),
     _m("Cluster", "MemberRemove", rpc_pb2.MemberRemoveRequest, member_remove),
     _m("Cluster", "MemberUpdate", rpc_pb2.MemberUpdateRequest, member_update),
     _m("Cluster", "MemberPromote", rpc_pb2.MemberPromoteRequest, member_promote),
     _m("Maintenance", "Alarm", rpc_pb2.AlarmRequest, alarm),
-    _m("Maintenance", "Status", rpc_pb2.StatusRequest, status),
+    _m("Maintenance", "Status", rpc_pb2.StatusRequest, status, authenticated=False),
     _m("Maintenance", "Defragment", rpc_pb2.DefragmentRequest, defragment),
     _m("Maintenance", "Hash", rpc_pb2.HashRequest, hash_),
     _m("Maintenance", "HashKV", rpc_pb2.HashKVRequest, hash_kv),
-    _m("Maintenance", "MoveLeader", rpc_pb2.MoveLeaderRequest, move_leader),
+    _m("Maintenance", "MoveLeader", rpc_pb2.MoveLeaderRequest, move_leader, authenticated=False),
+    *(_m("Auth", rpc, req, AUTH_HANDLERS[rpc]) for rpc, (_op, req) in AUTH_OPERATIONS.items()),
+    _m("Auth", "AuthStatus", rpc_pb2.AuthStatusRequest, auth_status, authenticated=False),
 ]
 
 

@@ -1,9 +1,11 @@
 """Streaming calls on the native front end: Watch and LeaseKeepAlive (bidirectional), Snapshot
 (server streaming).
 
-A stream handler is transport-neutral: `async def handler(server, requests)` is an async generator
-that reads request messages from `requests` (an async iterator ending when the client half-closes)
-and yields response messages. It runs as one asyncio Task per stream (streams are long-lived; unary
+A stream handler is transport-neutral: `async def handler(server, requests, who)` is an async
+generator that reads request messages from `requests` (an async iterator ending when the client
+half-closes) and yields response messages; `who()` says who makes the call (an AuthInfo or None;
+it raises EtcdError for an invalid token), asked only where etcd asks: at each watch create and
+before a snapshot. It runs as one asyncio Task per stream (streams are long-lived; unary
 calls, the hot path, have no Task). Backpressure: after each response the task waits while the
 stream's queued bytes (what the client's flow-control window has not let out yet) exceed
 HIGH_WATER or the transport's write buffer is full; a watch client that stops reading therefore
@@ -24,7 +26,7 @@ from fastkv.api import convert
 from fastkv.api.etcdpb import kv_pb2, rpc_pb2
 from fastkv.errors import EtcdError
 from fastkv.frontend import status
-from fastkv.frontend.methods import BIDI_STREAM, SERVER_STREAM, Method
+from fastkv.frontend.methods import BIDI_STREAM, SERVER_STREAM, Method, root_only, watch_create_refusal
 from fastkv.server.snapshot_export import export_etcd_snapshot
 
 log = logging.getLogger(__name__)
@@ -69,10 +71,11 @@ class _Requests:
 class StreamCall:
     """One streaming call in flight on a ClientConnection."""
 
-    def __init__(self, conn, method: Method, sid: int):
+    def __init__(self, conn, method: Method, sid: int, credentials=None):
         self.conn = conn
         self.method = method
         self.sid = sid
+        self.credentials = credentials
         self.requests = _Requests(conn.loop, method.request)
         self.drained = None
         self.task = conn.loop.create_task(self._run())
@@ -94,10 +97,13 @@ class StreamCall:
                 and self.conn.h2.buffered(self.sid) <= HIGH_WATER:
             self.drained.set_result(None)
 
+    def who(self):
+        return self.conn.auth_info(self.credentials)
+
     async def _run(self) -> None:
         conn, h2, sid = self.conn, self.conn.h2, self.sid
         code, message = status.OK, ""
-        responses = self.method.handler(conn.fe.server, self.requests)
+        responses = self.method.handler(conn.fe.server, self.requests, self.who)
         try:
             h2.send_headers(sid)
             conn.schedule_flush()
@@ -134,8 +140,8 @@ class StreamCall:
         conn.schedule_flush()
 
 
-def run_stream(conn, method: Method, sid: int, timeout: float) -> StreamCall:
-    return StreamCall(conn, method, sid)
+def run_stream(conn, method: Method, sid: int, timeout: float, credentials=None) -> StreamCall:
+    return StreamCall(conn, method, sid, credentials)
 
 
 # --- the handlers ---------------------------------------------------------------------------------
@@ -146,7 +152,7 @@ def _event_pb(ev) -> kv_pb2.Event:
     return e
 
 
-async def watch(server, requests):
+async def watch(server, requests, who):
     loop = asyncio.get_running_loop()
     ready = asyncio.Event()
 
@@ -154,12 +160,19 @@ async def watch(server, requests):
         loop.call_soon_threadsafe(ready.set)
 
     stream = server.watchable.new_stream(on_ready=wake)
+    refused: list = []  # watch creates auth refused: answered as etcd does, on this stream
 
     async def read_requests():
         async for req in requests:
             which = req.WhichOneof("request_union")
             if which == "create_request":
                 c = req.create_request
+                reason = watch_create_refusal(server, who, c)
+                if reason:
+                    refused.append(rpc_pb2.WatchResponse(header=server.header(), watch_id=-1, created=True,
+                                                         canceled=True, cancel_reason=reason))
+                    ready.set()
+                    continue
                 await loop.run_in_executor(None, lambda c=c: stream.watch(
                     c.key, c.range_end, c.start_revision, c.prev_kv, tuple(c.filters), c.progress_notify,
                     c.fragment, c.watch_id))
@@ -175,6 +188,8 @@ async def watch(server, requests):
                 break
             await ready.wait()
             ready.clear()
+            while refused:
+                yield refused.pop(0)
             responses = await loop.run_in_executor(None, stream.take)
             for r in responses:
                 header = server.header(r.revision)
@@ -189,14 +204,17 @@ async def watch(server, requests):
         stream.close()
 
 
-async def lease_keep_alive(server, requests):
+async def lease_keep_alive(server, requests, who):
+    # etcd 3.4 renews a lease for anyone who knows its id: the token is not looked at
     async for req in requests:
         ttl = await server.lease_renew(req.ID)
         yield rpc_pb2.LeaseKeepAliveResponse(header=server.header(), ID=req.ID, TTL=ttl)
 
 
-async def snapshot(server, requests):
-    """etcd's backend file (server/snapshot_export.py) in chunks, then its SHA-256, as etcd sends it."""
+async def snapshot(server, requests, who):
+    """etcd's backend file (server/snapshot_export.py) in chunks, then its SHA-256, as etcd sends it.
+    Root's only once auth is on."""
+    root_only(server, who())
     async for _ in requests:
         break
     loop = asyncio.get_running_loop()
