@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fastkv.api.etcdpb import rpc_pb2
-from fastkv.auth.errors import unmapped
 from fastkv.errors import EtcdError
+from fastkv.server.streams import root_only
 
 UNARY = 0
 BIDI_STREAM = 1
@@ -117,15 +117,6 @@ async def status(s, req, auth=None):
     return s.status()
 
 
-def root_only(s, auth) -> None:
-    """Defragment, Snapshot, Hash and HashKV are root's once auth is on (etcd 3.4's rule; its
-    maintenance service sends these refusals unmapped: code UNKNOWN, auth's own text)."""
-    try:
-        s.check_admin(auth)
-    except EtcdError as exc:
-        raise unmapped(exc) from None
-
-
 async def defragment(s, req, auth=None):
     root_only(s, auth)
     await s.defragment()
@@ -191,27 +182,6 @@ AUTH_STATUS_UNKNOWN = "unknown method AuthStatus for service etcdserverpb.Auth"
 
 async def auth_status(s, req, auth=None):
     raise EtcdError(AUTH_STATUS_UNKNOWN, "UNIMPLEMENTED")
-
-
-def watch_create_refusal(s, who, create) -> str:
-    """Why a watch create is refused under auth ("" = allowed): etcd checks read permission when a
-    watch is created, and a refusal cancels that watch only, with the text of Go's gRPC status error
-    as its cancel reason. `who()` says who makes the call (it raises EtcdError for a bad token)."""
-    if not s.auth_store.enabled:
-        return ""
-    # etcd turns range_end "\0" (every key >= key) into an empty one before its check, which then
-    # looks at `key` alone: kept, so the same watches pass and fail
-    range_end = b"" if create.range_end == b"\x00" else create.range_end
-    try:
-        s.check_watch(who(), create.key, range_end)
-    except EtcdError as exc:
-        for code, text in (("Unauthenticated", "etcdserver: invalid auth token"),
-                           ("InvalidArgument", "etcdserver: revision of auth store is old"),
-                           ("InvalidArgument", "etcdserver: user name is empty")):
-            if exc.message == text:
-                return f"rpc error: code = {code} desc = {text}"
-        return "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
-    return ""
 
 
 def _m(service: str, name: str, request: type, handler, kind: int = UNARY, authenticated: bool = True) -> Method:
