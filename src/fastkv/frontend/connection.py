@@ -77,8 +77,9 @@ class ClientConnection(asyncio.Protocol):
         self._flush_scheduled = False
         self._in_batch = False
         self.paused = False
-        # the CN of the client's verified certificate when it is to name the user (client TLS);
-        # None on plaintext
+        # the CN of the client's verified certificate, handed to call_auth with every call's
+        # headers (client TLS sets it once the handshake is done: self.peer_common_name()); None on
+        # plaintext, where a call without a token is anonymous at no cost
         self.common_name = None
 
     # --- asyncio.Protocol -----------------------------------------------------------------------
