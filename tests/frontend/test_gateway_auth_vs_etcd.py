@@ -45,6 +45,20 @@ def curl(endpoint, path, body, token):
     return int(code), raw
 
 
+def watch_first(endpoint, path, body, token):
+    """The first result line of a streamed /v3/watch (the create's answer), as (200, line)."""
+    cmd = ["curl", "-sN", "-m", "20", "-X", "POST", endpoint + path, "-d", json.dumps(body)]
+    if token:
+        cmd[2:2] = ["-H", f"Authorization: {token}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
+    try:
+        line = proc.stdout.readline()
+    finally:
+        proc.kill()
+        proc.wait()
+    return 200, line
+
+
 def normalise(value):
     if isinstance(value, dict):
         return {k: ("X" if k in _VARYING else normalise(v)) for k, v in value.items()}
@@ -98,6 +112,10 @@ def session(endpoint):
                       {"request_delete_range": {"key": b64("x")}}]}, "u")
     step("put, invalid token", "/v3/kv/put", {"key": b64("k/1"), "value": b64("v")}, "bogus")
     step("range, invalid token", "/v3/kv/range", {"key": b64("k/1")}, "bogus")
+    step("watch as u, allowed", "/v3/watch", {"create_request": {"key": b64("k/1")}}, "u", via=watch_first)
+    step("watch as u, denied", "/v3/watch", {"create_request": {"key": b64("a")}}, "u", via=watch_first)
+    step("watch, invalid token", "/v3/watch", {"create_request": {"key": b64("k/1")}}, "bogus", via=watch_first)
+    step("watch anonymous", "/v3/watch", {"create_request": {"key": b64("k/1")}}, None, via=watch_first)
     step("status ignores the token", "/v3/maintenance/status", {}, "bogus")
     step("user list anonymous", "/v3/auth/user/list", {})
     step("user list as u", "/v3/auth/user/list", {}, "u")
