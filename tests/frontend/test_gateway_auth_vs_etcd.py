@@ -117,6 +117,8 @@ def session(endpoint):
     step("watch, invalid token", "/v3/watch", {"create_request": {"key": b64("k/1")}}, "bogus", via=watch_first)
     step("watch anonymous", "/v3/watch", {"create_request": {"key": b64("k/1")}}, None, via=watch_first)
     step("status ignores the token", "/v3/maintenance/status", {}, "bogus")
+    step("alarm, invalid token", "/v3/maintenance/alarm", {}, "bogus")
+    step("defragment as u", "/v3/maintenance/defragment", {}, "u")
     step("user list anonymous", "/v3/auth/user/list", {})
     step("user list as u", "/v3/auth/user/list", {}, "u")
     step("user list as root", "/v3/auth/user/list", {}, "root")

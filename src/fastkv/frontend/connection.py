@@ -186,6 +186,7 @@ class ClientConnection(asyncio.Protocol):
             try:
                 auth = self.auth_info(credentials)
             except EtcdError as err:
+                err = m.auth_refusal(err)
                 self.h2.send_status(sid, status.of_error(err), err.message)
                 return
         call = UnaryCall(self.loop, m.handler(self.fe.server, req, auth), self._unary_done, sid, timeout)

@@ -116,6 +116,7 @@ def handle(server, method: str, path: str, body: bytes, conn, authorization: byt
         try:
             auth = call_auth(server, _headers(authorization), None)
         except EtcdError as exc:
+            exc = m.auth_refusal(exc)
             conn.transport.write(_error(status.of_error(exc), exc.message))
             conn.transport.close()
             return

@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fastkv.api.etcdpb import rpc_pb2
+from fastkv.auth.errors import unmapped
 from fastkv.errors import EtcdError
-from fastkv.server.streams import root_only
+from fastkv.server.streams import root_only  # noqa: F401 - the maintenance handlers' check, shared
 
 UNARY = 0
 BIDI_STREAM = 1
@@ -32,6 +33,13 @@ class Method:
     # the call's token is looked at (and an invalid one refused) before the handler runs; etcd 3.4
     # ignores the token of Status, MemberList, MoveLeader, LeaseTimeToLive and LeaseLeases
     authenticated: bool = True
+    # a refused token is answered with auth's own text and code UNKNOWN: etcd 3.4's maintenance
+    # service hands auth's errors on without its gRPC error mapping (fastkv.auth.errors.unmapped)
+    auth_errors_unmapped: bool = False
+
+    def auth_refusal(self, err: EtcdError) -> EtcdError:
+        """The error a call of this method gets when its token is refused."""
+        return unmapped(err) if self.auth_errors_unmapped else err
 
 
 async def _range(s, req, auth=None):
@@ -185,7 +193,8 @@ async def auth_status(s, req, auth=None):
 
 
 def _m(service: str, name: str, request: type, handler, kind: int = UNARY, authenticated: bool = True) -> Method:
-    return Method(f"/etcdserverpb.{service}/{name}".encode(), request, handler, kind, authenticated)
+    return Method(f"/etcdserverpb.{service}/{name}".encode(), request, handler, kind, authenticated,
+                  auth_errors_unmapped=service == "Maintenance")
 
 
 UNARY_METHODS = [

@@ -128,7 +128,11 @@ async def snapshot(server, requests, who):
     """One consistent state as etcd's own backend file (bbolt, see server/snapshot_export.py), in
     chunks, followed by its SHA-256, as etcd sends it: `etcdctl snapshot status/restore` and real
     etcd read the result. Root's only once auth is on."""
-    root_only(server, who())
+    try:
+        auth = who()
+    except EtcdError as exc:  # the maintenance service's refusals are unmapped (root_only)
+        raise unmapped(exc) from None
+    root_only(server, auth)
     async for _ in requests:
         break
     loop = asyncio.get_running_loop()
