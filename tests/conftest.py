@@ -7,6 +7,11 @@ when the extension is not built, so a broken build cannot pass as green.
 Real etcd: `etcd_endpoint` starts a fresh real etcd (Debian's etcd-server) on free loopback ports
 with its own data dir. Missing etcd fails the test with the command to install it; set
 FASTKV_ALLOW_NO_ETCD=1 to skip instead (never in CI).
+
+Client front end: every `fastkv serve` the tests start serves its clients through the server's
+default front end (native) unless `--client-frontend grpcio` is given to pytest (or
+FASTKV_CLIENT_FRONTEND is set): the server and differential suites then run over the grpcio
+reference. tests/frontend/test_grpcio_reference.py runs a bounded sample that way in every CI run.
 """
 from __future__ import annotations
 
@@ -20,6 +25,18 @@ import pytest
 
 from fastkv._native import load
 from fastkv.netutil import free_port  # noqa: F401 - re-exported: tests and tools import it from here
+
+
+def pytest_addoption(parser):
+    parser.addoption("--client-frontend", choices=("native", "grpcio"), default=None,
+                     help="serve every fastkv the tests start through this client front end (sets "
+                          "FASTKV_CLIENT_FRONTEND for them; default: fastkv serve's own default, native)")
+
+
+def pytest_configure(config):
+    frontend = config.getoption("--client-frontend", None)
+    if frontend:
+        os.environ["FASTKV_CLIENT_FRONTEND"] = frontend
 
 
 def native_and_twin(name: str):

@@ -2,6 +2,10 @@
 
 bcrypt cost 4 (the minimum, on both) keeps user changes fast; the flags under test (token type,
 token TTL) are passed to both servers alike.
+
+Front ends: a differential module marks itself `pytest.mark.usefixtures("client_frontend")` and
+each of its tests then runs once over fastkv's native front end and once over the grpcio reference
+(FASTKV_CLIENT_FRONTEND, which `fastkv serve` takes as its --client-frontend default).
 """
 from __future__ import annotations
 
@@ -15,6 +19,16 @@ import pytest
 from tests.conftest import free_port, start_fastkv, stop_process, wait_port
 
 FAST_BCRYPT = ("--bcrypt-cost", "4")
+
+
+FRONTENDS = ("native", "grpcio")
+
+
+@pytest.fixture(params=FRONTENDS)
+def client_frontend(request, monkeypatch):
+    """Every fastkv this test starts serves its clients through this front end."""
+    monkeypatch.setenv("FASTKV_CLIENT_FRONTEND", request.param)
+    return request.param
 
 
 @contextmanager

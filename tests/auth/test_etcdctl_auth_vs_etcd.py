@@ -8,7 +8,7 @@ import pytest
 
 from tests.compat.ctl import Pair
 
-pytestmark = pytest.mark.etcd
+pytestmark = [pytest.mark.etcd, pytest.mark.usefixtures("client_frontend")]
 
 ROOT = ("--user", "root:rootpw")
 U1 = ("--user", "u1:p1")

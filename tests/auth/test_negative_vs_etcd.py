@@ -17,7 +17,7 @@ from fastkv.api.etcdpb import rpc_pb2, rpc_pb2_grpc
 from fastkv.api.etcdpb.authpb import auth_pb2
 from tests.auth.conftest import both
 
-pytestmark = pytest.mark.etcd
+pytestmark = [pytest.mark.etcd, pytest.mark.usefixtures("client_frontend")]
 
 
 class Client:
@@ -288,3 +288,44 @@ def test_expired_lease_is_revoked_with_auth_on(tmp_path):
         return obs
 
     assert run_both(tmp_path, scenario) == [1, 0]
+
+
+def test_token_is_looked_at_where_etcd_looks(tmp_path):
+    """A garbage token refuses the calls etcd 3.4 authenticates, with its error, and is ignored by
+    the ones it does not (Status, MemberList, LeaseTimeToLive, LeaseLeases, LeaseKeepAlive)."""
+    def scenario(c: Client):
+        setup_auth(c)
+        root = c.token("root", "rootpw")
+        code, lease = c.call(c.lease.LeaseGrant, rpc_pb2.LeaseGrantRequest(TTL=600), root)
+        assert code == "OK"
+        bogus = "bogus.1"
+        cluster = rpc_pb2_grpc.ClusterStub(c.ch)
+        obs = []
+        for method, req in [(c.maint.Status, rpc_pb2.StatusRequest()),
+                            (cluster.MemberList, rpc_pb2.MemberListRequest()),
+                            (c.lease.LeaseTimeToLive, rpc_pb2.LeaseTimeToLiveRequest(ID=lease.ID)),
+                            (c.lease.LeaseLeases, rpc_pb2.LeaseLeasesRequest()),
+                            (c.kv.Range, rpc_pb2.RangeRequest(key=b"k/1")),
+                            (c.kv.Compact, rpc_pb2.CompactionRequest(revision=1)),
+                            (c.lease.LeaseGrant, rpc_pb2.LeaseGrantRequest(TTL=600)),
+                            (c.maint.Alarm, rpc_pb2.AlarmRequest()),
+                            (c.maint.Defragment, rpc_pb2.DefragmentRequest()),
+                            (c.maint.HashKV, rpc_pb2.HashKVRequest()),
+                            (c.auth.Authenticate, rpc_pb2.AuthenticateRequest(name="u", password="upw")),
+                            (c.auth.UserList, rpc_pb2.AuthUserListRequest()),
+                            (c.auth.AuthStatus, rpc_pb2.AuthStatusRequest())]:
+            code, resp = c.call(method, req, bogus)
+            obs.append((type(req).__name__, code, "" if code == "OK" else resp))
+        keepalive = c.lease.LeaseKeepAlive(iter([rpc_pb2.LeaseKeepAliveRequest(ID=lease.ID)]),
+                                           metadata=[("token", bogus)], timeout=10)
+        r = next(keepalive)
+        obs.append(("LeaseKeepAlive", r.ID == lease.ID, r.TTL > 0))
+        keepalive.cancel()
+        try:
+            next(c.maint.Snapshot(rpc_pb2.SnapshotRequest(), metadata=[("token", bogus)], timeout=10))
+            obs.append(("SnapshotRequest", "OK"))
+        except grpc.RpcError as exc:
+            obs.append(("SnapshotRequest", exc.code().name, exc.details()))
+        return obs
+
+    run_both(tmp_path, scenario)

@@ -17,7 +17,7 @@ from tests.auth.conftest import FAST_BCRYPT, both, fastkv
 from tests.compat.test_snapshot_restore_vs_etcd import _start_restored_etcd
 from tests.conftest import stop_process
 
-pytestmark = pytest.mark.etcd
+pytestmark = [pytest.mark.etcd, pytest.mark.usefixtures("client_frontend")]
 ROOT = ("--user", "root:rootpw")
 U1 = ("--user", "u1:p1")
 

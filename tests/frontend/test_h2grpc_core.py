@@ -86,7 +86,7 @@ def test_unary_call_whole_and_answered_with_headers_data_trailers(core, chunk):
     p = Pair(core, chunk=chunk)
     sid = p.call(messages=[b"x" * 300], headers=[(b"grpc-timeout", b"250m")])
     p.pump()
-    assert p.events == [(core.EV_UNARY, sid, 0, pytest.approx(0.25), b"x" * 300)]
+    assert p.events == [(core.EV_UNARY, sid, 0, pytest.approx(0.25), b"x" * 300, None)]
     assert p.server.send_unary(sid, b"answer")
     p.pump()
     headers, body, trailers, ended, reset = p.response(sid)
@@ -100,7 +100,7 @@ def test_empty_messages_both_ways(core):
     p = Pair(core)
     sid = p.call(messages=[b""])
     p.pump()
-    assert p.events == [(core.EV_UNARY, sid, 0, 0, b"")]
+    assert p.events == [(core.EV_UNARY, sid, 0, 0, b"", None)]
     p.server.send_unary(sid, b"")
     p.pump()
     assert p.response(sid)[1] == frame(b"")
@@ -150,7 +150,7 @@ def test_oversized_message_is_resource_exhausted_and_connection_goes_on(core):
     assert headers[b"grpc-message"] == b"grpc: received message larger than max (%d vs. %d)" % (LIMIT + 1, LIMIT)
     ok = p.call(messages=[b"z" * LIMIT])
     p.pump()
-    assert p.events == [(core.EV_UNARY, ok, 0, 0, b"z" * LIMIT)]
+    assert p.events == [(core.EV_UNARY, ok, 0, 0, b"z" * LIMIT, None)]
 
 
 def test_unary_with_two_messages_or_none_is_internal(core):
@@ -178,8 +178,8 @@ def test_streaming_call_events_and_messages_each_way(core):
     p = Pair(core)
     sid = p.call(path=STREAM_PATH, messages=[b"one", b"two"], end=False)
     p.pump()
-    assert p.events == [(core.EV_OPEN, sid, 1, 0, None), (core.EV_MESSAGE, sid, 1, 0, b"one"),
-                        (core.EV_MESSAGE, sid, 1, 0, b"two")]
+    assert p.events == [(core.EV_OPEN, sid, 1, 0, None, None), (core.EV_MESSAGE, sid, 1, 0, b"one", None),
+                        (core.EV_MESSAGE, sid, 1, 0, b"two", None)]
     p.events.clear()
     p.server.send_headers(sid)
     for i in range(3):
@@ -188,7 +188,7 @@ def test_streaming_call_events_and_messages_each_way(core):
     assert p.response(sid)[1] == frame(b"r0") + frame(b"r1") + frame(b"r2")
     p.client.end_stream(sid)
     p.pump()
-    assert p.events == [(core.EV_HALF_CLOSE, sid, 1, 0, None)]
+    assert p.events == [(core.EV_HALF_CLOSE, sid, 1, 0, None, None)]
     p.server.send_status(sid, 0)
     p.pump()
     _h, _b, trailers, ended, _r = p.response(sid)
@@ -248,4 +248,28 @@ def test_authority_with_a_scheme_is_accepted(core):
                                 (b":authority", b"http://127.0.0.1:2379"), (b"content-type", b"application/grpc")])
     p.client.send_data(sid, frame(b"q"), end_stream=True)
     p.pump()
-    assert p.events == [(core.EV_UNARY, sid, 0, 0, b"q")]
+    assert p.events == [(core.EV_UNARY, sid, 0, 0, b"q", None)]
+
+
+def test_token_and_authorization_headers_ride_on_the_call(core):
+    """Who makes a call (etcd's `token` metadata, or `authorization`) comes up with EV_UNARY and
+    EV_OPEN: the first non-empty value of each; None when the call carries neither."""
+    p = Pair(core)
+    plain = p.call(messages=[b"a"])
+    tok = p.call(messages=[b"b"], headers=[(b"token", b"tok.1"), (b"token", b"second")])
+    both = p.call(messages=[b"c"], headers=[(b"authorization", b"gw-tok"), (b"token", b""), (b"token", b"t2")])
+    empty = p.call(messages=[b"d"], headers=[(b"token", b""), (b"x-token", b"no")])
+    streamed = p.call(STREAM_PATH, messages=[b"w"], end=False, headers=[(b"token", b"s" * 300)])
+    p.pump()
+    by_sid = {e[1]: e for e in p.events if e[0] in (core.EV_UNARY, core.EV_OPEN)}
+    assert by_sid[plain][5] is None
+    assert by_sid[tok][5] == (b"tok.1", None)
+    assert by_sid[both][5] == (b"t2", b"gw-tok")
+    assert by_sid[empty][5] is None
+    assert by_sid[streamed][:2] == (core.EV_OPEN, streamed) and by_sid[streamed][5] == (b"s" * 300, None)
+    # the stream's later events carry no credentials: the call's identity was given at its start
+    assert [e[5] for e in p.events if e[1] == streamed and e[0] != core.EV_OPEN] == [None]
+    for sid in (plain, tok, both, empty):
+        assert p.server.send_unary(sid, b"ok")
+    p.pump()
+    assert p.response(tok)[2] == {b"grpc-status": b"0"}

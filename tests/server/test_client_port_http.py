@@ -46,11 +46,12 @@ def _relayed_ports(pid: int, client_port: int) -> list[int]:
 
 
 def test_client_connections_spread_over_the_grpc_servers(tmp_path):
-    """--grpc-servers N: each new gRPC connection is relayed to the least loaded internal server,
-    so N connections use N different servers, and every one serves the same member."""
+    """--grpc-servers N (the grpcio reference front end): each new gRPC connection is relayed to the
+    least loaded internal server, so N connections use N different servers, and every one serves the
+    same member."""
     from tests.server._util import Member
 
-    m = Member(tmp_path / "data", "--grpc-servers", "3").start()
+    m = Member(tmp_path / "data", "--client-frontend", "grpcio", "--grpc-servers", "3").start()
     clients = []
     try:
         for i in range(3):

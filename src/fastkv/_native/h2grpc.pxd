@@ -133,6 +133,11 @@ ctypedef struct GrpcStream:
     int discard           # answered early (error): received data is dropped
     int remote_closed     # the client has half-closed
     int done              # the server has ended the call (trailers submitted)
+    # who makes the call: the first non-empty `token` / `authorization` header values (NULL: absent)
+    char *token
+    size_t token_len
+    char *authorization
+    size_t authorization_len
     # inbound gRPC message framing: 1 byte flag + 4 bytes length, then the message
     unsigned char prefix[5]
     size_t prefix_have

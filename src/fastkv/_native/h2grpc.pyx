@@ -8,13 +8,17 @@ they completed as a list of events, and takes what to write from `data_to_send()
 Per-stream state (method, grpc-timeout, the 5-byte gRPC message framing, queued response bytes)
 lives in C (GrpcStream in h2grpc.pxd). The pure-Python twin is h2grpc_py.py (over the `h2` package).
 
-Events are 5-tuples (kind, stream id, method, value, message):
+Events are 6-tuples (kind, stream id, method, value, message, credentials):
   EV_UNARY       a unary call arrived whole: value = timeout in seconds (0 = none), message = bytes
   EV_OPEN        a streaming call opened: value = timeout
   EV_MESSAGE     a streaming call's request message (bytes)
   EV_HALF_CLOSE  the client of a streaming call sent its last message
   EV_CLOSED      a call the front end knows of ended before the server finished it (client reset,
                  connection failure): value = HTTP/2 error code. The front end drops the call.
+`credentials` rides on EV_UNARY and EV_OPEN (None on the others): who makes the call, as the request
+headers say it, for the front end's auth (etcd's `token` metadata; `authorization` as etcd also
+accepts): None when the call has neither header (the common, unauthenticated case costs nothing
+more), else (token, authorization), each the first non-empty value as bytes, or None.
 `methods` maps a :path (bytes) to (method index, streaming?). The core answers by itself, with the
 gRPC status and text grpc-go uses: an unknown path (UNIMPLEMENTED), a message over the size limit
 (RESOURCE_EXHAUSTED), a unary call with other than one request message (INTERNAL), a request that
@@ -125,7 +129,32 @@ cdef int _on_header(nghttp2_session *session, const nghttp2_frame *frame, const 
             s.streaming = 1 if entry[1] else 0
     elif namelen == 12 and memcmp(name, b"grpc-timeout", 12) == 0:
         s.timeout = _parse_timeout(value, valuelen)
+    elif namelen == 5 and valuelen and s.token == NULL and memcmp(name, b"token", 5) == 0:
+        s.token = _copy(value, valuelen)
+        if s.token == NULL:
+            return NGHTTP2_ERR_CALLBACK_FAILURE
+        s.token_len = valuelen
+    elif namelen == 13 and valuelen and s.authorization == NULL and memcmp(name, b"authorization", 13) == 0:
+        s.authorization = _copy(value, valuelen)
+        if s.authorization == NULL:
+            return NGHTTP2_ERR_CALLBACK_FAILURE
+        s.authorization_len = valuelen
     return 0
+
+
+cdef char *_copy(const uint8_t *value, size_t n) noexcept:
+    cdef char *p = <char *>malloc(n)
+    if p != NULL:
+        memcpy(p, value, n)
+    return p
+
+
+cdef object _credentials(GrpcStream *s):
+    # the header values are bounded by max_header_bytes, as the whole header block is
+    if s.token == NULL and s.authorization == NULL:
+        return None
+    return (PyBytes_FromStringAndSize(s.token, s.token_len) if s.token != NULL else None,
+            PyBytes_FromStringAndSize(s.authorization, s.authorization_len) if s.authorization != NULL else None)
 
 
 cdef int _on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) noexcept:
@@ -144,7 +173,7 @@ cdef int _on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, vo
                 c._fail_call(s, ST_UNIMPLEMENTED, b"unknown method")
             elif s.streaming:
                 s.reported = 1
-                c.events.append((_EV_OPEN, sid, s.method, s.timeout, None))
+                c.events.append((_EV_OPEN, sid, s.method, s.timeout, None, _credentials(s)))
         if frame.hd.flags & NGHTTP2_FLAG_END_STREAM:
             s.remote_closed = 1
             if s.discard:
@@ -152,7 +181,7 @@ cdef int _on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, vo
             if s.in_msg or s.prefix_have:
                 c._fail_call(s, ST_INTERNAL, b"grpc: request ended inside a message")
             elif s.streaming:
-                c.events.append((_EV_HALF_CLOSE, sid, s.method, 0, None))
+                c.events.append((_EV_HALF_CLOSE, sid, s.method, 0, None, None))
             elif s.nmsg != 1:
                 c._fail_call(s, ST_INTERNAL,
                              b"grpc: a unary call needs exactly one request message, got %d" % s.nmsg)
@@ -161,7 +190,7 @@ cdef int _on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, vo
                 msg = PyBytes_FromStringAndSize(<const char *>s.msg, s.msg_len) if s.msg_len else b""
                 free(s.msg)
                 s.msg = NULL
-                c.events.append((_EV_UNARY, sid, s.method, s.timeout, msg))
+                c.events.append((_EV_UNARY, sid, s.method, s.timeout, msg, _credentials(s)))
     except BaseException:
         return NGHTTP2_ERR_CALLBACK_FAILURE
     return 0
@@ -221,7 +250,7 @@ cdef int _on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t sid, co
                     msg = PyBytes_FromStringAndSize(<const char *>s.msg, s.msg_len)
                     free(s.msg)
                     s.msg = NULL
-                    c.events.append((_EV_MESSAGE, sid, s.method, 0, msg))
+                    c.events.append((_EV_MESSAGE, sid, s.method, 0, msg, None))
     except BaseException:
         return NGHTTP2_ERR_CALLBACK_FAILURE
     return 0
@@ -234,7 +263,7 @@ cdef int _on_stream_close(nghttp2_session *session, int32_t sid, uint32_t error_
     cdef ServerConnection c = _conn(user_data)
     if s.reported and not s.done:
         try:
-            c.events.append((_EV_CLOSED, sid, s.method, error_code, None))
+            c.events.append((_EV_CLOSED, sid, s.method, error_code, None, None))
         except BaseException:
             pass
     nghttp2_session_set_stream_user_data(session, sid, NULL)
@@ -393,7 +422,7 @@ cdef class ServerConnection:
         s.msg = NULL
         s.in_msg = 0
         if s.reported:
-            self.events.append((_EV_CLOSED, s.id, s.method, 0, None))
+            self.events.append((_EV_CLOSED, s.id, s.method, 0, None, None))
         self._finish(s, status, message)
         return 0
 
@@ -600,4 +629,6 @@ cdef void _free_stream(GrpcStream *s) noexcept:
     free(s.msg)
     free(s.out)
     free(s.status_msg)
+    free(s.token)
+    free(s.authorization)
     free(s)

@@ -46,7 +46,7 @@ def _percent_encode(message: bytes) -> bytes:
 
 class _Stream:
     __slots__ = ("id", "method", "streaming", "timeout", "reported", "discard", "remote_closed", "done",
-                 "inbuf", "nmsg", "first", "out", "resp_started", "trailers")
+                 "inbuf", "nmsg", "first", "out", "resp_started", "trailers", "credentials")
 
     def __init__(self, sid: int):
         self.id = sid
@@ -60,6 +60,7 @@ class _Stream:
         self.out = bytearray()
         self.resp_started = False
         self.trailers = None  # list of trailer headers once the server ended the call
+        self.credentials = None  # (token, authorization) when the call carried either header
 
 
 class ServerConnection:
@@ -106,7 +107,7 @@ class ServerConnection:
             self._closed = True
         for s in list(self._streams.values()):
             if s.reported and not s.done:
-                self.events.append((EV_CLOSED, s.id, s.method, int(code), None))
+                self.events.append((EV_CLOSED, s.id, s.method, int(code), None, None))
         self._streams.clear()
 
     def _handle(self, ev) -> None:
@@ -126,7 +127,7 @@ class ServerConnection:
             self._closed = True
             for s in list(self._streams.values()):
                 if s.reported and not s.done:
-                    self.events.append((EV_CLOSED, s.id, s.method, int(ev.error_code or 0), None))
+                    self.events.append((EV_CLOSED, s.id, s.method, int(ev.error_code or 0), None, None))
             self._streams.clear()
 
     def _on_request(self, ev) -> None:
@@ -143,6 +144,13 @@ class ServerConnection:
                     s.method, s.streaming = entry[0], bool(entry[1])
             elif name == b"grpc-timeout":
                 s.timeout = _parse_timeout(value)
+            elif value and (name == b"token" or name == b"authorization"):
+                # the first non-empty value of each, as the compiled core keeps them
+                token, authorization = s.credentials or (None, None)
+                if name == b"token" and token is None:
+                    s.credentials = (bytes(value), authorization)
+                elif name == b"authorization" and authorization is None:
+                    s.credentials = (token, bytes(value))
         if size > self.max_header_bytes:
             self._streams.pop(ev.stream_id, None)
             self._h2.reset_stream(ev.stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
@@ -153,7 +161,7 @@ class ServerConnection:
             self._fail_call(s, ST_UNIMPLEMENTED, b"unknown method")
         elif s.streaming:
             s.reported = True
-            self.events.append((EV_OPEN, s.id, s.method, s.timeout, None))
+            self.events.append((EV_OPEN, s.id, s.method, s.timeout, None, s.credentials))
         # the end of the stream, if it came with the headers, follows as its own StreamEnded event
 
     def _on_data(self, s: _Stream, data: bytes) -> None:
@@ -174,7 +182,7 @@ class ServerConnection:
             del buf[:5 + length]
             s.nmsg += 1
             if s.streaming:
-                self.events.append((EV_MESSAGE, s.id, s.method, 0, msg))
+                self.events.append((EV_MESSAGE, s.id, s.method, 0, msg, None))
             elif s.nmsg > 1:
                 self._fail_call(s, ST_INTERNAL, b"grpc: a unary call needs exactly one request message, got more")
                 return
@@ -190,14 +198,14 @@ class ServerConnection:
             if s.inbuf:
                 self._fail_call(s, ST_INTERNAL, b"grpc: request ended inside a message")
             elif s.streaming:
-                self.events.append((EV_HALF_CLOSE, sid, s.method, 0, None))
+                self.events.append((EV_HALF_CLOSE, sid, s.method, 0, None, None))
             elif s.nmsg != 1:
                 self._fail_call(s, ST_INTERNAL,
                                 b"grpc: a unary call needs exactly one request message, got %d" % s.nmsg)
             else:
                 s.reported = True
                 msg, s.first = s.first, None
-                self.events.append((EV_UNARY, sid, s.method, s.timeout, msg))
+                self.events.append((EV_UNARY, sid, s.method, s.timeout, msg, s.credentials))
         self._maybe_forget(s)
 
     def _on_reset(self, sid: int, code: int) -> None:
@@ -213,7 +221,7 @@ class ServerConnection:
             del self._resets[:len(self._resets) - RESET_BURST]
         s = self._streams.pop(sid, None)
         if s is not None and s.reported and not s.done:
-            self.events.append((EV_CLOSED, sid, s.method, code, None))
+            self.events.append((EV_CLOSED, sid, s.method, code, None, None))
 
     def _maybe_forget(self, s: _Stream) -> None:
         if s.remote_closed and s.done and s.trailers is None and not s.out:
@@ -223,7 +231,7 @@ class ServerConnection:
         s.discard = True
         s.inbuf.clear()
         if s.reported:
-            self.events.append((EV_CLOSED, s.id, s.method, 0, None))
+            self.events.append((EV_CLOSED, s.id, s.method, 0, None, None))
         self._finish(s, status, message)
 
     def _finish(self, s: _Stream, status: int, message: bytes) -> None:

@@ -2,7 +2,8 @@
 
 Handlers are thin: the token (or certificate CN) is turned into an AuthInfo by the
 front-end-neutral fastkv.auth.identity (through EtcdServer.auth_info), the operation runs in the
-server (server/auth_ops.py), EtcdErrors become gRPC statuses with etcd's text and code. AuthStatus
+server (server/auth_ops.py) through the handlers both front ends share (frontend/methods.py's
+AUTH_OPERATIONS), EtcdErrors become gRPC statuses with etcd's text and code. AuthStatus
 is 3.5+: etcd 3.4 answers it "unimplemented", and so does this service.
 """
 from __future__ import annotations
@@ -11,6 +12,7 @@ import grpc
 
 from fastkv.api.etcdpb import rpc_pb2_grpc
 from fastkv.errors import EtcdError
+from fastkv.frontend import methods
 
 
 def request_metadata(context) -> dict:
@@ -48,38 +50,26 @@ async def _abort(context, exc: EtcdError):
     await context.abort(getattr(grpc.StatusCode, exc.code, grpc.StatusCode.UNKNOWN), exc.message)
 
 
-def _op(name: str):
-    async def handler(self, request, context):
+def _op(rpc: str):
+    handler = methods.AUTH_HANDLERS[rpc]  # shared with the native front end (frontend/methods.py)
+
+    async def servicer_method(self, request, context):
         try:
-            ai = request_auth(self.s, context)
-            return await getattr(self.s.auth_ops, name)(request, ai)
+            return await handler(self.s, request, request_auth(self.s, context))
         except EtcdError as exc:
             await _abort(context, exc)
 
-    handler.__name__ = name
-    return handler
+    servicer_method.__name__ = rpc
+    return servicer_method
 
 
 class AuthService(rpc_pb2_grpc.AuthServicer):
     def __init__(self, server):
         self.s = server
 
-    AuthEnable = _op("auth_enable")
-    AuthDisable = _op("auth_disable")
-    Authenticate = _op("authenticate")
-    UserAdd = _op("user_add")
-    UserGet = _op("user_get")
-    UserList = _op("user_list")
-    UserDelete = _op("user_delete")
-    UserChangePassword = _op("user_change_password")
-    UserGrantRole = _op("user_grant_role")
-    UserRevokeRole = _op("user_revoke_role")
-    RoleAdd = _op("role_add")
-    RoleGet = _op("role_get")
-    RoleList = _op("role_list")
-    RoleDelete = _op("role_delete")
-    RoleGrantPermission = _op("role_grant_permission")
-    RoleRevokePermission = _op("role_revoke_permission")
-
     async def AuthStatus(self, request, context):  # 3.5+: not in etcd 3.4
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "unknown method AuthStatus for service etcdserverpb.Auth")
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, methods.AUTH_STATUS_UNKNOWN)
+
+
+for _rpc in methods.AUTH_OPERATIONS:
+    setattr(AuthService, _rpc, _op(_rpc))

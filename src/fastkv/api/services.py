@@ -6,25 +6,18 @@ handed on and EtcdErrors become gRPC statuses with etcd's exact text and code.
 """
 from __future__ import annotations
 
-import asyncio
-import functools
-import hashlib
 import logging
-import os
-import tempfile
 
 import grpc
 
-from fastkv.api import convert
 from fastkv.api.auth_service import AuthService, request_auth
-from fastkv.api.etcdpb import kv_pb2, rpc_pb2, rpc_pb2_grpc
+from fastkv.api.etcdpb import rpc_pb2_grpc
+from fastkv.auth.errors import unmapped
 from fastkv.errors import EtcdError
 from fastkv.frontend import methods
-from fastkv.server.snapshot_export import export_etcd_snapshot
+from fastkv.server import streams as server_streams
 
 log = logging.getLogger(__name__)
-
-SNAPSHOT_CHUNK = 32 * 1024
 
 
 async def _abort(context, exc: EtcdError):
@@ -69,90 +62,32 @@ class KVService(rpc_pb2_grpc.KVServicer):
         return await self.s.compact(request, request_auth(self.s, context))
 
 
-def _event_pb(ev) -> kv_pb2.Event:
-    e = kv_pb2.Event(type=ev.type, kv=convert.kv(ev.kv))
-    if ev.prev_kv is not None:
-        e.prev_kv.CopyFrom(convert.kv(ev.prev_kv))
-    return e
+async def _one(request):
+    yield request
+
+
+async def _drive(context, responses):
+    """Yield a server stream's responses (server/streams.py) on a grpcio call; an EtcdError ends
+    the call with etcd's status."""
+    try:
+        async for resp in responses:
+            yield resp
+    except EtcdError as exc:
+        await _abort(context, exc)
+    finally:
+        await responses.aclose()
 
 
 class WatchService(rpc_pb2_grpc.WatchServicer):
+    """Watch: the server's watch stream (server/streams.py), shared with the native front end."""
+
     def __init__(self, server):
         self.s = server
 
     async def Watch(self, request_iterator, context):
-        loop = asyncio.get_running_loop()
-        ready = asyncio.Event()
-
-        def wake():
-            loop.call_soon_threadsafe(ready.set)
-
-        stream = self.s.watchable.new_stream(on_ready=wake)
-        refused: list = []  # watch creates auth refused: answered as etcd does, on this stream
-
-        async def read_requests():
-            async for req in request_iterator:
-                which = req.WhichOneof("request_union")
-                if which == "create_request":
-                    c = req.create_request
-                    reason = self._watch_refusal(context, c)
-                    if reason:
-                        refused.append(rpc_pb2.WatchResponse(
-                            header=self.s.header(), watch_id=-1, created=True, canceled=True,
-                            cancel_reason=reason))
-                        ready.set()
-                        continue
-                    await loop.run_in_executor(None, lambda c=c: stream.watch(
-                        c.key, c.range_end, c.start_revision, c.prev_kv, tuple(c.filters), c.progress_notify,
-                        c.fragment, c.watch_id))
-                elif which == "cancel_request":
-                    stream.cancel(req.cancel_request.watch_id)
-                elif which == "progress_request":
-                    stream.request_progress()
-
-        reader = loop.create_task(read_requests())
-        try:
-            while True:
-                if reader.done() and reader.exception() is not None:
-                    break
-                await ready.wait()
-                ready.clear()
-                while refused:
-                    yield refused.pop(0)
-                responses = await loop.run_in_executor(None, stream.take)
-                for r in responses:
-                    header = self.s.header(r.revision)
-                    if r.compact_revision:
-                        # etcd cancels a compacted watcher with a header revision of 0 (the watchable
-                        # store's response carries none); clients see exactly that
-                        header.revision = 0
-                    yield rpc_pb2.WatchResponse(
-                        header=header, watch_id=r.watch_id, created=r.created,
-                        canceled=r.canceled, compact_revision=r.compact_revision, cancel_reason=r.cancel_reason,
-                        fragment=r.fragment, events=[_event_pb(ev) for ev in r.events])
-        finally:
-            reader.cancel()
-            stream.close()
-
-
-    def _watch_refusal(self, context, c) -> str:
-        """etcd checks read permission when a watch is created; a refusal cancels that watch only."""
-        if not self.s.auth_store.enabled:
-            return ""
-        # etcd turns range_end "\0" (every key >= key) into an empty one before its check, which
-        # then looks at `key` alone: kept, so the same watches pass and fail
-        range_end = b"" if c.range_end == b"\x00" else c.range_end
-        try:
-            self.s.check_watch(request_auth(self.s, context), c.key, range_end)
-        except EtcdError as exc:
-            # the reason is the text of Go's gRPC status error, as etcd puts it there
-            for code, text in (("Unauthenticated", "etcdserver: invalid auth token"),
-                               ("InvalidArgument", "etcdserver: revision of auth store is old"),
-                               ("InvalidArgument", "etcdserver: user name is empty")):
-                if exc.message == text:
-                    return f"rpc error: code = {code} desc = {text}"
-            return "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
-        return ""
+        async for resp in _drive(context, server_streams.watch(self.s, request_iterator,
+                                                               lambda: request_auth(self.s, context))):
+            yield resp
 
 
 class LeaseService(rpc_pb2_grpc.LeaseServicer):
@@ -176,12 +111,8 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
         return await self.s.lease_leases()
 
     async def LeaseKeepAlive(self, request_iterator, context):
-        try:
-            async for req in request_iterator:
-                ttl = await self.s.lease_renew(req.ID)
-                yield rpc_pb2.LeaseKeepAliveResponse(header=self.s.header(), ID=req.ID, TTL=ttl)
-        except EtcdError as exc:
-            await _abort(context, exc)
+        async for resp in _drive(context, server_streams.lease_keep_alive(self.s, request_iterator, None)):
+            yield resp
 
 
 class ClusterService(rpc_pb2_grpc.ClusterServicer):
@@ -216,17 +147,18 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
     def __init__(self, server):
         self.s = server
 
-    async def _admin(self, context) -> None:
+    def _auth(self, context):
+        # etcd 3.4's maintenance service sends a refused token unmapped (auth's text, UNKNOWN)
         try:
-            methods.root_only(self.s, request_auth(self.s, context))
+            return request_auth(self.s, context)
         except EtcdError as exc:
-            await _abort(context, exc)
+            raise unmapped(exc) from None
 
     # unary answers shaped as etcd's maintenance service does: fastkv.frontend.methods, shared
     # with the native front end
     @_guard
     async def Alarm(self, request, context):
-        return await methods.alarm(self.s, request, request_auth(self.s, context))
+        return await methods.alarm(self.s, request, self._auth(context))
 
     @_guard
     async def Status(self, request, context):
@@ -234,44 +166,26 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
 
     @_guard
     async def Defragment(self, request, context):
-        return await methods.defragment(self.s, request, request_auth(self.s, context))
+        return await methods.defragment(self.s, request, self._auth(context))
 
     @_guard
     async def Hash(self, request, context):
-        return await methods.hash_(self.s, request, request_auth(self.s, context))
+        return await methods.hash_(self.s, request, self._auth(context))
 
     @_guard
     async def HashKV(self, request, context):
-        return await methods.hash_kv(self.s, request, request_auth(self.s, context))
+        return await methods.hash_kv(self.s, request, self._auth(context))
 
     @_guard
     async def MoveLeader(self, request, context):
         return await methods.move_leader(self.s, request)
 
     async def Snapshot(self, request, context):
-        """One consistent state as etcd's own backend file (bbolt, see server/snapshot_export.py),
-        in chunks, followed by its SHA-256, as etcd sends it: `etcdctl snapshot status/restore`
-        and real etcd read the result."""
-        await self._admin(context)
-        loop = asyncio.get_running_loop()
-        members = self.s.members()
-        fd, path = tempfile.mkstemp(prefix="fastkv-snapshot-", dir=self.s.member_dir)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                await loop.run_in_executor(None, functools.partial(
-                    export_etcd_snapshot, self.s.backend, f, members=members))
-            size = os.path.getsize(path)
-            digest = hashlib.sha256()
-            sent = 0
-            with open(path, "rb") as f:
-                while chunk := f.read(SNAPSHOT_CHUNK):
-                    digest.update(chunk)
-                    sent += len(chunk)
-                    # etcd 3.4's snapshot chunks carry no header
-                    yield rpc_pb2.SnapshotResponse(remaining_bytes=size - sent, blob=chunk)
-            yield rpc_pb2.SnapshotResponse(remaining_bytes=0, blob=digest.digest())
-        finally:
-            os.unlink(path)
+        """etcd's backend file in chunks and its SHA-256 (server/streams.py, shared with the native
+        front end); root's only once auth is on."""
+        async for resp in _drive(context, server_streams.snapshot(self.s, _one(request),
+                                                                  lambda: request_auth(self.s, context))):
+            yield resp
 
 
 class _GenericHandlersOnly:

@@ -36,7 +36,7 @@ def add_parser(subparsers):
                         "(default: 1; --etcd-cmd/--fastkv-cmd then do not apply)")
     p.add_argument("--fastkv-flags", default="",
                    help="with --members > 1: extra `fastkv serve` flags for every fastkv member, e.g. "
-                        "'--client-frontend native'")
+                        "'--client-frontend grpcio' (the reference front end)")
     p.add_argument("--etcd-cmd", default=ETCD_CMD, help="command template of the reference (default: %(default)s)")
     p.add_argument("--fastkv-cmd", default=FASTKV_CMD, help="command template of fastkv (default: %(default)s)")
     p.add_argument("--fastkv-name", default="fastkv", help="label of the --fastkv-cmd server in the output")

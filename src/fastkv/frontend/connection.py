@@ -6,6 +6,10 @@ everything the core has to write is flushed once per batch (once per data_receiv
 loop turn for calls that finish later). Unary calls run step-wise (frontend/calls.py), without a
 Task each; streaming calls run as Tasks (frontend/streams.py). Backpressure: when the transport's
 write buffer is full, the connection stops reading (no new calls) until it drains.
+
+Who makes a call: the protocol core hands up the call's `token` / `authorization` header values
+(None when it has neither); `call_auth` turns them, with the client certificate's common name, into
+the server's AuthInfo. A call without either costs one comparison here.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import asyncio
 import logging
 
 from fastkv._native import load
+from fastkv.errors import EtcdError
 from fastkv.frontend import status
 from fastkv.frontend.calls import UnaryCall
 
@@ -20,6 +25,24 @@ log = logging.getLogger(__name__)
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 MAX_HTTP_REQUEST = 64 * 1024
+
+
+def call_auth(server, headers, common_name):
+    """Who makes a call: an AuthInfo, or None for an anonymous one. Raises EtcdError
+    (ErrInvalidAuthToken) for a token the server does not know.
+
+    `headers`: None, or (token, authorization) as the protocol core hands them up (bytes or None
+    each); `common_name`: the verified client certificate's CN, or None. The one place the native
+    front end asks the server (EtcdServer.auth_info, fastkv.auth.identity) who a caller is."""
+    metadata = None
+    if headers is not None:
+        token, authorization = headers
+        metadata = {}
+        if token:
+            metadata["token"] = token
+        if authorization:
+            metadata["authorization"] = authorization
+    return server.auth_info(metadata, common_name)
 
 
 class FrontEnd:
@@ -35,7 +58,7 @@ class FrontEnd:
         self.max_concurrent_streams = max_concurrent_streams
         self.http_handler = http_handler  # answers HTTP/1.1: data_received(conn, data), connection_lost(conn)
         self.core = core or load("h2grpc")
-        self.stream_runner = stream_runner  # (protocol, method, stream id, timeout) -> handle, or None
+        self.stream_runner = stream_runner  # (protocol, method, stream id, timeout, credentials) -> handle, or None
         self.connections: set = set()
         self.closing = False
         # --client-cert-auth: a call without a token is made as the client certificate's CN
@@ -56,7 +79,10 @@ class ClientConnection(asyncio.Protocol):
         self._flush_scheduled = False
         self._in_batch = False
         self.paused = False
-        self.common_name = None  # the verified client certificate's CN, when it names the user
+        # the CN of the client's verified certificate (set in connection_made when --client-cert-auth
+        # makes it the user), handed to call_auth with every call's headers; None on plaintext,
+        # where a call without a token is anonymous at no cost
+        self.common_name = None
 
     # --- asyncio.Protocol -----------------------------------------------------------------------
     def connection_made(self, transport):
@@ -121,23 +147,15 @@ class ClientConnection(asyncio.Protocol):
                     return value
         return None
 
-    def call_auth(self, metadata=None):
-        """Who makes a call on this connection (None = anonymous): the token in `metadata`, else
-        the verified certificate's common name (--client-cert-auth); EtcdServer.auth_info decides.
-        The one place the native front end turns a connection and a call into an AuthInfo."""
-        if self.common_name is None and not metadata:
-            return None
-        return self.fe.server.auth_info(metadata, self.common_name)
-
     # --- gRPC -----------------------------------------------------------------------------------
     def _feed(self, data) -> None:
         h2 = self.h2
         self._in_batch = True
         try:
             events = h2.receive(data)
-            for kind, sid, method, value, message in events:
+            for kind, sid, method, value, message, credentials in events:
                 if kind == 1:  # EV_UNARY
-                    self._start_unary(sid, method, value, message)
+                    self._start_unary(sid, method, value, message, credentials)
                 elif kind == 5:  # EV_CLOSED
                     call = self.calls.pop(sid, None)
                     if call is not None:
@@ -146,7 +164,7 @@ class ClientConnection(asyncio.Protocol):
                     if handle is not None:
                         handle.cancel()
                 elif kind == 2:  # EV_OPEN
-                    self._start_stream(sid, method, value)
+                    self._start_stream(sid, method, value, credentials)
                 else:  # EV_MESSAGE, EV_HALF_CLOSE
                     handle = self.streams.get(sid)
                     if handle is not None:
@@ -155,7 +173,11 @@ class ClientConnection(asyncio.Protocol):
             self._in_batch = False
         self.flush()
 
-    def _start_unary(self, sid: int, index: int, timeout: float, message: bytes) -> None:
+    def auth_info(self, headers):
+        """Who makes a call on this connection (see call_auth)."""
+        return call_auth(self.fe.server, headers, self.common_name)
+
+    def _start_unary(self, sid: int, index: int, timeout: float, message: bytes, credentials) -> None:
         m = self.fe.methods[index]
         req = m.request()
         try:
@@ -163,9 +185,15 @@ class ClientConnection(asyncio.Protocol):
         except Exception:
             self.h2.send_status(sid, status.INTERNAL, "grpc: error unmarshalling request")
             return
-        auth = self.call_auth()
-        coro = m.handler(self.fe.server, req) if auth is None else m.handler(self.fe.server, req, auth)
-        call = UnaryCall(self.loop, coro, self._unary_done, sid, timeout)
+        auth = None
+        if (credentials is not None or self.common_name is not None) and m.authenticated:
+            try:
+                auth = self.auth_info(credentials)
+            except EtcdError as err:
+                err = m.auth_refusal(err)
+                self.h2.send_status(sid, status.of_error(err), err.message)
+                return
+        call = UnaryCall(self.loop, m.handler(self.fe.server, req, auth), self._unary_done, sid, timeout)
         self.calls[sid] = call
         call.start()
 
@@ -179,12 +207,12 @@ class ClientConnection(asyncio.Protocol):
             self.h2.send_status(sid, code, message)
         self.schedule_flush()
 
-    def _start_stream(self, sid: int, index: int, timeout: float) -> None:
+    def _start_stream(self, sid: int, index: int, timeout: float, credentials) -> None:
         runner = self.fe.stream_runner
         if runner is None:
             self.h2.send_status(sid, status.UNIMPLEMENTED, "fastkv: this stream is not served here yet")
             return
-        self.streams[sid] = runner(self, self.fe.methods[index], sid, timeout)
+        self.streams[sid] = runner(self, self.fe.methods[index], sid, timeout, credentials)
 
     def stream_finished(self, sid: int) -> None:
         self.streams.pop(sid, None)

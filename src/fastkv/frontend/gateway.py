@@ -7,6 +7,10 @@ unknown fields in a request are an error. Errors come back as {"error", "message
 HTTP status grpc-gateway derives from the gRPC code. Streams (/v3/watch, /v3/lease/keepalive) answer
 with chunked newline-delimited JSON, one {"result": ...} per response message. Calls go to the same
 handlers as gRPC (frontend/methods.py, frontend/streams.py): no loopback gRPC hop.
+
+Who makes a request: the `Authorization` header carries the token as it is (no "Bearer"), which
+etcd's gateway forwards as the call's `authorization` metadata; it is checked as on gRPC. A client
+certificate never names the user here: etcd's gateway calls the server over its own connection.
 """
 from __future__ import annotations
 
@@ -16,8 +20,10 @@ import logging
 
 from google.protobuf import json_format
 
+from fastkv.errors import EtcdError
 from fastkv.frontend import status
 from fastkv.frontend.calls import UnaryCall
+from fastkv.frontend.connection import call_auth
 from fastkv.frontend.methods import UNARY_METHODS
 
 log = logging.getLogger(__name__)
@@ -38,6 +44,13 @@ _ROUTES = {
     "maintenance/hash": "Maintenance/Hash",
     "maintenance/transfer-leadership": "Maintenance/MoveLeader",
     "watch": "Watch/Watch", "lease/keepalive": "Lease/LeaseKeepAlive", "maintenance/snapshot": "Maintenance/Snapshot",
+    "auth/enable": "Auth/AuthEnable", "auth/disable": "Auth/AuthDisable", "auth/authenticate": "Auth/Authenticate",
+    "auth/user/add": "Auth/UserAdd", "auth/user/get": "Auth/UserGet", "auth/user/list": "Auth/UserList",
+    "auth/user/delete": "Auth/UserDelete", "auth/user/changepw": "Auth/UserChangePassword",
+    "auth/user/grant": "Auth/UserGrantRole", "auth/user/revoke": "Auth/UserRevokeRole",
+    "auth/role/add": "Auth/RoleAdd", "auth/role/get": "Auth/RoleGet", "auth/role/list": "Auth/RoleList",
+    "auth/role/delete": "Auth/RoleDelete", "auth/role/grant": "Auth/RoleGrantPermission",
+    "auth/role/revoke": "Auth/RoleRevokePermission",
 }
 _BY_PATH = {m.path.decode(): m for m in UNARY_METHODS}
 
@@ -45,7 +58,7 @@ _BY_PATH = {m.path.decode(): m for m in UNARY_METHODS}
 _HTTP_STATUS = {
     0: "200 OK", 1: "408 Request Timeout", 2: "500 Internal Server Error", 3: "400 Bad Request",
     4: "504 Gateway Timeout", 5: "404 Not Found", 6: "409 Conflict", 7: "403 Forbidden",
-    8: "429 Too Many Requests", 9: "400 Bad Request", 10: "409 Conflict", 11: "400 Bad Request",
+    8: "429 Too Many Requests", 9: "412 Precondition Failed", 10: "409 Conflict", 11: "400 Bad Request",
     12: "501 Not Implemented", 13: "500 Internal Server Error", 14: "503 Service Unavailable",
     15: "500 Internal Server Error", 16: "401 Unauthorized",
 }
@@ -62,12 +75,18 @@ def _response(status_line: str, body: bytes, ctype: str = "application/json") ->
 
 
 def _error(code: int, message: str) -> bytes:
-    body = json.dumps({"error": message, "code": code, "message": message}, separators=(",", ":")).encode()
+    body = json.dumps({"error": message, "message": message, "code": code}, separators=(",", ":")).encode()
     return _response(_HTTP_STATUS.get(code, "500 Internal Server Error"), body)
 
 
-def handle(server, method: str, path: str, body: bytes, conn) -> None:
-    """Answer one gateway request on `conn` (a ClientConnection in HTTP/1.1 mode)."""
+def _headers(authorization):
+    # the request's token as the native gRPC path hands it to call_auth: (token, authorization)
+    return (None, authorization) if authorization else None
+
+
+def handle(server, method: str, path: str, body: bytes, conn, authorization: bytes | None = None) -> None:
+    """Answer one gateway request on `conn` (a ClientConnection in HTTP/1.1 mode); `authorization`:
+    the request's Authorization header value, if any."""
     route = path.split("/", 2)[2] if path.count("/") >= 2 else ""
     rpc = _ROUTES.get(route.rstrip("/"))
     if rpc is None or method != "POST":
@@ -77,7 +96,7 @@ def handle(server, method: str, path: str, body: bytes, conn) -> None:
         return
     grpc_path = "/etcdserverpb." + rpc
     if rpc in ("Watch/Watch", "Lease/LeaseKeepAlive"):
-        _stream(server, grpc_path, body, conn)
+        _stream(server, grpc_path, body, conn, authorization)
         return
     if rpc == "Maintenance/Snapshot":
         conn.transport.write(_error(status.UNIMPLEMENTED, "fastkv: snapshot over the JSON gateway is not served; "
@@ -92,6 +111,16 @@ def handle(server, method: str, path: str, body: bytes, conn) -> None:
         conn.transport.close()
         return
 
+    auth = None
+    if authorization and m.authenticated:
+        try:
+            auth = call_auth(server, _headers(authorization), None)
+        except EtcdError as exc:
+            exc = m.auth_refusal(exc)
+            conn.transport.write(_error(status.of_error(exc), exc.message))
+            conn.transport.close()
+            return
+
     def done(call, response, code, message):
         conn.calls.pop(-1, None)
         if conn.transport.is_closing():
@@ -102,12 +131,12 @@ def handle(server, method: str, path: str, body: bytes, conn) -> None:
             conn.transport.write(_error(code, message))
         conn.transport.close()
 
-    call = UnaryCall(conn.loop, m.handler(server, req), done, -1)
+    call = UnaryCall(conn.loop, m.handler(server, req, auth), done, -1)
     conn.calls[-1] = call
     call.start()
 
 
-def _stream(server, grpc_path: str, body: bytes, conn) -> None:
+def _stream(server, grpc_path: str, body: bytes, conn, authorization) -> None:
     from fastkv.frontend.streams import STREAM_METHODS
 
     m = next(x for x in STREAM_METHODS if x.path.decode() == grpc_path)
@@ -138,7 +167,7 @@ def _stream(server, grpc_path: str, body: bytes, conn) -> None:
         t = conn.transport
         t.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
         try:
-            async for resp in m.handler(server, requests()):
+            async for resp in m.handler(server, requests(), lambda: call_auth(server, _headers(authorization), None)):
                 chunk = b'{"result":' + to_json(resp) + b"}\n"
                 t.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                 while conn.paused and not t.is_closing():
@@ -148,8 +177,6 @@ def _stream(server, grpc_path: str, body: bytes, conn) -> None:
         except asyncio.CancelledError:
             return
         except Exception as exc:  # EtcdError and others: a last error object, as grpc-gateway sends
-            from fastkv.errors import EtcdError
-
             code, message = (status.of_error(exc), exc.message) if isinstance(exc, EtcdError) else (13, str(exc))
             chunk = json.dumps({"error": {"grpc_code": code, "http_code": 0, "message": message}},
                                separators=(",", ":")).encode() + b"\n"

@@ -24,7 +24,8 @@ class Http1Handler:
     def __init__(self, server, max_body: int, gateway=None):
         self.server = server
         self.max_body = max_body
-        self.gateway = gateway  # (server, method, path, body, conn) -> bytes response, or None
+        # (server, method, path, body, conn, authorization header or None): answers on conn; or None
+        self.gateway = gateway
 
     def data_received(self, conn, data: bytes) -> None:
         if conn.transport.is_closing():
@@ -43,13 +44,17 @@ class Http1Handler:
         lines = head.split("\n")
         request_line = lines[0].strip()
         length = 0
+        authorization = None
         for line in lines[1:]:
             name, _, value = line.partition(":")
-            if name.strip().lower() == "content-length":
+            name = name.strip().lower()
+            if name == "content-length":
                 try:
                     length = int(value.strip())
                 except ValueError:
                     length = -1
+            elif name == "authorization" and authorization is None:
+                authorization = value.strip().encode("latin-1")
         if length < 0 or length > self.max_body:
             conn.transport.write(b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 0\r\n"
                                  b"Connection: close\r\n\r\n")
@@ -67,7 +72,7 @@ class Http1Handler:
                 conn.transport.write(_CN_REFUSED)
                 conn.transport.close()
                 return
-            self.gateway(self.server, method, path, body, conn)
+            self.gateway(self.server, method, path, body, conn, authorization)
             return
         conn.transport.write(respond(self.server, request_line.encode("latin-1")))
         conn.transport.close()

@@ -36,15 +36,15 @@ _GRANT = _Bytes(rpc_pb2.LeaseGrantResponse(ID=1, TTL=60).SerializeToString())
 _KEEPALIVE = _Bytes(rpc_pb2.LeaseKeepAliveResponse(ID=1, TTL=60).SerializeToString())
 
 
-async def _empty(server, req):
+async def _empty(server, req, auth=None):
     return _EMPTY
 
 
-async def _grant(server, req):
+async def _grant(server, req, auth=None):
     return _GRANT
 
 
-async def _keepalive(server, requests):
+async def _keepalive(server, requests, who):
     async for _ in requests:
         yield _KEEPALIVE
 
@@ -52,7 +52,8 @@ async def _keepalive(server, requests):
 def null_methods() -> list:
     out = []
     for m in UNARY_METHODS:
-        out.append(Method(m.path, _Raw, _grant if m.path.endswith(b"/LeaseGrant") else _empty, UNARY))
+        out.append(Method(m.path, _Raw, _grant if m.path.endswith(b"/LeaseGrant") else _empty, UNARY,
+                          authenticated=False))
     out.append(Method(b"/etcdserverpb.Lease/LeaseKeepAlive", _Raw, _keepalive, BIDI_STREAM))
     return out
 

@@ -1,9 +1,9 @@
 """Streaming calls on the native front end: Watch and LeaseKeepAlive (bidirectional), Snapshot
 (server streaming).
 
-A stream handler is transport-neutral: `async def handler(server, requests)` is an async generator
-that reads request messages from `requests` (an async iterator ending when the client half-closes)
-and yields response messages. It runs as one asyncio Task per stream (streams are long-lived; unary
+A stream handler is transport-neutral: `async def handler(server, requests, who)`, an async
+generator of response messages over the request messages (server/streams.py has etcd's three; the
+grpcio reference front end drives the same ones); `who()` says who makes the call. It runs as one asyncio Task per stream (streams are long-lived; unary
 calls, the hot path, have no Task). Backpressure: after each response the task waits while the
 stream's queued bytes (what the client's flow-control window has not let out yet) exceed
 HIGH_WATER or the transport's write buffer is full; a watch client that stops reading therefore
@@ -13,24 +13,18 @@ other stream. A client reset (RST_STREAM) or a lost connection cancels the task.
 from __future__ import annotations
 
 import asyncio
-import functools
-import hashlib
 import logging
-import os
-import tempfile
 from collections import deque
 
-from fastkv.api import convert
-from fastkv.api.etcdpb import kv_pb2, rpc_pb2
+from fastkv.api.etcdpb import rpc_pb2
 from fastkv.errors import EtcdError
 from fastkv.frontend import status
 from fastkv.frontend.methods import BIDI_STREAM, SERVER_STREAM, Method
-from fastkv.server.snapshot_export import export_etcd_snapshot
+from fastkv.server import streams as server_streams
 
 log = logging.getLogger(__name__)
 
 HIGH_WATER = 256 * 1024
-SNAPSHOT_CHUNK = 32 * 1024
 
 
 class _Requests:
@@ -69,10 +63,11 @@ class _Requests:
 class StreamCall:
     """One streaming call in flight on a ClientConnection."""
 
-    def __init__(self, conn, method: Method, sid: int):
+    def __init__(self, conn, method: Method, sid: int, credentials=None):
         self.conn = conn
         self.method = method
         self.sid = sid
+        self.credentials = credentials
         self.requests = _Requests(conn.loop, method.request)
         self.drained = None
         self.task = conn.loop.create_task(self._run())
@@ -94,10 +89,13 @@ class StreamCall:
                 and self.conn.h2.buffered(self.sid) <= HIGH_WATER:
             self.drained.set_result(None)
 
+    def who(self):
+        return self.conn.auth_info(self.credentials)
+
     async def _run(self) -> None:
         conn, h2, sid = self.conn, self.conn.h2, self.sid
         code, message = status.OK, ""
-        responses = self.method.handler(conn.fe.server, self.requests)
+        responses = self.method.handler(conn.fe.server, self.requests, self.who)
         try:
             h2.send_headers(sid)
             conn.schedule_flush()
@@ -134,93 +132,14 @@ class StreamCall:
         conn.schedule_flush()
 
 
-def run_stream(conn, method: Method, sid: int, timeout: float) -> StreamCall:
-    return StreamCall(conn, method, sid)
+def run_stream(conn, method: Method, sid: int, timeout: float, credentials=None) -> StreamCall:
+    return StreamCall(conn, method, sid, credentials)
 
 
-# --- the handlers ---------------------------------------------------------------------------------
-def _event_pb(ev) -> kv_pb2.Event:
-    e = kv_pb2.Event(type=ev.type, kv=convert.kv(ev.kv))
-    if ev.prev_kv is not None:
-        e.prev_kv.CopyFrom(convert.kv(ev.prev_kv))
-    return e
-
-
-async def watch(server, requests):
-    loop = asyncio.get_running_loop()
-    ready = asyncio.Event()
-
-    def wake():
-        loop.call_soon_threadsafe(ready.set)
-
-    stream = server.watchable.new_stream(on_ready=wake)
-
-    async def read_requests():
-        async for req in requests:
-            which = req.WhichOneof("request_union")
-            if which == "create_request":
-                c = req.create_request
-                await loop.run_in_executor(None, lambda c=c: stream.watch(
-                    c.key, c.range_end, c.start_revision, c.prev_kv, tuple(c.filters), c.progress_notify,
-                    c.fragment, c.watch_id))
-            elif which == "cancel_request":
-                stream.cancel(req.cancel_request.watch_id)
-            elif which == "progress_request":
-                stream.request_progress()
-
-    reader = loop.create_task(read_requests())
-    try:
-        while True:
-            if reader.done() and reader.exception() is not None:
-                break
-            await ready.wait()
-            ready.clear()
-            responses = await loop.run_in_executor(None, stream.take)
-            for r in responses:
-                header = server.header(r.revision)
-                if r.compact_revision:
-                    header.revision = 0  # etcd cancels a compacted watcher with a header revision of 0
-                yield rpc_pb2.WatchResponse(
-                    header=header, watch_id=r.watch_id, created=r.created, canceled=r.canceled,
-                    compact_revision=r.compact_revision, cancel_reason=r.cancel_reason, fragment=r.fragment,
-                    events=[_event_pb(ev) for ev in r.events])
-    finally:
-        reader.cancel()
-        stream.close()
-
-
-async def lease_keep_alive(server, requests):
-    async for req in requests:
-        ttl = await server.lease_renew(req.ID)
-        yield rpc_pb2.LeaseKeepAliveResponse(header=server.header(), ID=req.ID, TTL=ttl)
-
-
-async def snapshot(server, requests):
-    """etcd's backend file (server/snapshot_export.py) in chunks, then its SHA-256, as etcd sends it."""
-    async for _ in requests:
-        break
-    loop = asyncio.get_running_loop()
-    members = server.members()
-    fd, path = tempfile.mkstemp(prefix="fastkv-snapshot-", dir=server.member_dir)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            await loop.run_in_executor(None, functools.partial(export_etcd_snapshot, server.backend, f,
-                                                               members=members))
-        size = os.path.getsize(path)
-        digest = hashlib.sha256()
-        sent = 0
-        with open(path, "rb") as f:
-            while chunk := f.read(SNAPSHOT_CHUNK):
-                digest.update(chunk)
-                sent += len(chunk)
-                yield rpc_pb2.SnapshotResponse(remaining_bytes=size - sent, blob=chunk)  # no header, as etcd 3.4
-        yield rpc_pb2.SnapshotResponse(remaining_bytes=0, blob=digest.digest())
-    finally:
-        os.unlink(path)
-
-
+# --- the handlers: the server's own stream iterators (server/streams.py), shared with grpcio -------
 STREAM_METHODS = [
-    Method(b"/etcdserverpb.Watch/Watch", rpc_pb2.WatchRequest, watch, BIDI_STREAM),
-    Method(b"/etcdserverpb.Lease/LeaseKeepAlive", rpc_pb2.LeaseKeepAliveRequest, lease_keep_alive, BIDI_STREAM),
-    Method(b"/etcdserverpb.Maintenance/Snapshot", rpc_pb2.SnapshotRequest, snapshot, SERVER_STREAM),
+    Method(b"/etcdserverpb.Watch/Watch", rpc_pb2.WatchRequest, server_streams.watch, BIDI_STREAM),
+    Method(b"/etcdserverpb.Lease/LeaseKeepAlive", rpc_pb2.LeaseKeepAliveRequest, server_streams.lease_keep_alive,
+           BIDI_STREAM),
+    Method(b"/etcdserverpb.Maintenance/Snapshot", rpc_pb2.SnapshotRequest, server_streams.snapshot, SERVER_STREAM),
 ]

@@ -117,9 +117,10 @@ def add_parser(sub) -> None:
     p.add_argument("--backend-batch-interval", type=_positive, default=100,
                    help="fastkv: commit the backend at least this often (ms)")
     p.add_argument("--grpc-servers", type=_positive, default=4,
-                   help="fastkv: internal gRPC servers the client port spreads connections over "
-                        "(grpcio accepts one call at a time per server; more servers serve more "
-                        "client connections in parallel, one connection always uses one server)")
+                   help="fastkv, --client-frontend grpcio only: internal gRPC servers the client port "
+                        "spreads connections over (grpcio accepts one call at a time per server; more "
+                        "servers serve more client connections in parallel, one connection always uses one "
+                        "server)")
     p.add_argument("--strict-reconfig-check", type=_bool, nargs="?", const=True, default=True,
                    help="reject reconfiguration requests that would cause quorum loss")
     p.add_argument("--pre-vote", type=_bool, nargs="?", const=True, default=False,
@@ -147,10 +148,12 @@ def add_parser(sub) -> None:
                    help="seconds a simple auth token lives after its last use")
     p.add_argument("--bcrypt-cost", type=int, default=10,
                    help="bcrypt cost for hashing user passwords (4..31; out of range falls back to 10)")
-    p.add_argument("--client-frontend", default=os.environ.get("FASTKV_CLIENT_FRONTEND", "grpcio"),
+    p.add_argument("--client-frontend", default=os.environ.get("FASTKV_CLIENT_FRONTEND", "native"),
                    choices=["grpcio", "native"],
-                   help="fastkv: what serves the client port: grpcio (the reference) or native (HTTP/2 over "
-                        "libnghttp2, gRPC and HTTP/1.1 on one listener); FASTKV_CLIENT_FRONTEND sets the default")
+                   help="fastkv: what serves the client port: native (the default: HTTP/2 over libnghttp2, "
+                        "gRPC, etcd's JSON gateway and /metrics on one listener) or grpcio (the reference "
+                        "front end, for comparison; takes --grpc-servers); the FASTKV_CLIENT_FRONTEND "
+                        "environment variable overrides the default")
     p.add_argument("--max-concurrent-streams", type=_positive, default=0xFFFFFFFF,
                    help="maximum concurrent streams per client connection (HTTP/2 setting; native front end)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],

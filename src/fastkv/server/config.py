@@ -43,7 +43,7 @@ class ServerConfig:
     auth_token_ttl: int = 300       # seconds a simple token lives unused
     bcrypt_cost: int = 10
     client_cert_auth: bool = False  # a request without a token is made as its verified client certificate's CN
-    client_frontend: str = "grpcio"  # "native": fastkv.frontend (HTTP/2 over libnghttp2)
+    client_frontend: str = "native"  # fastkv.frontend (HTTP/2 over libnghttp2); "grpcio": the reference
     max_concurrent_streams: int = 0xFFFFFFFF  # HTTP/2 setting of the native front end (etcd's flag)
 
     def __post_init__(self):
