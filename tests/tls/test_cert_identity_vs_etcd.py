@@ -5,9 +5,8 @@ do succeeds, what it may not is refused with etcd's error, no --user needed; a t
 the certificate; etcd's JSON gateway never takes the certificate's CN (etcd 3.4 refuses such a
 request with 400 and says the CN would be ignored).
 
-fastkv's users are set up over its grpcio front end and the member is then restarted with the front
-end under test (the native one serves the Auth RPCs and tokens through other work; the steps that
-need them run on grpcio only)."""
+Every step runs over the front end under test, the setup included (both serve the Auth RPCs and
+tokens)."""
 from __future__ import annotations
 
 import base64
@@ -65,9 +64,7 @@ def _result(r: subprocess.CompletedProcess):
 
 def _run(srv, certs, frontend):
     out = []
-    for who, scheme, args, needs_auth_service in STEPS:
-        if needs_auth_service and frontend == "native":
-            continue
+    for who, scheme, args, _needs_auth_service in STEPS:
         ctl = certs.client(who) if who else ()
         endpoint = srv.https if scheme == "https" else srv.http
         out.append(((who, scheme) + args, _result(etcdctl(endpoint, *ctl, *args))))
@@ -95,14 +92,11 @@ def test_certificate_names_the_user_as_in_etcd(tmp_path, certs, servers, fronten
     root = certs.client("root")
     results = {}
     for kind in ("etcd", "fastkv"):
-        srv = servers.make("etcd" if kind == "etcd" else "grpcio", tmp_path, certs.server_flags())
+        srv = servers.make("etcd" if kind == "etcd" else frontend, tmp_path, certs.server_flags())
         srv.start(root)
         for args in SETUP:
             r = etcdctl(srv.https, *root, *args)
             assert r.returncode == 0, (kind, args, r.stderr)
-        if kind == "fastkv" and frontend != "grpcio":
-            srv.stop()  # the same data dir and ports, now served by the front end under test
-            srv.start(root, frontend=frontend)
         steps = _run(srv, certs, frontend)
         gateway = _gateway_range(srv, certs, "root") if frontend == "native" else None
         results[kind] = (steps, gateway)
