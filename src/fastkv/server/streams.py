@@ -102,16 +102,30 @@ async def watch(server, requests, who):
             while refused:
                 yield refused.pop(0)
             responses = await loop.run_in_executor(None, stream.take)
+            # Many watchers of one stream get the same events (a key or prefix watched many times):
+            # each event and each revision's header is converted once per batch, not per watcher.
+            converted: dict = {}
+            headers: dict = {}
             for r in responses:
-                header = server.header(r.revision)
                 if r.compact_revision:
                     # etcd cancels a compacted watcher with a header revision of 0 (the watchable
                     # store's response carries none); clients see exactly that
+                    header = server.header(r.revision)
                     header.revision = 0
+                else:
+                    header = headers.get(r.revision)
+                    if header is None:
+                        header = headers[r.revision] = server.header(r.revision)
+                events = []
+                for ev in r.events:
+                    e = converted.get(id(ev))
+                    if e is None:
+                        e = converted[id(ev)] = _event_pb(ev)
+                    events.append(e)
                 yield rpc_pb2.WatchResponse(
                     header=header, watch_id=r.watch_id, created=r.created, canceled=r.canceled,
                     compact_revision=r.compact_revision, cancel_reason=r.cancel_reason, fragment=r.fragment,
-                    events=[_event_pb(ev) for ev in r.events])
+                    events=events)
     finally:
         reader.cancel()
         stream.close()
