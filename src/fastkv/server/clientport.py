@@ -19,7 +19,7 @@ MAX_HTTP_REQUEST = 64 * 1024
 
 
 class _Upstreams:
-    """The internal gRPC servers (runner.GrpcServers: why there are several), each on its own
+    """The internal gRPC servers (api/grpcio_frontend.GrpcServers: why there are several), each on its own
     loopback port, and how many relayed connections each carries. A connection stays on one server
     for life (HTTP/2 state is per connection); a new one goes to the least loaded."""
 

@@ -1,4 +1,8 @@
-"""Start an EtcdServer with its gRPC and HTTP listeners, and stop it on SIGTERM/SIGINT."""
+"""Start an EtcdServer with its client front end and HTTP listeners, and stop it on SIGTERM/SIGINT.
+
+This is where a member is put together (etcd's embed): it picks the front end named by
+--client-frontend, the native one (fastkv.frontend) or the grpcio reference (fastkv.api), and
+imports only the one it runs; the server core below never imports grpc."""
 from __future__ import annotations
 
 import asyncio
@@ -6,16 +10,11 @@ import logging
 import os
 import signal
 
-import grpc
-
-from fastkv.api.services import add_services
 from fastkv.server.config import host_port
 from fastkv.server.etcdserver import EtcdServer
-from fastkv.server.clientport import serve_client_port
 from fastkv.server.http import serve_http
 
 log = logging.getLogger("fastkv.serve")
-GRPC_OVERHEAD_BYTES = 512 * 1024  # etcd accepts requests up to max-request-bytes plus this
 
 
 async def start(cfg):
@@ -24,51 +23,10 @@ async def start(cfg):
     await server.start()
     if cfg.client_frontend == "native":
         return await _start_native(cfg, server)
-    direct = os.environ.get("FASTKV_CLIENT_PORT_RELAY", "1") == "0"
-    secure_urls = [u for u in cfg.listen_client_urls if is_https(u)]
-    # https:// URLs: grpcio terminates TLS itself (the relay would hide the client's certificate),
-    # every server binding the URL (SO_REUSEPORT spreads connections over them); grpcio serves no
-    # HTTP/1.1 there (/metrics, /health: use an http:// URL or --listen-metrics-urls)
-    grpc_servers = GrpcServers(cfg, server, reuse_port=direct or bool(secure_urls))
-    http_servers = []
-    if secure_urls:
-        creds = cfg.client_tls.grpc_server_credentials()  # --cipher-suites: see cli._client_tls
-        for url in secure_urls:
-            try:
-                grpc_servers.add_secure_port(host_port(url), creds)
-            except RuntimeError as exc:
-                await server.stop()
-                raise OSError(f"cannot listen for clients on {url} ({exc}); "
-                              "pick another address with --listen-client-urls") from None
-    plain_urls = [u for u in cfg.listen_client_urls if not is_https(u)]
-    if direct:
-        # measurement switch: gRPC binds the client URLs itself (SO_REUSEPORT spreads connections
-        # over the servers; no HTTP there), to price the relay
-        for url in plain_urls:
-            grpc_servers.add_port(host_port(url))
-        await grpc_servers.start()
-        client_urls = []
-    else:
-        # gRPC listens on internal loopback ports; the client URLs are served by the front listener
-        # (clientport.py), which relays gRPC there and answers /metrics, /health, /version itself.
-        grpc_ports = grpc_servers.add_port("127.0.0.1:0")
-        await grpc_servers.start()
-        client_urls = plain_urls
-    for url in client_urls:
-        host, port = host_port(url).rsplit(":", 1)
-        try:
-            http_servers.append(await serve_client_port(server, host, int(port), grpc_ports))
-        except OSError as exc:
-            for h in http_servers:
-                h.close()
-            await grpc_servers.stop(None)
-            await server.stop()
-            raise OSError(f"cannot listen for clients on {url} ({exc.strerror or exc}); "
-                          "pick another address with --listen-client-urls") from None
-    http_servers += await _serve_metrics(cfg, server)
-    log.info("fastkv member %x (%s) serving clients on %s, data dir %s", server.member_id, cfg.name,
-             ",".join(cfg.listen_client_urls), cfg.data_dir)
-    return server, grpc_servers, http_servers
+    # the grpcio reference front end: the only place a member imports grpc
+    from fastkv.api.grpcio_frontend import start_grpcio
+
+    return await start_grpcio(cfg, server)
 
 
 async def _start_native(cfg, server):
@@ -90,7 +48,7 @@ async def _start_native(cfg, server):
             except OSError as exc:
                 raise OSError(f"cannot listen for clients on {url} ({exc.strerror or exc}); "
                               "pick another address with --listen-client-urls") from None
-        http_servers += await _serve_metrics(cfg, server)
+        http_servers += await serve_metrics(cfg, server)
     except OSError:
         await listeners.stop(0)
         for h in http_servers:
@@ -102,43 +60,7 @@ async def _start_native(cfg, server):
     return server, listeners, http_servers
 
 
-class GrpcServers:
-    """cfg.grpc_servers grpcio asyncio servers with the same services over one EtcdServer.
-
-    Why several: grpcio's asyncio server accepts calls one at a time (each new call is a round trip
-    through its completion-queue poller thread), which caps one server's unary call rate far below
-    what the member behind it sustains. Servers accept in parallel, so connections spread over
-    several servers are served faster. They share the event loop and the member; nothing else
-    differs between them."""
-
-    def __init__(self, cfg, server, reuse_port: bool = False):
-        limit = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES
-        options = [
-            ("grpc.max_receive_message_length", limit),
-            ("grpc.max_send_message_length", 2**31 - 1),
-            ("grpc.max_concurrent_streams", 2**31 - 1),
-            ("grpc.so_reuseport", 1 if reuse_port else 0),
-        ]
-        self.servers = [grpc.aio.server(options=options) for _ in range(max(1, cfg.grpc_servers))]
-        for g in self.servers:
-            add_services(g, server)
-
-    def add_secure_port(self, address: str, credentials) -> list[int]:
-        return [g.add_secure_port(address, credentials) for g in self.servers]
-
-    def add_port(self, address: str) -> list[int]:
-        """Bind every server to `address` (port 0: each its own free port); returns the ports."""
-        return [g.add_insecure_port(address) for g in self.servers]
-
-    async def start(self) -> None:
-        for g in self.servers:
-            await g.start()
-
-    async def stop(self, grace) -> None:
-        await asyncio.gather(*(g.stop(grace) for g in self.servers))
-
-
-async def _serve_metrics(cfg, server) -> list:
+async def serve_metrics(cfg, server) -> list:
     """--listen-metrics-urls: plain HTTP, or for https:// URLs TLS with the client port's settings
     (etcd's rule; cli.py refuses an https:// one without a certificate)."""
     out = []
