@@ -17,7 +17,7 @@ from fastkv.api.services import add_services
 from fastkv.frontend.listener import GRPC_OVERHEAD_BYTES
 from fastkv.server.clientport import serve_client_port
 from fastkv.server.config import host_port
-from fastkv.server.runner import is_https, serve_metrics
+from fastkv.server.runner import is_https, is_unix, serve_metrics, unix_socket_path
 
 log = logging.getLogger("fastkv.serve")
 
@@ -25,7 +25,8 @@ log = logging.getLogger("fastkv.serve")
 async def start_grpcio(cfg, server):
     """Serve `server` (started) on cfg's client URLs; returns (server, grpc_servers, http_servers)."""
     direct = os.environ.get("FASTKV_CLIENT_PORT_RELAY", "1") == "0"
-    secure_urls = [u for u in cfg.listen_client_urls if is_https(u)]
+    unix_urls = [u for u in cfg.listen_client_urls if is_unix(u)]
+    secure_urls = [u for u in cfg.listen_client_urls if is_https(u) and not is_unix(u)]
     # https:// URLs: grpcio terminates TLS itself (the relay would hide the client's certificate),
     # every server binding the URL (SO_REUSEPORT spreads connections over them); grpcio serves no
     # HTTP/1.1 there (/metrics, /health: use an http:// URL or --listen-metrics-urls)
@@ -40,7 +41,14 @@ async def start_grpcio(cfg, server):
                 await server.stop()
                 raise OSError(f"cannot listen for clients on {url} ({exc}); "
                               "pick another address with --listen-client-urls") from None
-    plain_urls = [u for u in cfg.listen_client_urls if not is_https(u)]
+    for url in unix_urls:
+        # a unix socket file takes one listener: the first grpcio server serves it (no HTTP/1.1 there)
+        path = "unix:" + unix_socket_path(url)
+        if is_https(url):
+            grpc_servers.servers[0].add_secure_port(path, cfg.client_tls.grpc_server_credentials())
+        else:
+            grpc_servers.servers[0].add_insecure_port(path)
+    plain_urls = [u for u in cfg.listen_client_urls if not is_https(u) and not is_unix(u)]
     if direct:
         # measurement switch: gRPC binds the client URLs itself (SO_REUSEPORT spreads connections
         # over the servers; no HTTP there), to price the relay

@@ -53,6 +53,21 @@ class NativeListeners:
         self.servers.append(srv)
         return srv.sockets[0].getsockname()[1]
 
+    async def listen_unix(self, path: str, ssl_context=None) -> None:
+        """Serve a unix socket at `path` (etcd's unix:// and unixs:// client URLs, whose
+        host:port names the socket file), removing a stale socket file first as etcd does."""
+        import os
+
+        if ssl_context is not None:
+            ssl_context.set_alpn_protocols(["http/1.1", "h2"])
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        srv = await asyncio.get_running_loop().create_unix_server(lambda: ClientConnection(self.fe), path,
+                                                                  ssl=ssl_context)
+        self.servers.append(srv)
+
     async def stop(self, grace: float = 1.0) -> None:
         """Graceful: stop accepting, tell every HTTP/2 client no new calls (GOAWAY), give calls in
         flight `grace` seconds, then GOAWAY with the last stream id and close."""

@@ -44,6 +44,9 @@ async def _start_native(cfg, server):
         for url in cfg.listen_client_urls:
             host, port = host_port(url).rsplit(":", 1)
             try:
+                if is_unix(url):
+                    await listeners.listen_unix(unix_socket_path(url), ssl_context=ssl_context if is_https(url) else None)
+                    continue
                 await listeners.listen(host, int(port), ssl_context=ssl_context if is_https(url) else None)
             except OSError as exc:
                 raise OSError(f"cannot listen for clients on {url} ({exc.strerror or exc}); "
@@ -81,6 +84,16 @@ async def serve_metrics(cfg, server) -> list:
 
 def is_https(url: str) -> bool:
     return url.startswith(("https://", "unixs://"))
+
+
+def is_unix(url: str) -> bool:
+    return url.startswith(("unix://", "unixs://"))
+
+
+def unix_socket_path(url: str) -> str:
+    """etcd's unix:// URLs name the socket file by their host:port ("unix://localhost:2379" is
+    the file "localhost:2379", relative to the working directory)."""
+    return url.split("://", 1)[1].rstrip("/")
 
 
 async def shutdown(server, grpc_servers, http_servers) -> None:
