@@ -12,21 +12,11 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import start_fastkv, stop_process
 
 pytestmark = pytest.mark.etcd
 
 _VARYING = {"cluster_id", "member_id", "raft_term", "leader", "dbSize", "dbSizeInUse", "raftIndex", "raftTerm",
             "raftAppliedIndex", "ID"}
-
-
-@pytest.fixture
-def native(tmp_path):
-    proc, endpoint = start_fastkv(tmp_path / "data", "--client-frontend", "native")
-    try:
-        yield endpoint
-    finally:
-        stop_process(proc)
 
 
 def post(endpoint, path, body):

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import start_fastkv, stop_process
 from tests.frontend.clientdiff import assert_same_steps, cache_dir, check_reference_run, locked, run_sequence
 
 pytestmark = pytest.mark.etcd
@@ -52,15 +51,6 @@ def goclient() -> Path:
                             f"{proc.stderr[-4000:]}")
             partial.rename(binary)
     return binary
-
-
-@pytest.fixture
-def native(tmp_path):
-    proc, endpoint = start_fastkv(tmp_path / "fastkv-data", "--client-frontend", "native")
-    try:
-        yield endpoint
-    finally:
-        stop_process(proc)
 
 
 def test_go_clientv3_sequence_matches_etcd(native, etcd_endpoint):

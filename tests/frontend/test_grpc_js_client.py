@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import start_fastkv, stop_process
 from tests.frontend.clientdiff import assert_same_steps, cache_dir, check_reference_run, locked, run_sequence
 
 pytestmark = pytest.mark.etcd
@@ -46,15 +45,6 @@ def node_modules() -> Path:
                             f"{proc.stderr[-3000:]}")
             done.write_text(" ".join(NPM_PACKAGES) + "\n")
     return modules
-
-
-@pytest.fixture
-def native(tmp_path):
-    proc, endpoint = start_fastkv(tmp_path / "fastkv-data", "--client-frontend", "native")
-    try:
-        yield endpoint
-    finally:
-        stop_process(proc)
 
 
 def test_etcd3_npm_client_sequence_matches_etcd(native, etcd_endpoint):
