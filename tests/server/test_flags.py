@@ -31,7 +31,6 @@ BAD = [
     (["--auto-compaction-mode", "daily"], "argument --auto-compaction-mode: invalid choice: 'daily'"),
     (["--listen-client-urls", "nohostport"], 'argument --listen-client-urls: URL address does not have the form "host:port": nohostport'),
     (["--listen-client-urls", "http://127.0.0.1:2379/v3"], "URL must not contain a path: http://127.0.0.1:2379/v3"),
-    (["--listen-peer-urls", "unix://localhost:2380"], "fastkv serves unix sockets on client URLs only"),
     (["--listen-peer-urls", "ftp://127.0.0.1:2380"], "URL scheme must be http, https, unix, or unixs: ftp://127.0.0.1:2380"),
     (["--listen-client-urls", "https://127.0.0.1:1"], "TLS key/cert (--cert-file, --key-file) must be provided "
      "for client url https://127.0.0.1:1 with HTTPS scheme"),

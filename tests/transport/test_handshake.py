@@ -109,7 +109,7 @@ def test_bad_peer_urls_are_refused_with_advice(kit):
 
     async def body():
         tr = PeerTransport(1, kit.CLUSTER_ID, snap_dir=str(kit.tmp_path / "s"))
-        with pytest.raises(ValueError, match="http:// or https://"):
+        with pytest.raises(ValueError, match="http://, https://, unix:// or unixs://"):
             tr.add_peer(2, ["tcp://127.0.0.1:2380"])
         with pytest.raises(ValueError, match="needs a host and a port"):
             tr.add_peer(2, ["http://127.0.0.1"])

@@ -172,10 +172,6 @@ def config_from_args(args):
     if args.client_frontend not in ("grpcio", "native"):  # a FASTKV_CLIENT_FRONTEND argparse did not check
         _usage_error(f"--client-frontend must be grpcio or native (got {args.client_frontend!r}; check "
                      "FASTKV_CLIENT_FRONTEND)")
-    for u in list(args.listen_peer_urls) + list(args.initial_advertise_peer_urls):
-        if u.startswith(("unix://", "unixs://")):
-            _usage_error(f"peer URL {u}: fastkv serves unix sockets on client URLs only; use http:// or https:// "
-                         "for peers")
     if args.election_timeout < 5 * args.heartbeat_interval:
         _usage_error("--election-timeout must be at least 5 times --heartbeat-interval "
                      f"(got {args.election_timeout} and {args.heartbeat_interval})")

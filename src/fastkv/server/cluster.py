@@ -168,7 +168,7 @@ class ClusterMember:
                 log.warning("cannot set the cluster version yet: %s", exc.message)
 
     async def _decide_cluster_version(self) -> None:
-        from fastkv.transport.peerrequests import PeerRequestError, version_of_peer
+        from fastkv.transport.peerrequests import ForwardRefused, PeerRequestError, version_of_peer
 
         tls = self.cfg.peer_tls
         ssl = tls.client_context() if tls is not None else None
@@ -178,7 +178,7 @@ class ClusterMember:
                 continue
             try:
                 v = _version_tuple((await version_of_peer(m.peer_urls, client_ssl=ssl, timeout=1.0))["etcdserver"])
-            except (PeerRequestError, KeyError, ValueError, TypeError):
+            except (PeerRequestError, ForwardRefused, KeyError, ValueError, TypeError):
                 v = None
             if v is None:
                 lowest = None  # a member that did not answer: undecided, as etcd's decideClusterVersion
@@ -204,8 +204,7 @@ class ClusterMember:
         others = [u for name, urls in cfg.cluster_members().items() if name != cfg.name for u in urls]
         tls = cfg.peer_tls
         client_ssl = tls.client_context() if tls is not None else None
-        loop = asyncio.get_running_loop()
-        cluster_id, members = await loop.run_in_executor(None, fetch_cluster, others, client_ssl)
+        cluster_id, members = await fetch_cluster(others, client_ssl)
         me = next((m for m in members if set(m.peer_urls) == mine), None)
         if me is None:
             raise ValueError(f"this member's peer URLs {sorted(mine)} are not in the cluster's member list; "
@@ -433,22 +432,19 @@ def has_peers(backend) -> bool:
         return len(tx.unsafe_range(MEMBERS, b"", b"", 2)) > 1
 
 
-def fetch_cluster(peer_urls: list, client_ssl=None, timeout: float = 5.0) -> tuple[int, list]:
+async def fetch_cluster(peer_urls: list, client_ssl=None, timeout: float = 5.0) -> tuple[int, list]:
     """(cluster id, [Member]) from the first peer that answers GET /members (etcd's
     GetClusterFromRemotePeers, used by a member joining with --initial-cluster-state existing)."""
-    import urllib.request
+    from fastkv.transport.peerrequests import ForwardRefused, PeerRequestError, members_of_peer
 
     errors = []
     for url in peer_urls:
         try:
-            with urllib.request.urlopen(url.rstrip("/") + "/members", timeout=timeout,
-                                        context=client_ssl if url.startswith("https") else None) as resp:
-                cluster_id = int(resp.headers["X-Etcd-Cluster-ID"], 16)
-                rows = json.loads(resp.read())
+            cluster_id, rows = await members_of_peer([url], client_ssl=client_ssl, timeout=timeout)
             return cluster_id, [Member(id=int(r["id"]), peer_urls=list(r.get("peerURLs") or []),
                                        name=r.get("name", ""), client_urls=list(r.get("clientURLs") or []),
                                        is_learner=bool(r.get("isLearner"))) for r in rows]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (PeerRequestError, ForwardRefused, ValueError, KeyError, TypeError) as exc:
             errors.append(f"{url}: {exc}")
     raise ValueError("cannot fetch the cluster's members from any peer in --initial-cluster "
                      f"({'; '.join(errors) or 'no peer URLs'}); is the cluster running?")

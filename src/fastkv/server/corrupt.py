@@ -39,7 +39,7 @@ def hash_kv_for_peer(server, req) -> rpc_pb2.HashKVResponse:
 
 async def peer_hashes(server, revision: int) -> list:
     """[(member id, HashKVResponse or None, why not)] for every other member, asked concurrently."""
-    from fastkv.transport.peerrequests import PeerRequestError, hash_kv_of_peer
+    from fastkv.transport.peerrequests import ForwardRefused, PeerRequestError, hash_kv_of_peer
 
     tls = server.cfg.peer_tls
     ssl = tls.client_context() if tls is not None else None
@@ -49,7 +49,7 @@ async def peer_hashes(server, revision: int) -> list:
         try:
             return m.id, await hash_kv_of_peer(m.peer_urls, revision, client_ssl=ssl,
                                                timeout=server.request_timeout), ""
-        except PeerRequestError as exc:
+        except (PeerRequestError, ForwardRefused) as exc:  # down, behind, compacted, or no such route
             return m.id, None, str(exc)
 
     return list(await asyncio.gather(*(ask(m) for m in peers)))

@@ -42,13 +42,40 @@ class Backoff:
 
 
 def split_url(url: str) -> tuple[str, str, int]:
-    """(scheme, host, port) of a peer URL; ValueError says what is wrong with it."""
+    """(scheme, host, port) of a peer URL; ValueError says what is wrong with it. etcd's unix://
+    and unixs:// URLs are accepted too: their host:port names a socket file (unix_path)."""
     u = urlsplit(url)
-    if u.scheme not in ("http", "https"):
-        raise ValueError(f"peer URL {url!r} must start with http:// or https://")
+    if u.scheme not in ("http", "https", "unix", "unixs"):
+        raise ValueError(f"peer URL {url!r} must start with http://, https://, unix:// or unixs://")
     if not u.hostname or u.port is None:
         raise ValueError(f"peer URL {url!r} needs a host and a port (like http://10.0.0.1:2380)")
     return u.scheme, u.hostname, u.port
+
+
+def is_tls(scheme: str) -> bool:
+    return scheme in ("https", "unixs")
+
+
+def unix_path(url: str) -> str | None:
+    """The socket file of a unix:// or unixs:// URL ("unix://localhost:2380" -> "localhost:2380",
+    relative to the working directory, as etcd takes it); None for a TCP URL."""
+    if url.startswith(("unix://", "unixs://")):
+        return url.split("://", 1)[1].rstrip("/")
+    return None
+
+
+async def open_connection(url: str, protocol_factory, *, ssl_context=None, server_hostname=None,
+                          ssl_handshake_timeout=None):
+    """loop.create_connection to a peer URL, over TCP or to a unix socket."""
+    loop = asyncio.get_running_loop()
+    kwargs = {}
+    if ssl_context is not None:
+        kwargs = dict(ssl=ssl_context, server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout)
+    path = unix_path(url)
+    if path is not None:
+        return await loop.create_unix_connection(protocol_factory, path, **kwargs)
+    _scheme, host, port = split_url(url)
+    return await loop.create_connection(protocol_factory, host, port, **kwargs)
 
 
 class Outbound(asyncio.Protocol):
@@ -154,18 +181,17 @@ async def dial(url: str, hello: bytes, *, client_ssl: ssl.SSLContext | None, tim
     """Connect to `url`, say `hello`, and return the Outbound once the peer accepted.
     Raises Refused, OSError, ConnectionError, ssl.SSLError or asyncio.TimeoutError."""
     scheme, host, port = split_url(url)
-    if scheme == "https" and client_ssl is None:
+    if is_tls(scheme) and client_ssl is None:
         raise ConnectionError(f"peer URL {url} is https but this member has no peer TLS settings "
                               "(give --peer-trusted-ca-file or --peer-auto-tls)")
-    loop = asyncio.get_running_loop()
     proto = Outbound(hello, **kw)
-    kwargs = {}
-    if scheme == "https":
-        kwargs = dict(ssl=client_ssl, server_hostname=host if client_ssl.check_hostname else None,
-                      ssl_handshake_timeout=timeout)
+    tls = is_tls(scheme)
     try:
         async with asyncio.timeout(timeout):
-            transport, _ = await loop.create_connection(lambda: proto, host, port, **kwargs)
+            transport, _ = await open_connection(
+                url, lambda: proto, ssl_context=client_ssl if tls else None,
+                server_hostname=host if tls and client_ssl.check_hostname else None,
+                ssl_handshake_timeout=timeout if tls else None)
             transport.set_write_buffer_limits(high=write_high_water)
             await proto.accepted
     except BaseException:

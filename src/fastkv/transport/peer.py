@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 from dataclasses import dataclass
 
 from fastkv._native import load
 from fastkv.transport import frame as fr
 from fastkv.transport.base import as_sink
-from fastkv.transport.dial import split_url
+from fastkv.transport.dial import is_tls, split_url, unix_path
 from fastkv.transport.listener import PeerConnection
 from fastkv.transport.metrics import PeerMetrics
 from fastkv.transport.peerhttp import PeerHTTP
@@ -89,13 +90,25 @@ class PeerTransport:
         for url in listen_urls:
             scheme, host, port = split_url(url)
             ssl_ctx = None
-            if scheme == "https":
+            if is_tls(scheme):
                 if self.server_tls is None:
                     raise ValueError(f"listen peer URL {url} is https: give --peer-cert-file and "
                                      "--peer-key-file (or --peer-auto-tls)")
                 ssl_ctx = self.server_tls.server_context()
+            handshake = self.cfg.handshake_timeout if ssl_ctx else None
+            path = unix_path(url)
+            if path is not None:  # etcd's unix:// peer URLs: a stale socket file is removed first
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+                server = await loop.create_unix_server(lambda: PeerConnection(self), path, ssl=ssl_ctx,
+                                                       ssl_handshake_timeout=handshake)
+                self._servers.append(server)
+                self.addresses.append((path, 0))
+                continue
             server = await loop.create_server(lambda: PeerConnection(self), host, port, ssl=ssl_ctx,
-                                              ssl_handshake_timeout=self.cfg.handshake_timeout if ssl_ctx else None)
+                                              ssl_handshake_timeout=handshake)
             self._servers.append(server)
             for sock in server.sockets:
                 self.addresses.append(sock.getsockname()[:2])

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from fastkv.transport.dial import split_url
+from fastkv.transport.dial import is_tls, split_url, unix_path
 
 
 class PeerRequestError(ConnectionError):
@@ -30,16 +30,21 @@ class ForwardRefused(Exception):
 
 
 async def _ask(peer_urls: list, path: str, body: bytes, *, client_ssl, timeout: float,
-                method: bytes = b"POST") -> bytes:
+                method: bytes = b"POST", with_head: bool = False):
     """`method` `path` on the first of `peer_urls` that answers 200; returns the body. A 404 or 412 answer
     raises ForwardRefused; when none answers, PeerRequestError says why for each URL."""
     errors = []
     for url in peer_urls:
         scheme, host, port = split_url(url)
+        path_ = unix_path(url)
+        tls = client_ssl if is_tls(scheme) else None
         try:
             async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(
-                    host, port, ssl=client_ssl if scheme == "https" else None)
+                if path_ is not None:
+                    reader, writer = await asyncio.open_unix_connection(
+                        path_, ssl=tls, server_hostname=host if tls is not None else None)
+                else:
+                    reader, writer = await asyncio.open_connection(host, port, ssl=tls)
                 try:
                     writer.write(b"%s %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/protobuf\r\n"
                                  b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
@@ -58,7 +63,7 @@ async def _ask(peer_urls: list, path: str, body: bytes, *, client_ssl, timeout: 
         head, _, payload = raw.partition(b"\r\n\r\n")
         status = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b""
         if status == b"200":
-            return payload
+            return (head, payload) if with_head else payload
         if status in (b"404", b"412"):
             raise ForwardRefused(int(status), payload.decode("utf-8", "replace").strip())
         line = head.splitlines()[0].decode("latin-1", "replace") if head else "no answer"
@@ -115,6 +120,17 @@ async def version_of_peer(peer_urls: list, *, client_ssl=None, timeout: float = 
     """GET /version of a peer: {"etcdserver": ..., "etcdcluster": ...}."""
     return json.loads(await _ask(peer_urls, "/version", b"", client_ssl=client_ssl, timeout=timeout,
                                   method=b"GET"))
+
+
+async def members_of_peer(peer_urls: list, *, client_ssl=None, timeout: float = 5.0) -> tuple[int, list]:
+    """GET /members of the first peer that answers: (cluster id, etcd's member JSON objects)."""
+    head, payload = await _ask(peer_urls, "/members", b"", client_ssl=client_ssl, timeout=timeout,
+                               method=b"GET", with_head=True)
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"x-etcd-cluster-id":
+            return int(value.strip(), 16), json.loads(payload)
+    raise PeerRequestError("the peer's /members answer has no X-Etcd-Cluster-ID")
 
 
 def _complete(raw: bytes) -> bool:
