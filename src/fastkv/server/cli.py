@@ -121,19 +121,19 @@ def add_parser(sub) -> None:
                         "spreads connections over (grpcio accepts one call at a time per server; more "
                         "servers serve more client connections in parallel, one connection always uses one "
                         "server)")
-    p.add_argument("--strict-reconfig-check", type=_bool, nargs="?", const=True, default=True,
+    p.add_argument("--strict-reconfig-check", type=_bool, nargs="?", const=True, metavar="true|false", default=True,
                    help="reject reconfiguration requests that would cause quorum loss")
-    p.add_argument("--pre-vote", type=_bool, nargs="?", const=True, default=False,
+    p.add_argument("--pre-vote", type=_bool, nargs="?", const=True, metavar="true|false", default=False,
                    help="run raft's pre-vote phase before an election (keeps a rejoining member "
                         "from disrupting the cluster)")
-    p.add_argument("--force-new-cluster", type=_bool, nargs="?", const=True, default=False,
+    p.add_argument("--force-new-cluster", type=_bool, nargs="?", const=True, metavar="true|false", default=False,
                    help="disaster recovery: restart this member from its data dir as a cluster of one (every "
                         "other member removed, committed data kept); then add members back with member add")
     p.add_argument("--max-snapshots", type=_non_negative, default=5,
                    help="maximum snapshot files to retain (0 is unlimited)")
     p.add_argument("--max-wals", type=_non_negative, default=5,
                    help="maximum WAL files to retain once a snapshot covers them (0 is unlimited)")
-    p.add_argument("--experimental-initial-corrupt-check", type=_bool, nargs="?", const=True, default=False,
+    p.add_argument("--experimental-initial-corrupt-check", type=_bool, nargs="?", const=True, metavar="true|false", default=False,
                    help="before serving clients, compare this member's HashKV with every peer's and refuse "
                         "to start on a mismatch")
     p.add_argument("--experimental-corrupt-check-time", type=_duration, default=0.0,
