@@ -17,6 +17,7 @@ import urllib.request
 import pytest
 
 from tests.auth.conftest import FAST_BCRYPT, fastkv, real_etcd
+from tests.frontend.test_gateway_vs_etcd import normalise as normalise_fields
 
 pytestmark = pytest.mark.etcd
 
@@ -60,11 +61,7 @@ def watch_first(endpoint, path, body, token):
 
 
 def normalise(value):
-    if isinstance(value, dict):
-        return {k: ("X" if k in _VARYING else normalise(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [normalise(v) for v in value]
-    return value
+    return normalise_fields(value, _VARYING)
 
 
 def session(endpoint):

@@ -28,11 +28,12 @@ def post(endpoint, path, body):
         return e.code, e.read()
 
 
-def normalise(value):
+def normalise(value, varying=_VARYING):
+    """`value` with the fields that differ between any two servers (ids, terms, sizes) as "X"."""
     if isinstance(value, dict):
-        return {k: ("X" if k in _VARYING else normalise(v)) for k, v in value.items()}
+        return {k: ("X" if k in varying else normalise(v, varying)) for k, v in value.items()}
     if isinstance(value, list):
-        return [normalise(v) for v in value]
+        return [normalise(v, varying) for v in value]
     return value
 
 
