@@ -90,6 +90,10 @@ def test_errors_are_counted_by_grpc_code(bench, endpoint):
                    "--val-size", str(1_600_000), "--key-space-size", "10", check=False)
     assert r["ok"] == 0 and r["errors"] == {"INVALID_ARGUMENT": 6}, r["error_samples"]
     assert "request is too large" in r["error_samples"]["INVALID_ARGUMENT"]
+    # a 1 us deadline applies to the measured requests only (connecting is not under it)
+    r = bench.json("put", "--generator", "go", "--endpoints", endpoint, "--total", "20", "--clients", "4",
+                   "--timeout", "0.000001", check=False)
+    assert r["errors"].get("DEADLINE_EXCEEDED", 0) > 0 and r["ok"] + r["errors_total"] == 20, r["errors"]
 
 
 def test_open_loop_holds_the_rate(bench, etcd_endpoint):
