@@ -102,6 +102,11 @@ def test_open_loop_holds_the_rate(bench, etcd_endpoint):
     assert_consistent(r, 1000)
     assert 0.95 < r["elapsed_s"] < 4.0  # the last request is scheduled at 0.999 s
     assert 250 < r["rps"] <= 1060
+    # never ahead of the schedule: by the end of bucket k at most rate * (k + 2) buckets' worth done
+    done, step = 0, r["timeline"]["interval_s"]
+    for k, per_s in enumerate(r["timeline"]["rps"]):
+        done += per_s * step
+        assert done <= 1000 * (k + 2) * step + 1, (k, done)
 
 
 def test_compare_end_to_end(bench, tmp_path):
