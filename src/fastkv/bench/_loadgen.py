@@ -20,6 +20,7 @@ from fastkv.bench._loadgen_worker import TIMELINE_S, worker_main
 
 UNARY = ("put", "range", "txn-put")
 WORKLOADS = UNARY + ("watch", "lease-keepalive")
+GENERATORS = ("python", "go")
 
 
 class LoadgenError(RuntimeError):
@@ -35,6 +36,7 @@ def default_params(workload: str) -> dict:
         "watchers": 100, "streams": 10, "puts": 200, "put_rate": 100.0, "loop": _default_loop(),
         "user": "",  # "NAME:PASSWORD": authenticate once per worker, send its token with every call
         "tls": None,  # {"ca", "cert", "key"}: file paths for https:// endpoints (bench compare --tls)
+        "generator": "python",  # or "go": workers on etcd's Go client (fastkv.bench._goload)
     }
 
 
@@ -69,6 +71,13 @@ def validate(p: dict) -> None:
         raise ValueError("--loop must be asyncio or uvloop")
     if p["rate"] < 0:
         raise ValueError("--rate must be >= 0 (0 = closed loop)")
+    generator = p.get("generator", "python")
+    if generator not in GENERATORS:
+        raise ValueError(f"--generator must be one of {', '.join(GENERATORS)}")
+    if generator == "go":
+        from fastkv.bench import _goload
+
+        _goload.check(p)
 
 
 def _split(n: int, parts: int) -> list[int]:
@@ -118,6 +127,46 @@ def run(p: dict, *, progress=None, server_pids=(), start_timeout: float = 60.0) 
     result include the server's CPU time over the run."""
     validate(p)
     shares = plan(p)
+    marks = {}
+
+    def before_go():
+        marks["server_cpu0"] = _cpu_of(server_pids)
+        marks["load_before"] = os.getloadavg()[0]
+
+    def after_run():  # as soon as the last result is in
+        marks["server_cpu1"] = _cpu_of(server_pids)
+
+    if p.get("generator", "python") == "go":
+        from fastkv.bench import _goload
+
+        try:
+            results, t_go = _goload.run_workers(p, shares, progress=progress, before_go=before_go,
+                                                after_run=after_run, start_timeout=start_timeout,
+                                                error_cls=LoadgenError)
+        except _goload.GoloadUnavailable as exc:
+            raise LoadgenError(str(exc)) from None
+        expected = sum(s["total"] for s in shares)
+    else:
+        results, t_go, expected = _run_python_workers(p, shares, progress, before_go, after_run, start_timeout)
+    if progress is not None:
+        progress.update(expected)
+        progress.close()
+    server_cpu0, server_cpu1, load_before = marks["server_cpu0"], marks["server_cpu1"], marks["load_before"]
+    r = merge(p, shares, [results[w] for w in sorted(results)], expected)
+    r["generator"] = p.get("generator", "python")
+    r["start_delay_s"] = round(min(x["t0"] for x in results.values()) - t_go, 4)
+    # Other processes on the machine compete for the same CPUs; say how busy it was.
+    r["loadavg_1m_before"], r["loadavg_1m_after"] = round(load_before, 2), round(os.getloadavg()[0], 2)
+    if server_cpu0 is not None and server_cpu1 is not None:
+        r["server_cpu_s"] = server_cpu1 - server_cpu0
+        r["server_cpu_cores"] = r["server_cpu_s"] / r["elapsed_s"] if r["elapsed_s"] else 0.0
+        # CPU per operation is the server-efficiency figure least disturbed by a busy machine.
+        r["server_cpu_us_per_op"] = 1e6 * r["server_cpu_s"] / r["ok"] if r["ok"] else None
+    return r
+
+
+def _run_python_workers(p: dict, shares: list[dict], progress, before_go, after_run, start_timeout: float):
+    """The multiprocessing workers (fastkv.bench._loadgen_worker): (results by worker, t_go, expected)."""
     ctx = multiprocessing.get_context("spawn")  # gRPC's threads do not survive fork()
     q = ctx.Queue()
     go = ctx.Event()
@@ -135,8 +184,7 @@ def run(p: dict, *, progress=None, server_pids=(), start_timeout: float = 60.0) 
                 raise LoadgenError(f"worker {w} failed while connecting/preparing: {payload}")
             if kind == "ready":
                 ready += 1
-        server_cpu0 = _cpu_of(server_pids)
-        load_before = os.getloadavg()[0]
+        before_go()
         t_go = time.monotonic()
         go.set()
         expected = sum(s["watchers"] * s["puts"] if s["workload"] == "watch" else s["total"] for s in shares)
@@ -156,25 +204,13 @@ def run(p: dict, *, progress=None, server_pids=(), start_timeout: float = 60.0) 
                 raise LoadgenError(f"worker {w} failed during the run: {payload}")
             if kind == "result":
                 results[w] = payload
-        server_cpu1 = _cpu_of(server_pids)
-        if progress is not None:
-            progress.update(expected)
-            progress.close()
+        after_run()
     finally:
         for proc in procs:
             proc.join(timeout=5)
             if proc.is_alive():
                 proc.terminate()
-    r = merge(p, shares, [results[w] for w in sorted(results)], expected)
-    r["start_delay_s"] = round(min(x["t0"] for x in results.values()) - t_go, 4)
-    # Other processes on the machine compete for the same CPUs; say how busy it was.
-    r["loadavg_1m_before"], r["loadavg_1m_after"] = round(load_before, 2), round(os.getloadavg()[0], 2)
-    if server_cpu0 is not None and server_cpu1 is not None:
-        r["server_cpu_s"] = server_cpu1 - server_cpu0
-        r["server_cpu_cores"] = r["server_cpu_s"] / r["elapsed_s"] if r["elapsed_s"] else 0.0
-        # CPU per operation is the server-efficiency figure least disturbed by a busy machine.
-        r["server_cpu_us_per_op"] = 1e6 * r["server_cpu_s"] / r["ok"] if r["ok"] else None
-    return r
+    return results, t_go, expected
 
 
 def _get(q, deadline, procs, what):

@@ -60,6 +60,11 @@ def add_parser(subparsers, workload: str, help_text: str, description: str):
     g.add_argument("--user", default="", metavar="NAME:PASSWORD",
                    help="authenticate as this user (auth enabled on the server) and send the token with "
                         "every request (unary workloads)")
+    if workload in ("put", "range", "txn-put"):
+        g.add_argument("--generator", choices=("python", "go"), default=d["generator"],
+                       help="what sends the requests: python = grpcio worker processes (default); go = worker "
+                            "processes on etcd 3.4's own Go client (clientv3, as etcd's tools/benchmark), built "
+                            "on first use from Debian's golang-go and golang-etcd-server-dev")
     g.add_argument("--loop", choices=("uvloop", "asyncio"), default=d["loop"],
                    help="event loop of the generator processes (default: %(default)s; uvloop costs less CPU "
                         "per request, see `fastkv bench client-paths`)")

@@ -68,6 +68,10 @@ def _fmt_int(x: float) -> str:
     return f"{x:,.0f}"
 
 
+def _generator_label(r: dict) -> str:
+    return "Go clientv3" if r.get("generator") == "go" else "Python grpcio"
+
+
 def render_text(r: dict) -> list[str]:
     """Human-readable report of one run (the lines printed before the optional JSON line)."""
     if r["workload"] == "watch":
@@ -78,7 +82,7 @@ def render_text(r: dict) -> list[str]:
         what = f"{r['requests']:,} requests, {r['clients']} clients"
         mode = f"open loop at {r['rate']:,.0f} req/s" if r.get("rate") else "closed loop"
     lines = [
-        f"{r['workload']}: {what} over {r['procs']} process(es) x {r['conns']} conn(s), {mode} "
+        f"{r['workload']}: {what} over {r['procs']} {_generator_label(r)} process(es) x {r['conns']} conn(s), {mode} "
         f"-> {', '.join(r['endpoints'])}",
         f"  throughput   {_fmt_int(r['rps'])} {r.get('unit', 'req')}/s   (elapsed {r['elapsed_s']:.2f} s, "
         f"ok {r['ok']:,}, errors {r['errors_total']:,})",

@@ -52,6 +52,10 @@ def add_parser(subparsers):
     p.add_argument("--ready-timeout", type=float, default=30.0,
                    help="seconds a server may take to answer its first Range (default: %(default)s)")
     g = p.add_argument_group("load (same meaning as in `fastkv bench put --help`)")
+    g.add_argument("--generator", choices=("python", "go"), default="python",
+                   help="python = grpcio worker processes (default); go = worker processes on etcd 3.4's Go "
+                        "client (clientv3), built on first use from Debian's golang-go and "
+                        "golang-etcd-server-dev; runs put, range and txn-put")
     g.add_argument("--clients", type=int, default=64)
     g.add_argument("--conns", type=int, default=2)
     g.add_argument("--procs", type=int, default=0)
@@ -77,7 +81,7 @@ def _params(args, workload: str, endpoint: str) -> dict:
 
     p = default_params(workload)
     for k in ("clients", "conns", "procs", "total", "rate", "key_size", "val_size", "consistency",
-              "watchers", "puts", "put_rate"):
+              "watchers", "puts", "put_rate", "generator"):
         p[k] = getattr(args, k)
     if args.key_space is not None:
         p["key_space"] = args.key_space
@@ -108,6 +112,20 @@ def run_cli(args) -> int:
     if bad or not workloads or args.rounds < 1:
         print(f"fastkv bench compare: unknown workload(s) {bad} or --rounds < 1", file=sys.stderr)
         return 2
+    if args.generator == "go":
+        from fastkv.bench import _goload
+
+        unsupported = [w for w in workloads if w not in _goload.WORKLOADS]
+        if unsupported:
+            print(f"fastkv bench compare: --generator go runs {', '.join(_goload.WORKLOADS)}, not "
+                  f"{', '.join(unsupported)}; pass --workloads (e.g. --workloads put,range,txn-put)",
+                  file=sys.stderr)
+            return 2
+        try:
+            _goload.binary()  # build (or find) the worker before any server starts
+        except _goload.GoloadUnavailable as exc:
+            print(f"fastkv bench compare: {exc}", file=sys.stderr)
+            return 2
     etcd_prog = args.etcd_cmd.split()[0]
     if shutil.which(etcd_prog) is None:
         print(f"fastkv bench compare: real etcd ({etcd_prog}) is not on PATH; install it with: "
@@ -156,6 +174,7 @@ def run_cli(args) -> int:
             return 2
         for name, s in servers.items():
             print(f"{name:<8} pid {s.pid} at {s.endpoint}: {' '.join(s.argv)}")
+        print(f"load generator: {args.generator}")
         runs = {w: {n: {"rps": [], "p50_ms": [], "p99_ms": [], "server_cpu_us_per_op": [], "errors": 0,
                         "server_cpu_cores": [], "client_cpu_cores": []}
                     for n in all_names} for w in workloads}
@@ -194,6 +213,7 @@ def run_cli(args) -> int:
             _shutil.rmtree(os.path.dirname(certs.ca), ignore_errors=True)
 
     result = {"servers": list(names), "rounds": args.rounds, "members": args.members, "workloads": {},
+              "generator": args.generator,
               "machine": machine_info(),
               "params": {k: v for k, v in vars(args).items() if k != "func"}}
     result["tls"] = bool(args.tls)
@@ -222,7 +242,9 @@ def render_table(result: dict) -> list[str]:
     head = (f"{'workload':<16} {a + ' rps':>12} {b + ' rps':>12} {'ratio':>6} {'spread':>11}  "
             f"{a + ' p99':>9} {b + ' p99':>9} {'ratio':>6} {'spread':>11}  "
             f"{a + ' us/op':>9} {b + ' us/op':>9} {'ratio':>6} {'spread':>11}")
-    lines = ["", f"{b} / {a}, median of {result['rounds']} paired round(s); spread = min..max of the "
+    gen = {"go": "Go (etcd's clientv3)", "python": "Python (grpcio)"}.get(result.get("generator", "python"))
+    lines = ["", f"{b} / {a}, median of {result['rounds']} paired round(s), load from the {gen} generator; "
+                 f"spread = min..max of the "
                  f"per-round ratios. rps: higher is better for {b}; p99 (ms) and us/op (server CPU "
                  "microseconds per operation, the figure least disturbed by a busy machine): lower is better.",
              head, "-" * len(head)]
