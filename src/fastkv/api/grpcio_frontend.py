@@ -22,6 +22,14 @@ from fastkv.server.runner import is_https, is_unix, serve_metrics, unix_socket_p
 log = logging.getLogger("fastkv.serve")
 
 
+def grpc_server_credentials(tls):
+    """grpcio's credentials for a TLSInfo's settings. grpcio has no per-server cipher list;
+    TLSInfo.grpc_cipher_env() gives the process-wide one (see cli._client_tls)."""
+    key, chain, roots = tls.server_credential_bytes()
+    return grpc.ssl_server_credentials([(key, chain)], root_certificates=roots,
+                                       require_client_auth=tls.verifies_clients())
+
+
 async def start_grpcio(cfg, server):
     """Serve `server` (started) on cfg's client URLs; returns (server, grpc_servers, http_servers)."""
     direct = os.environ.get("FASTKV_CLIENT_PORT_RELAY", "1") == "0"
@@ -33,7 +41,7 @@ async def start_grpcio(cfg, server):
     grpc_servers = GrpcServers(cfg, server, reuse_port=direct or bool(secure_urls))
     http_servers = []
     if secure_urls:
-        creds = cfg.client_tls.grpc_server_credentials()  # --cipher-suites: see cli._client_tls
+        creds = grpc_server_credentials(cfg.client_tls)  # --cipher-suites: see cli._client_tls
         for url in secure_urls:
             try:
                 grpc_servers.add_secure_port(host_port(url), creds)
@@ -45,7 +53,7 @@ async def start_grpcio(cfg, server):
         # a unix socket file takes one listener: the first grpcio server serves it (no HTTP/1.1 there)
         path = "unix:" + unix_socket_path(url)
         if is_https(url):
-            grpc_servers.servers[0].add_secure_port(path, cfg.client_tls.grpc_server_credentials())
+            grpc_servers.servers[0].add_secure_port(path, grpc_server_credentials(cfg.client_tls))
         else:
             grpc_servers.servers[0].add_insecure_port(path)
     plain_urls = [u for u in cfg.listen_client_urls if not is_https(u) and not is_unix(u)]

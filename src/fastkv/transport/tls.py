@@ -5,9 +5,9 @@ suites, and self-signed certificates for `--auto-tls` / `--peer-auto-tls`.
 One implementation serves both sides: `tls_from_flags` turns etcd's flags (the client's --cert-file
 ... or the peer's --peer-cert-file ...) into a TLSInfo the way etcd's embed package does;
 `server_context()` and `client_context()` build `ssl.SSLContext`s the way etcd's
-TLSInfo.ServerConfig/ClientConfig build Go's tls.Config; `grpc_server_credentials()` gives grpcio
-the same settings. `check_peer(ssl_object)` is the allowed-CN rule, applied by the peer listener
-right after the TLS handshake (Python's ssl has no verify callback, so a peer with a valid chain
+TLSInfo.ServerConfig/ClientConfig build Go's tls.Config; `server_credential_bytes()` hands the
+same settings to the grpcio front end (which alone imports grpc). `check_peer(ssl_object)` is the
+allowed-CN rule, applied by the peer listener right after the TLS handshake (Python's ssl has no verify callback, so a peer with a valid chain
 but the wrong CN is dropped before it may say HELLO).
 """
 from __future__ import annotations
@@ -163,11 +163,10 @@ class TLSInfo:
         self._set_ciphers(ctx)
         return ctx
 
-    def grpc_server_credentials(self):
-        """grpcio's credentials for the same settings (the grpcio client front end). grpcio has no
-        per-server cipher list; `grpc_cipher_env()` gives the process-wide one."""
-        import grpc
-
+    def server_credential_bytes(self) -> tuple:
+        """(key, certificate chain, trusted roots or None) as PEM bytes, for a TLS stack that takes
+        them in memory (the grpcio front end builds its credentials from them); roots are the
+        system's CAs when --client-cert-auth has no CA file, as in server_context()."""
         self._validate()
         with open(self.cert_file, "rb") as f:
             chain = f.read()
@@ -185,8 +184,7 @@ class TLSInfo:
             else:
                 raise TLSConfigError(f"{FLAGS[self.side]['auth']} without {FLAGS[self.side]['ca']}: "
                                      "no system CA bundle found to check client certificates against")
-        return grpc.ssl_server_credentials([(key, chain)], root_certificates=roots,
-                                           require_client_auth=self.verifies_clients())
+        return key, chain, roots
 
     def grpc_cipher_env(self) -> str:
         """GRPC_SSL_CIPHER_SUITES for --cipher-suites ('' = grpcio's defaults)."""
