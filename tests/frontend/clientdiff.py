@@ -8,12 +8,8 @@ toolchains and packages are cached under ~/.cache (XDG_CACHE_HOME), outside the 
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
 import subprocess
-from pathlib import Path
 
 # What a correct program run must show, checked on real etcd's output before the comparison, so
 # a program that silently stopped exercising something cannot make the comparison pass: the
@@ -25,25 +21,6 @@ EXPECTED_ERROR_CODES = {
     "put empty key": 3,  # INVALID_ARGUMENT
     "txn duplicate key": 3,
 }
-
-
-def cache_dir(name: str) -> Path:
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    path = root / name
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-@contextlib.contextmanager
-def locked(path: Path):
-    """Hold an exclusive lock on `path` (a file) while filling a cache, so parallel runs wait."""
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
 
 def run_sequence(cmd: list[str], endpoint: str, env: dict | None = None, timeout: float = 120) -> list:
     proc = subprocess.run([*cmd, endpoint], capture_output=True, text=True, timeout=timeout, env=env)

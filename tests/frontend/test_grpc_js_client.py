@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.frontend.clientdiff import assert_same_steps, cache_dir, check_reference_run, locked, run_sequence
+from fastkv.bench._goload import cache_dir, locked
+from tests.frontend.clientdiff import assert_same_steps, check_reference_run, run_sequence
 
 pytestmark = pytest.mark.etcd
 

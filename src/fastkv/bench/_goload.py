@@ -36,15 +36,17 @@ class GoloadUnavailable(RuntimeError):
     """Go or etcd's Go source is missing, or the worker does not build; the message says what to install."""
 
 
-def cache_root() -> Path:
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fastkv-goload"
+def cache_dir(name: str) -> Path:
+    """~/.cache/<name> (or under XDG_CACHE_HOME), created."""
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / name
     root.mkdir(parents=True, exist_ok=True)
     return root
 
 
 @contextlib.contextmanager
-def _locked(path: Path):
-    """Hold an exclusive lock while building, so parallel first runs wait for one build."""
+def locked(path: Path):
+    """Hold an exclusive lock on `path` (a file) while filling a cache, so parallel first runs
+    wait for one build."""
     with open(path, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
@@ -58,34 +60,42 @@ def build_env(root: Path) -> dict:
                 GOCACHE=str(root / "gocache"), CGO_ENABLED="0")
 
 
-def binary() -> Path:
-    """The path of the built worker, building it first when the source or Go changed."""
+def build_clientv3_program(source_dir: Path, cache_name: str, what: str) -> Path:
+    """Build the Go program in `source_dir` (it imports etcd's clientv3) in GOPATH mode from
+    Debian's packages, cached under ~/.cache/<cache_name> by a hash of its source and of the Go
+    version; returns the binary. Raises GoloadUnavailable saying what to install. `what` names the
+    program in those messages."""
     go = shutil.which("go")
     if go is None:
-        raise GoloadUnavailable(f"--generator go needs the Go toolchain (`go` is not on PATH); install it with: "
+        raise GoloadUnavailable(f"{what} needs the Go toolchain (`go` is not on PATH); install it with: "
                                 f"{INSTALL_HINT}")
     if not (GOPATH / "src/go.etcd.io/etcd/clientv3").is_dir():
-        raise GoloadUnavailable(f"--generator go needs etcd's Go client source under {GOPATH}/src/go.etcd.io/etcd; "
+        raise GoloadUnavailable(f"{what} needs etcd's Go client source under {GOPATH}/src/go.etcd.io/etcd; "
                                 f"install it with: {INSTALL_HINT}")
-    if not (SOURCE_DIR / "main.go").is_file():
-        raise GoloadUnavailable(f"the Go worker's source {SOURCE_DIR / 'main.go'} is missing from this installation")
-    root = cache_root()
+    if not (source_dir / "main.go").is_file():
+        raise GoloadUnavailable(f"the Go source {source_dir / 'main.go'} is missing from this installation")
+    root = cache_dir(cache_name)
     env = build_env(root)
     version = subprocess.run([go, "version"], capture_output=True, text=True, env=env, check=True).stdout
     digest = hashlib.sha256(version.encode())
-    for path in sorted(SOURCE_DIR.glob("*.go")):
+    for path in sorted(source_dir.glob("*.go")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    exe = root / f"goload-{digest.hexdigest()[:16]}"
-    with _locked(root / ".lock"):
+    exe = root / f"{source_dir.name}-{digest.hexdigest()[:16]}"
+    with locked(root / ".lock"):
         if not exe.exists():
             partial = exe.with_suffix(".partial")
-            proc = subprocess.run([go, "build", "-o", str(partial), "."], cwd=SOURCE_DIR, env=env,
+            proc = subprocess.run([go, "build", "-o", str(partial), "."], cwd=source_dir, env=env,
                                   capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
             if proc.returncode != 0:
-                raise GoloadUnavailable(f"go build of {SOURCE_DIR} failed (GOPATH mode on {GOPATH}; the packages "
+                raise GoloadUnavailable(f"go build of {source_dir} failed (GOPATH mode on {GOPATH}; the packages "
                                         f"are: {INSTALL_HINT}):\n{proc.stderr[-4000:]}")
             partial.rename(exe)
     return exe
+
+
+def binary() -> Path:
+    """The path of the built worker, building it first when the source or Go changed."""
+    return build_clientv3_program(SOURCE_DIR, "fastkv-goload", "--generator go")
 
 
 def check(p: dict) -> None:
