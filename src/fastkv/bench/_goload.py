@@ -187,9 +187,9 @@ def run_workers(p: dict, shares: list[dict], *, progress, before_go, after_run, 
         t_go = time.monotonic()
         for wk in workers:
             wk.go()
-        expected = sum(s["total"] for s in shares)
-        longest = expected / p["rate"] if p["rate"] else 0.0
-        deadline = time.monotonic() + longest + 60 + 10 * p["timeout"]
+        from fastkv.bench._loadgen import run_deadline
+
+        deadline = run_deadline(p, shares)
         while len(results) < len(workers):
             try:
                 kind, w, payload = q.get(timeout=0.1)

@@ -106,6 +106,20 @@ def plan(p: dict) -> list[dict]:
     return out
 
 
+def expected_requests(shares: list) -> int:
+    return sum(s["watchers"] * s["puts"] if s["workload"] == "watch" else s["total"] for s in shares)
+
+
+def run_deadline(p: dict, shares: list) -> float:
+    """When a run whose workers just got `go` must have finished (monotonic clock): the time its
+    rate needs, plus a minute and ten request timeouts of slack."""
+    expected = expected_requests(shares)
+    longest = expected / p["rate"] if p["rate"] else 0.0
+    if p["workload"] == "watch":
+        longest = p["puts"] / p["put_rate"]
+    return time.monotonic() + longest + 60 + 10 * p["timeout"]
+
+
 def _cpu_of(pids) -> float | None:
     if not pids:
         return None
@@ -145,7 +159,7 @@ def run(p: dict, *, progress=None, server_pids=(), start_timeout: float = 60.0) 
                                                 error_cls=LoadgenError)
         except _goload.GoloadUnavailable as exc:
             raise LoadgenError(str(exc)) from None
-        expected = sum(s["total"] for s in shares)
+        expected = expected_requests(shares)
     else:
         results, t_go, expected = _run_python_workers(p, shares, progress, before_go, after_run, start_timeout)
     if progress is not None:
@@ -187,11 +201,8 @@ def _run_python_workers(p: dict, shares: list[dict], progress, before_go, after_
         before_go()
         t_go = time.monotonic()
         go.set()
-        expected = sum(s["watchers"] * s["puts"] if s["workload"] == "watch" else s["total"] for s in shares)
-        longest = expected / p["rate"] if p["rate"] else 0.0
-        if p["workload"] == "watch":
-            longest = p["puts"] / p["put_rate"]
-        deadline = time.monotonic() + longest + 60 + 10 * p["timeout"]
+        expected = expected_requests(shares)
+        deadline = run_deadline(p, shares)
         while len(results) < len(procs):
             try:
                 kind, w, payload = q.get(timeout=0.1)
