@@ -170,9 +170,12 @@ class ClusterMember:
     async def _decide_cluster_version(self) -> None:
         from fastkv.transport.peerrequests import ForwardRefused, PeerRequestError, version_of_peer
 
+        lowest: tuple | None = _version_tuple(ETCD_SERVER_VERSION)
+        current = self.membership.cluster_version
+        if current and _version_tuple(current)[:2] >= lowest[:2]:
+            return  # already at this member's own major.minor: no answer could raise it
         tls = self.cfg.peer_tls
         ssl = tls.client_context() if tls is not None else None
-        lowest: tuple | None = _version_tuple(ETCD_SERVER_VERSION)
         for m in self.membership.sorted_members():
             if m.id == self.member_id:
                 continue
@@ -184,7 +187,6 @@ class ClusterMember:
                 lowest = None  # a member that did not answer: undecided, as etcd's decideClusterVersion
                 break
             lowest = min(lowest, v)
-        current = self.membership.cluster_version
         if lowest is None:
             if current:
                 return
