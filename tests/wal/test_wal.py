@@ -267,3 +267,54 @@ def test_disk_full_during_a_cut_keeps_every_acknowledged_batch(tmp_path, monkeyp
         ents = w2.read_all()[2]
     assert ents[:acked] == entries(1, acked) and ents == entries(1, len(ents))
     assert not [f for f in os.listdir(d) if f.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["native-writer", "twin-writer"])
+def test_writes_through_the_writer_thread_recover_like_save(tmp_path, pure):
+    """prepare / start_write / end_write (the Ready loop's path under load) leave the same WAL as
+    save(): entries, hard states, segment cuts and the fsync metric."""
+    from fastkv._native import load
+
+    writer = load("walwrite", pure=pure).DurableWriter()
+    d = str(tmp_path / "wal")
+    syncs = []
+    w = WAL.create(d, b"m", segment_size=SMALL, on_fsync=syncs.append)
+    try:
+        for i in range(1, 200, 4):
+            for hs, ents in ((pb.HardState(1, 1, max(0, i - 1)), entries(i, i + 3)),
+                             (pb.HardState(1, 1, i + 3), [])):  # then a commit-only, unsynced
+                batch = w.prepare(hs, ents)
+                if w.cut_due(batch):
+                    w.write(batch)
+                    continue
+                w.start_write(batch, writer)
+                w.end_write(batch, writer.wait())
+        assert w.prepare(pb.HardState(1, 1, 200), []) is None  # unchanged: nothing to write
+        assert len(syncs) == 50 and len(list_segments(d)) >= 2
+    finally:
+        w.close()
+        writer.close()
+    with WAL.open(d) as w:
+        _, hs, ents = w.read_all()
+    assert hs == pb.HardState(1, 1, 200) and ents == entries(1, 200)
+
+
+def test_failed_write_through_the_writer_closes_the_wal(tmp_path):
+    from fastkv._native import load
+
+    writer = load("walwrite").DurableWriter()
+    d = str(tmp_path / "wal")
+    w = WAL.create(d, b"m")
+    try:
+        w.save(None, entries(1, 3))
+        batch = w.prepare(None, entries(4, 5))
+        w.start_write(batch, writer)
+        writer.wait()
+        with pytest.raises(OSError):
+            w.end_write(batch, OSError(5, "Input/output error"))  # as result() would raise it
+        with pytest.raises(WALClosedError):
+            w.save(None, entries(4, 5))
+    finally:
+        writer.close()
+    with WAL.open(d) as w2:
+        assert w2.read_all()[2][:3] == entries(1, 3)

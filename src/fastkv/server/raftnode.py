@@ -2,18 +2,27 @@
 transport, a ticker, and the WAL-backed log store.
 
 All decisions about a Ready (what is sent when, what is applied when) live in the driver, which the
-simulator runs too; what is here is the part the simulator replaces: the durable write runs in a
-worker thread (the loop keeps accepting requests meanwhile: they become the next Ready's batch),
-ticks come from a timer, messages go to the transport.
+simulator runs too; what is here is the part the simulator replaces: where the durable write runs,
+ticks from a timer, messages to the transport.
+
+Where the durable write runs. A Ready's batch is encoded on the loop (WAL.prepare) and, when it
+holds several entries, written and fdatasynced by the WAL's writer thread (_native.walwrite), which
+never takes the GIL and reports through an eventfd the loop polls: meanwhile the loop keeps taking
+requests, and they become the next Ready's batch. A batch of one entry, or one needing no fsync (a
+commit-only hard state), is written on the loop itself: handing it to another thread costs two
+thread wake-ups, about as long as the fsync here, and with one request at a time (one entry per
+Ready) there is nothing for the loop to overlap it with. Snapshots, segment cuts and saves under
+failpoints (tests, fastkv chaos's slow disk) go to a Python thread (DiskThread) as a whole.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import queue
 import random
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from fastkv import failpoints
 from fastkv._native import load
@@ -27,6 +36,7 @@ log = logging.getLogger(__name__)
 raft_log = logging.getLogger("fastkv.raft")
 raftpb = load("raftpb")
 raftlog = load("raftlog")
+walwrite = load("walwrite")
 
 SNAPSHOT_CATCHUP_ENTRIES = 5000  # entries kept in memory after a snapshot for slow followers (etcd)
 
@@ -128,6 +138,54 @@ def _ignore(*args) -> None:
     pass
 
 
+def _settle(fut, result, exc) -> None:
+    if not fut.cancelled():
+        if exc is None:
+            fut.set_result(result)
+        else:
+            fut.set_exception(exc)
+
+
+class DiskThread:
+    """One thread running a member's durable writes, in the order they are handed in. Leaner than
+    a ThreadPoolExecutor + wrap_future: one queue put, and one call_soon_threadsafe that settles the
+    loop's future directly."""
+
+    def __init__(self, name: str):
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def run(self, fn, *args) -> asyncio.Future:
+        """fn(*args) on the disk thread; the future (of the running loop) gets its result."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._jobs.put((loop, fut, fn, args))
+        return fut
+
+    def _serve(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            loop, fut, fn, args = job
+            result = exc = None
+            try:
+                result = fn(*args)
+            except BaseException as e:  # handed to the awaiting coroutine, which decides
+                exc = e
+            try:
+                loop.call_soon_threadsafe(_settle, fut, result, exc)
+            except RuntimeError:  # the loop is closed: nobody waits for this any more
+                pass
+            del job, fut, result, exc
+
+    def shutdown(self) -> None:
+        """After the jobs already handed in."""
+        self._jobs.put(None)
+        self._thread.join()
+
+
 class RaftNode:
     """One member's raft, wired for production, and the driver's NodeSink (it forwards to the
     callbacks the server sets before start(); on_read_states and on_dropped are called directly)."""
@@ -166,7 +224,9 @@ class RaftNode:
         self.node = rawnode_mod.RawNode(cfg)
         self.driver = NodeDriver(self.node, self.store, self._send, self)
         self._wake = asyncio.Event()
-        self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastkv-wal")
+        self._disk = DiskThread("fastkv-disk")
+        self._writer = walwrite.DurableWriter("fastkv-wal")
+        self._written = None  # the future of the write the writer has in flight
         self._stopped = False
         self._tasks: list = []
         # set by the server before start()
@@ -268,6 +328,7 @@ class RaftNode:
         """sink: what the transport calls back into (transport.base.RaftSink); default: step only."""
         self.transport.start(sink if sink is not None else self.step)
         loop = asyncio.get_running_loop()
+        loop.add_reader(self._writer.fileno(), self._on_written)
         self._tasks = [loop.create_task(self._ticker(), name="raft-ticker"),
                        loop.create_task(self._run(), name="raft-ready-loop")]
         for t in self._tasks:
@@ -303,7 +364,6 @@ class RaftNode:
 
     async def _run(self) -> None:
         driver, store = self.driver, self.store
-        loop = asyncio.get_running_loop()
         while not self._stopped:
             await self._wake.wait()
             self._wake.clear()
@@ -312,22 +372,48 @@ class RaftNode:
                 if rd is None:
                     break
                 if driver.needs_persist(rd):
-                    await loop.run_in_executor(self._disk, store.save, rd.hard_state, rd.entries,
-                                               rd.snapshot, rd.must_sync)
+                    await self._persist(rd)
                 driver.finish(rd)
                 self._maybe_campaign()
                 if self.after_apply is not None:
                     await self.after_apply()
 
+    async def _persist(self, rd) -> None:
+        store = self.store
+        if rd.snapshot is not None or failpoints.ACTIVE:
+            await self._disk.run(store.save, rd.hard_state, rd.entries, rd.snapshot, rd.must_sync)
+            return
+        wal = store.wal
+        batch = wal.prepare(rd.hard_state, rd.entries)
+        if batch is None:
+            return
+        if wal.cut_due(batch):
+            await self._disk.run(wal.write, batch)
+        elif not batch.sync or len(rd.entries) <= 1:
+            wal.write(batch)
+        else:
+            self._written = asyncio.get_running_loop().create_future()
+            wal.start_write(batch, self._writer)
+            wal.end_write(batch, await self._written)
+
+    def _on_written(self) -> None:
+        """The writer's eventfd is readable: hand its outcome (fsync seconds or OSError) over."""
+        fut, self._written = self._written, None
+        try:
+            outcome = self._writer.result()
+        except OSError as exc:
+            outcome = exc
+        if fut is not None and not fut.cancelled():
+            fut.set_result(outcome)
+
     # --- snapshots ----------------------------------------------------------------------------
     async def snapshot(self, index: int, data: bytes = b"") -> None:
         """Record a raft snapshot at applied `index` (the backend must already hold state >= index),
         then let the WAL and memory drop what it covers."""
-        loop = asyncio.get_running_loop()
         store = self.store
         snap = self.storage.create_snapshot(index, store.conf_state, data)
         t0 = time.perf_counter()
-        await loop.run_in_executor(self._disk, store.persist_snapshot, snap)
+        await self._disk.run(store.persist_snapshot, snap)
         compact_to = index - self.catchup_entries
         if compact_to > self.storage.first_index():
             self.storage.compact(compact_to)
@@ -345,6 +431,9 @@ class RaftNode:
                 await t
             except (asyncio.CancelledError, Exception):
                 pass
-        self._disk.shutdown(wait=True)
+        self._disk.shutdown()
+        if self._tasks:
+            asyncio.get_running_loop().remove_reader(self._writer.fileno())
+        self._writer.close()
         self.transport.stop()
         self.store.close()

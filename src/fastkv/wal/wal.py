@@ -7,6 +7,7 @@ Contract for the server (the single Ready loop is the only writer; a WAL is not 
     wal = WAL.open(dirpath, snapshot_marker=(i, t)|None)  # recover (repairs a torn tail)
     metadata, hard_state, entries = wal.read_all()        # entries after the marker, conflicts resolved
     wal.save(hard_state | None, entries)                  # one encode, one write, one fdatasync
+                                                          # (or in steps: prepare, start/end_write)
     wal.save_snapshot_marker(index, term)                 # fsynced
     wal.release_lock_to(index)                            # delete segments a snapshot covers
     wal.close()
@@ -31,7 +32,7 @@ import os
 import shutil
 import struct
 import time
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from fastkv._native import load
 from fastkv import failpoints
@@ -60,6 +61,16 @@ codec = load("walcodec")
 raftpb = load("raftpb")
 
 _MARKER = struct.Struct("<QQ")  # snapshot marker record: index, term
+
+
+class PreparedBatch(NamedTuple):
+    """An encoded save (WAL.prepare), not yet written."""
+
+    buf: bytes
+    crc: int          # the checksum chain after it
+    sync: bool        # fdatasync after the write (raft's MustSync)
+    hard_state: object
+    last_index: int   # of its last entry; 0 without entries
 
 
 def _lock(fd: int, path: str) -> None:
@@ -355,20 +366,55 @@ class WAL:
         nor vote is written without the fdatasync: the commit index is volatile in raft and is
         re-learned from the leader, and followers update it on every heartbeat. An unchanged hard
         state with no entries writes nothing."""
+        batch = self.prepare(hard_state, entries)
+        if batch is not None:
+            self.write(batch)
+
+    # A save in three steps, so that the write and fdatasync can run on a writer thread while the
+    # caller's thread goes on (the server's Ready loop):
+    #     batch = wal.prepare(hard_state, entries)    encode; None when there is nothing to write
+    #     wal.start_write(batch, writer)              hand it to a DurableWriter (_native.walwrite)
+    #     ... writer.result() once its eventfd is readable: the fsync seconds, or an OSError ...
+    #     wal.end_write(batch, outcome)               durable now (or the WAL is closed and it raises)
+    # or wal.write(batch) on this thread (failpoints apply there only). Nothing else may be written
+    # between prepare() and the end of its write, and a batch that cut_due() says fills the segment
+    # cuts it in end_write()/write(): run those off the loop.
+    def prepare(self, hard_state, entries) -> PreparedBatch | None:
         if type(entries) is not list:
             entries = list(entries)
         if not entries:
             if hard_state is None or hard_state == self._hard_state:
-                return
+                return None
         must_sync = bool(entries) or hard_state is None or (
             hard_state.term != self._hard_state.term or hard_state.vote != self._hard_state.vote)
         buf, crc = codec.encode_batch(hard_state, entries, self._crc)
-        self._write_synced(buf, must_sync)
-        self._crc = crc
-        if entries:
-            self._last_index = entries[-1].index
-        if hard_state is not None:
-            self._hard_state = hard_state
+        return PreparedBatch(buf, crc, must_sync, hard_state, entries[-1].index if entries else 0)
+
+    def cut_due(self, batch: PreparedBatch) -> bool:
+        return self._off + len(batch.buf) >= self.segment_size
+
+    def write(self, batch: PreparedBatch) -> None:
+        self._write_synced(batch.buf, batch.sync)
+        self._written(batch)
+
+    def start_write(self, batch: PreparedBatch, writer) -> None:
+        writer.submit(self._fd_or_raise(), batch.buf, self._off, batch.sync)
+
+    def end_write(self, batch: PreparedBatch, outcome) -> None:
+        if isinstance(outcome, BaseException):
+            self._abandon()
+            raise outcome
+        self._off += len(batch.buf)
+        if batch.sync and self.on_fsync is not None:
+            self.on_fsync(outcome)
+        self._written(batch)
+
+    def _written(self, batch: PreparedBatch) -> None:
+        self._crc = batch.crc
+        if batch.last_index:
+            self._last_index = batch.last_index
+        if batch.hard_state is not None:
+            self._hard_state = batch.hard_state
         if self._off >= self.segment_size:
             self._cut()
 
