@@ -5,14 +5,14 @@ All decisions about a Ready (what is sent when, what is applied when) live in th
 simulator runs too; what is here is the part the simulator replaces: where the durable write runs,
 ticks from a timer, messages to the transport.
 
-Where the durable write runs. A Ready's batch is encoded on the loop (WAL.prepare) and, when it
-holds several entries, written and fdatasynced by the WAL's writer thread (_native.walwrite), which
-never takes the GIL and reports through an eventfd the loop polls: meanwhile the loop keeps taking
-requests, and they become the next Ready's batch. A batch of one entry, or one needing no fsync (a
-commit-only hard state), is written on the loop itself: handing it to another thread costs two
-thread wake-ups, about as long as the fsync here, and with one request at a time (one entry per
-Ready) there is nothing for the loop to overlap it with. Snapshots, segment cuts and saves under
-failpoints (tests, fastkv chaos's slow disk) go to a Python thread (DiskThread) as a whole.
+Where the durable write runs. A Ready's batch is encoded on the loop (WAL.prepare) and written by
+the WAL's writer thread (_native.walwrite), which never takes the GIL and reports through an eventfd
+the loop polls: meanwhile the loop keeps taking requests, which become the next Ready's batch, and
+answers the requests a commit-only hard state follows (their entries were applied before it is
+written). The exception is a batch of one entry that needs an fsync: it is written on the loop, as
+with one request at a time there is nothing to overlap with its fsync and the handoff only adds
+latency. Snapshots, segment cuts and saves under failpoints (tests, fastkv chaos's slow disk) go to a
+Python thread (DiskThread) as a whole.
 """
 from __future__ import annotations
 
@@ -389,7 +389,7 @@ class RaftNode:
             return
         if wal.cut_due(batch):
             await self._disk.run(wal.write, batch)
-        elif not batch.sync or len(rd.entries) <= 1:
+        elif batch.sync and len(rd.entries) <= 1:
             wal.write(batch)
         else:
             self._written = asyncio.get_running_loop().create_future()
