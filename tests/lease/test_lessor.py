@@ -96,6 +96,11 @@ def test_put_attaches_and_moves_between_leases(member):
     # revoking the old lease leaves the moved key alone
     lessor.revoke(1)
     assert member.get(b"a").value == b"3" and member.get(b"b").value == b"2"
+    assert (lessor.lease_of(b"a"), lessor.lease_of(b"b")) == (2, 0)
+    kv.put_value(b"a", b"4")  # the lean put detaches too
+    assert lessor.lookup(2).keys == set() and lessor.lease_of(b"a") == 0
+    lessor.revoke(2)
+    assert member.get(b"a").value == b"4"
 
 
 def test_delete_detaches(member):

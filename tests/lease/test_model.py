@@ -183,6 +183,10 @@ class LessorModel(RuleBasedStateMachine):
         live = self.kv.range(RangeOp(b"\x00", b"\x00")).kvs
         assert {x.key: (x.value, x.lease) for x in live} == self.m_kv
         assert self.kv.current_revision == self.m_rev
+        # the key -> lease map a put reads its old lease from (instead of the backend)
+        for k in (b"a", b"b", b"c", b"d"):
+            _v, lid = self.m_kv.get(k, (None, 0))
+            assert self.lessor.lease_of(k) == lid
 
 
 MemoryLessorModel = LessorModel

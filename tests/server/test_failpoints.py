@@ -38,3 +38,20 @@ def test_kill_at_a_durability_boundary_loses_nothing_acknowledged(tmp_path, poin
         assert got[:len(acked)] == acked and len(got) <= len(acked) + 1
     finally:
         m.stop()
+
+
+def test_a_proposal_stuck_behind_a_slow_disk_times_out_with_etcds_error(tmp_path):
+    """etcd's request timeout (5 s + 2 election timeouts): the wait registry's sweep answers a put
+    whose entry cannot be made durable with "etcdserver: request timed out"; the member goes on."""
+    # every WAL save from the 30th pass on waits 7 s: the first puts go through, then one sticks
+    env = env_with_src(FASTKV_FAILPOINTS="raft.wal_save.before=sleep(7000)@30")
+    m = Member(tmp_path / "data", "--election-timeout", "100", "--heartbeat-interval", "20", env=env).start()
+    try:
+        with m.client(timeout=20) as c:
+            with pytest.raises(grpc.RpcError) as ei:
+                for i in range(100):
+                    c.put(b"k%03d" % i, b"v")
+            assert ei.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert ei.value.details() == "etcdserver: request timed out"
+    finally:
+        m.stop()

@@ -16,3 +16,38 @@ def test_a_restart_later_starts_above_the_ids_of_the_earlier_run():
     earlier = [first.next() for _ in range(200)]  # under 256 per ms, as in any real run
     later = RequestIDs(7, 1_000_001)
     assert later.next() > max(earlier)
+
+
+def test_wait_times_out_pending_requests_in_order_with_one_timer():
+    """The registry's request timeout: each request fails with expired() once its own timeout has
+    passed, the triggered ones are untouched, and one timer does the sweeping."""
+    import asyncio
+
+    from fastkv.server.wait import Wait
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        w = Wait(1, 1_000, timeout=0.2, expired=lambda: TimeoutError("expired"))
+        t0 = loop.time()
+        first = [w.register(i) for i in (1, 2, 3)]
+        await asyncio.sleep(0.1)
+        later = [w.register(i) for i in (4, 5)]
+        w.trigger(2, "answered")
+        w.trigger(5, "answered")
+        outcomes = {}
+
+        async def watch(i, fut):
+            try:
+                outcomes[i] = (await fut, loop.time() - t0)
+            except TimeoutError:
+                outcomes[i] = ("timed out", loop.time() - t0)
+
+        await asyncio.gather(*(watch(i, f) for i, f in zip((1, 2, 3, 4, 5), first + later)))
+        assert len(w) == 0 and w._timer is None
+        return outcomes
+
+    out = asyncio.run(run())
+    assert {i: o for i, (o, _t) in out.items()} == {1: "timed out", 2: "answered", 3: "timed out",
+                                                      4: "timed out", 5: "answered"}
+    assert 0.19 <= out[1][1] < 0.28 and 0.19 <= out[3][1] < 0.28  # at their own deadline
+    assert 0.29 <= out[4][1] < 0.4  # registered 0.1 s later, so expired 0.1 s later

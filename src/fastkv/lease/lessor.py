@@ -77,6 +77,9 @@ class Lessor:
         self._tx = backend.batch_tx()
         self._mu = threading.RLock()
         self._leases: dict[int, Lease] = {}
+        # key -> the lease it is attached to (etcd's itemMap): a put learns the key's old lease here
+        # instead of reading the key's previous record from the backend
+        self._items: dict[bytes, int] = {}
         self._expiries = DeadlineQueue()
         self._checkpoints = DeadlineQueue()
         self._clear_remaining: dict[int, None] = {}  # ordered set: renewed leases whose remainder must go
@@ -108,12 +111,19 @@ class Lessor:
         if lease is None:
             raise ErrLeaseNotFound()
         lease.keys.add(key)
+        self._items[key] = lease_id
 
     def detach(self, lease_id: int, key: bytes) -> None:
         """Detach a key; a lease already gone is not an error (nothing is attached to it)."""
         lease = self._leases.get(lease_id)
         if lease is not None:
             lease.keys.discard(key)
+        if self._items.get(key) == lease_id:
+            del self._items[key]
+
+    def lease_of(self, key: bytes) -> int:
+        """The lease `key` is attached to (NO_LEASE if none)."""
+        return self._items.get(key, NO_LEASE)
 
     # --- applied from the log -------------------------------------------------------------------
     def grant(self, lease_id: int, ttl: int) -> Lease:
@@ -154,6 +164,9 @@ class Lessor:
                     tx.unsafe_put(LEASE, row, encode_lease_row(lease.ttl, lease.remaining_ttl))
                     raise
             del self._leases[lease_id]
+            for key in keys:  # the deleter detached them; a failed one left nothing behind
+                if self._items.get(key) == lease_id:
+                    del self._items[key]
             self.revoked_total += 1
             self._expiries.discard(lease_id)
             self._checkpoints.discard(lease_id)
@@ -307,11 +320,13 @@ class Lessor:
                     orphans += 1
                     continue
                 lease.keys.add(key)
+                self._items[key] = lease_id
             if orphans:
                 log.warning("lessor recover: %d keys name a lease that does not exist; left unattached", orphans)
 
     def _load(self, tx) -> None:
         self._leases.clear()
+        self._items.clear()
         self._expiries.clear()
         self._checkpoints.clear()
         self._clear_remaining.clear()

@@ -15,9 +15,10 @@ Events: at the end of each write txn its events go to `observer(events, revision
 drains after the backend commit.
 
 Leases: mvcc does not import the lessor. It talks to whatever object is passed as `lessor`, which
-must offer `exists(lease_id) -> bool`, `attach(lease_id, key)` and `detach(lease_id, key)` (etcd's
-kvstore does the same through lease.Lessor): a put with an unknown lease fails with
-ErrLeaseNotFound before any change, and a put/delete moves the key's attachment.
+must offer `exists(lease_id) -> bool`, `attach(lease_id, key)`, `detach(lease_id, key)` and
+`lease_of(key) -> lease id or 0` (etcd's kvstore does the same through lease.Lessor): a put with an
+unknown lease fails with ErrLeaseNotFound before any change, and a put/delete moves the key's
+attachment.
 """
 from __future__ import annotations
 
@@ -280,8 +281,11 @@ class KVStore:
 
     # --- writes -----------------------------------------------------------------------------------
     def put(self, op: PutOp) -> PutResult:
-        if not (op.prev_kv or op.ignore_value or op.ignore_lease or self.lessor is not None):
-            return PutResult(self.put_value(op.key, op.value, op.lease), None)
+        if not (op.prev_kv or op.ignore_value or op.ignore_lease):
+            lessor = self.lessor
+            # no lease before or after: nothing to attach or detach, the native put does it all
+            if lessor is None or not (op.lease or lessor.lease_of(op.key)):
+                return PutResult(self._writer.put_value(op.key, op.value, op.lease), None)
         txncheck.check_put(op)
         with self._tx:
             self._check_quota(len(op.key) + len(op.value))
@@ -296,7 +300,8 @@ class KVStore:
         Same semantics as put(PutOp(key, value, lease)); it exists because a put is the hot path of
         every write benchmark and each Python-level call on it costs a measurable share. While the
         store has no lessor, the instance's put_value is the writer's native one (see `lessor`)."""
-        if lease and self.lessor is not None:
+        lessor = self.lessor
+        if lessor is not None and (lease or lessor.lease_of(key)):
             return self.put(PutOp(key, value, lease)).revision
         return self._writer.put_value(key, value, lease)
 

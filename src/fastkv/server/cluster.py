@@ -228,12 +228,7 @@ class ClusterMember:
         except ProposalDropped:
             self.wait.cancel(request_id)
             raise ErrNoLeader() from None
-        try:
-            async with asyncio.timeout(self.request_timeout):
-                return await fut
-        except TimeoutError:
-            self.wait.cancel(request_id)
-            raise ErrTimeout() from None
+        return await fut  # the wait registry fails it with ErrTimeout after request_timeout
 
     def _started_members(self) -> set:
         """Members this one is connected to (etcd: peers whose stream is active), and itself."""

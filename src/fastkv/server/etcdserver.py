@@ -160,7 +160,7 @@ class EtcdServer(ClusterMember):
         for m in known:
             if m.id != self.member_id:
                 self.transport.add_peer(m.id, m.peer_urls)
-        self.wait = Wait(self.member_id)
+        self.wait = Wait(self.member_id, timeout=self.request_timeout, expired=self._proposal_timed_out)
         self.applier = Applier(self.kv, self.lessor, self.alarms, self.wait)
         self.applier.membership = self.membership
         self._start_auth()
@@ -284,19 +284,16 @@ class EtcdServer(ClusterMember):
             data = rq.encode(request_id, kind, msg, auth.username, auth.revision)
         if len(data) > self.cfg.max_request_bytes:
             raise ErrRequestTooLarge()
-        fut = self.wait.register(request_id)
+        fut = self.wait.register(request_id)  # fails with ErrTimeout after request_timeout
         self.raft.propose(data)
-        try:
-            # asyncio.timeout, not wait_for: wait_for wraps the future in a new task per request
-            async with asyncio.timeout(self.request_timeout):
-                result = await fut
-        except TimeoutError:
-            self.wait.cancel(request_id)
-            self.metrics.proposals_failed_total += 1
-            raise ErrTimeout() from None
+        result = await fut
         if isinstance(result, BaseException):
             raise result
         return result
+
+    def _proposal_timed_out(self) -> EtcdError:
+        self.metrics.proposals_failed_total += 1
+        return ErrTimeout()
 
     def _on_dropped(self, batch, exc) -> None:
         for data in batch:

@@ -23,38 +23,74 @@ class RequestIDs:
 
 
 class Wait:
-    def __init__(self, member_id: int = 0, now_ms: int | None = None):
+    """The pending proposals of this member, by request id.
+
+    With a timeout, a request not triggered within `timeout` seconds of its registration fails
+    with expired() (etcd's request timeout). One loop timer sweeps them rather than a timer per
+    request: every request gets the same timeout, so registration order is deadline order and a
+    sweep stops at the first request with time left."""
+
+    def __init__(self, member_id: int = 0, now_ms: int | None = None, timeout: float = 0.0, expired=None):
         if now_ms is None:
             import time
 
             now_ms = int(time.time() * 1000)
         self._ids = RequestIDs(member_id, now_ms)
-        self._pending: dict[int, asyncio.Future] = {}
+        self._pending: dict[int, tuple[asyncio.Future, float]] = {}  # id -> (future, deadline)
+        self._timeout = timeout
+        self._expired = expired
+        self._timer = None
 
     def next_id(self) -> int:
         return self._ids.next()
 
     def register(self, request_id: int) -> asyncio.Future:
-        fut = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = fut
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        if self._timeout > 0:
+            deadline = loop.time() + self._timeout
+            self._pending[request_id] = (fut, deadline)
+            if self._timer is None:
+                self._timer = loop.call_at(deadline, self._sweep, loop)
+        else:
+            self._pending[request_id] = (fut, 0.0)
         return fut
 
     def trigger(self, request_id: int, result) -> None:
-        fut = self._pending.pop(request_id, None)
-        if fut is not None and not fut.done():
+        entry = self._pending.pop(request_id, None)
+        if entry is not None and not entry[0].done():
             if isinstance(result, BaseException):
-                fut.set_exception(result)
+                entry[0].set_exception(result)
             else:
-                fut.set_result(result)
+                entry[0].set_result(result)
 
     def cancel(self, request_id: int) -> None:
         self._pending.pop(request_id, None)
 
     def fail_all(self, exc: BaseException) -> None:
         pending, self._pending = self._pending, {}
-        for fut in pending.values():
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for fut, _deadline in pending.values():
             if not fut.done():
                 fut.set_exception(exc)
+
+    def _sweep(self, loop) -> None:
+        self._timer = None
+        now = loop.time()
+        expired, next_deadline = [], None
+        for request_id, (_fut, deadline) in self._pending.items():
+            if deadline > now:
+                next_deadline = deadline
+                break
+            expired.append(request_id)
+        for request_id in expired:
+            fut = self._pending.pop(request_id)[0]
+            if not fut.done():
+                fut.set_exception(self._expired())
+        if next_deadline is not None:
+            self._timer = loop.call_at(next_deadline, self._sweep, loop)
 
     def __len__(self) -> int:
         return len(self._pending)
