@@ -387,6 +387,10 @@ class RaftNode:
         batch = wal.prepare(rd.hard_state, rd.entries)
         if batch is None:
             return
+        if not batch.sync:
+            # a commit-only hard state follows the entries just applied: let their answers go out
+            # first (one loop turn), they do not wait for it
+            await asyncio.sleep(0)
         if wal.cut_due(batch):
             await self._disk.run(wal.write, batch)
         elif batch.sync and len(rd.entries) <= 1:
