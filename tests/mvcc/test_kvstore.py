@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from fastkv.backend import open_backend
+from fastkv.backend import KEY, open_backend
 from fastkv.errors import (
     ErrCompacted, ErrDuplicateKey, ErrEmptyKey, ErrFutureRev, ErrKeyNotFound, ErrLeaseProvided, ErrNoSpace,
     ErrTooManyOps, ErrValueProvided,
@@ -284,3 +284,58 @@ def test_lessor_set_after_construction_routes_leased_puts(store):
     assert store.current_revision == 2
     store.lessor = None
     assert store.put_value == lean and store.put_value(b"plain", b"v") == 3
+
+
+def _run_steps(steps, between=None):
+    """Drive KVStore.hash_steps to its result, calling between() at every step boundary."""
+    n = 0
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value, n
+        n += 1
+        if between is not None:
+            between(n)
+
+
+def test_hash_steps_is_one_hash_of_the_revisions_up_to_rev(store):
+    from fastkv._native import load
+
+    crc = load("crc32c").crc32c
+    for i in range(250):
+        store.put(PutOp(b"k%03d" % (i % 90), b"v%d" % i))
+    store.delete_range(DeleteOp(b"k050"))
+    rev = store.current_revision
+    whole, steps = _run_steps(store.hash_steps(0, chunk=1000))
+    assert steps == 0 and whole[1:] == (-1, rev)
+    chunked, steps = _run_steps(store.hash_steps(0, chunk=7))
+    assert steps == 251 // 7 and chunked == whole
+    # by hand: CRC-32C over every record of the key bucket, keys and values in key order
+    h = 0
+    with store.backend.read_tx() as tx:
+        for k, v in tx.unsafe_range(KEY, b"", b""):
+            h = crc(v, crc(k, h))
+    assert whole[0] == h
+    # writes made between steps are after the revision hashed: the hash does not move
+    more, _ = _run_steps(store.hash_steps(rev, chunk=7), lambda n: store.put(PutOp(b"new%d" % n, b"x")))
+    assert more == whole
+    with pytest.raises(ErrFutureRev):
+        next(store.hash_steps(store.current_revision + 1))
+
+
+def test_hash_steps_start_over_after_a_compaction_between_steps(store):
+    for i in range(100):
+        store.put(PutOp(b"k%02d" % (i % 10), b"v%d" % i))
+    rev = store.current_revision
+    compacted = []
+
+    def compact_once(n):
+        if n == 3 and not compacted:
+            compacted.append(store.compact(rev - 20))
+
+    h, steps = _run_steps(store.hash_steps(0, chunk=10), compact_once)
+    assert compacted and h[1] == rev - 20 and h[2] == rev
+    assert h == _run_steps(store.hash_steps(0, chunk=10))[0]  # the post-compaction hash, whole
+    with pytest.raises(ErrCompacted):  # a revision the compaction removed cannot be hashed
+        next(store.hash_steps(rev - 30))

@@ -133,13 +133,13 @@ async def defragment(s, req, auth=None):
 
 async def hash_(s, req, auth=None):
     root_only(s, auth)
-    h, _crev, _rev = s.hash_kv(0)
+    h, _crev, _rev = await s.hash_kv(0)
     return rpc_pb2.HashResponse(header=s.header(), hash=h)
 
 
 async def hash_kv(s, req, auth=None):
     root_only(s, auth)
-    h, crev, _rev = s.hash_kv(req.revision)
+    h, crev, _rev = await s.hash_kv(req.revision)
     # etcd's header carries the current revision, not the one hashed up to
     return rpc_pb2.HashKVResponse(header=s.header(), hash=h, compact_revision=crev)
 

@@ -37,6 +37,7 @@ from fastkv.mvcc.ops import (
 _codec = load("mvcccodec")
 _revindex = load("revindex")
 _revwrite = load("revwrite")
+_crc = load("crc32c")
 KeyValue = _codec.KeyValue
 rev_key = _codec.rev_key
 decode_record = _codec.decode_record
@@ -514,6 +515,34 @@ class KVStore:
             self.compact_revision = revision
             self.backend.force_commit()
             return self.current_revision
+
+    def hash_steps(self, revision: int, chunk: int = 1000):
+        """etcd's HashByRev as a generator: each step hashes `chunk` records of the key bucket and
+        yields, so the caller can let other work run between steps; it returns (CRC-32C of every
+        record at or below the revision, compact revision (-1: never compacted), revision).
+        revision 0 means the current one. Records at or below a revision only ever change by a
+        compaction, which also raises the compact revision: a hash that saw one starts over."""
+        while True:
+            rev = revision or self.current_revision
+            if rev > self.current_revision:
+                raise ErrFutureRev()
+            if 0 < revision <= self.compact_revision:
+                raise ErrCompacted()  # as etcd: history below the compaction cannot be hashed
+            crev = self.compact_revision
+            h, start, end = 0, b"", rev_key(rev + 1, 0)
+            while True:
+                with self._tx as tx:
+                    rows = tx.unsafe_range(KEY, start, end, limit=chunk)
+                for k, v in rows:
+                    h = _crc.crc32c(v, _crc.crc32c(k, h))
+                if len(rows) < chunk:
+                    break
+                start = rows[-1][0] + b"\x00"
+                yield
+                if self.compact_revision != crev:
+                    break
+            if self.compact_revision == crev:
+                return h, crev, rev
 
     # --- helpers ----------------------------------------------------------------------------------
     def _get_kv(self, key: bytes, rev: int):

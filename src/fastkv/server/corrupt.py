@@ -29,9 +29,9 @@ class DataInconsistency(RuntimeError):
     """The initial check found a peer whose data differs from this member's."""
 
 
-def hash_kv_for_peer(server, req) -> rpc_pb2.HashKVResponse:
+async def hash_kv_for_peer(server, req) -> rpc_pb2.HashKVResponse:
     """POST /members/hashkv: this member's HashKV at req.revision (0: its current revision)."""
-    h, crev, rev = server.hash_kv(req.revision)
+    h, crev, rev = await server.hash_kv(req.revision)
     return rpc_pb2.HashKVResponse(header=rpc_pb2.ResponseHeader(
         cluster_id=server.cluster_id, member_id=server.member_id, revision=rev, raft_term=server.raft.term),
         hash=h, compact_revision=crev)
@@ -59,7 +59,7 @@ async def initial_check(server) -> None:
     """Raises DataInconsistency when a peer at this member's revision and compaction has another hash."""
     log.info("%x starting initial corruption check with timeout %.0fs...", server.member_id,
              server.request_timeout)
-    h, crev, rev = server.hash_kv(0)
+    h, crev, rev = await server.hash_kv(0)
     mismatches = 0
     for member_id, resp, why in await peer_hashes(server, rev):
         if resp is None:
@@ -82,10 +82,10 @@ async def initial_check(server) -> None:
 
 async def leader_check(server) -> list:
     """One round of the leader's periodic check. Returns the member ids it raised CORRUPT for."""
-    h, crev, rev = server.hash_kv(0)
+    h, crev, rev = await server.hash_kv(0)
     peers = await peer_hashes(server, rev)
     await server.linearizable_barrier()
-    h2, crev2, rev2 = server.hash_kv(0)
+    h2, crev2, rev2 = await server.hash_kv(0)
     suspects: list = []
     if h2 != h and rev2 == rev and crev2 == crev:
         log.error("%x: hash %d != computed hash %d (revision %d, compact revision %d)",

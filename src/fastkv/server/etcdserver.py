@@ -23,11 +23,9 @@ import time
 from fastkv import __version__
 from fastkv.api import convert
 from fastkv.api.etcdpb import rpc_pb2
-from fastkv._native import load
-from fastkv.backend import KEY
 from fastkv.backend.lmdb_backend import LMDBBackend
 from fastkv.errors import (
-    EtcdError, ErrCompacted, ErrEmptyKey, ErrFutureRev, ErrLeaseNotFound, ErrNoLeader, ErrNoSpace,
+    EtcdError, ErrEmptyKey, ErrLeaseNotFound, ErrNoLeader, ErrNoSpace,
     ErrRequestTooLarge, ErrTimeout,
 )
 from fastkv.lease.lessor import Lessor
@@ -52,10 +50,9 @@ from fastkv.transport.peerhttp import PeerHTTP
 log = logging.getLogger(__name__)
 
 READ_INDEX_RETRY_SECONDS = 0.5  # etcd's readIndexRetryTime
+HASH_KV_CHUNK = 1000  # records hashed per loop turn
 ETCD_VERSION = ETCD_SERVER_VERSION  # the etcd API level fastkv matches (what Status and /version report)
 _META = struct.Struct("<QQ")
-_crc = load("crc32c")
-_codec = load("mvcccodec")  # WAL metadata: member id, cluster id
 
 
 class EtcdServer(ClusterMember):
@@ -573,19 +570,17 @@ class EtcdServer(ClusterMember):
         # the quota check reads the size tracked at the last commit: defrag shrank the file since
         self.kv.backend_resized()
 
-    def hash_kv(self, revision: int) -> tuple[int, int, int]:
-        """(hash, compact revision, revision): CRC-32C of every revision <= `revision` still stored."""
-        rev = revision or self.kv.current_revision
-        if rev > self.kv.current_revision:
-            raise ErrFutureRev()
-        if 0 < revision <= self.kv.compact_revision:
-            raise ErrCompacted()  # as etcd: history below the compaction cannot be hashed
-        h = 0
-        with self.backend.read_tx() as tx:
-            for k, v in tx.unsafe_range(KEY, b"", _codec.rev_key(rev + 1, 0)):
-                h = _crc.crc32c(k, h)
-                h = _crc.crc32c(v, h)
-        return h, self.kv.compact_revision, rev  # -1 when never compacted, as etcd reports it
+    async def hash_kv(self, revision: int) -> tuple[int, int, int]:
+        """(hash, compact revision, revision): CRC-32C of every revision <= `revision` still stored
+        (0: the current revision). Hashed in steps with a loop turn between them, so a large store
+        does not stall raft or the clients (KVStore.hash_steps)."""
+        steps = self.kv.hash_steps(revision, HASH_KV_CHUNK)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+            await asyncio.sleep(0)
 
     def metrics_text(self) -> str:
         return self.metrics.render()

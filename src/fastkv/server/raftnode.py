@@ -363,7 +363,7 @@ class RaftNode:
             self._wake.set()
 
     async def _run(self) -> None:
-        driver, store = self.driver, self.store
+        driver = self.driver
         while not self._stopped:
             await self._wake.wait()
             self._wake.clear()

@@ -43,7 +43,7 @@ class PeerHTTP:
     # raises EtcdError with etcd's errors
     member_promote: Callable | None = None
     # POST /members/hashkv: the corruption check asks each peer for its HashKV at a revision.
-    # fn(HashKVRequest) -> HashKVResponse; raises EtcdError (future revision, compacted)
+    # async fn(HashKVRequest) -> HashKVResponse; raises EtcdError (future revision, compacted)
     hash_kv: Callable | None = None
 
 
@@ -101,7 +101,7 @@ async def answer_post(info: "PeerHTTP | None", path: bytes, body: bytes) -> byte
             resp = await info.lease_time_to_live(req)
             return _response("200 OK", resp.SerializeToString(), "application/protobuf")
         if path == HASHKV_PATH and info.hash_kv is not None:
-            resp = info.hash_kv(rpc_pb2.HashKVRequest.FromString(body))
+            resp = await info.hash_kv(rpc_pb2.HashKVRequest.FromString(body))
             return _response("200 OK", resp.SerializeToString(), "application/protobuf")
         if path.startswith(PROMOTE_PREFIX) and info.member_promote is not None:
             raw = path[len(PROMOTE_PREFIX):]
