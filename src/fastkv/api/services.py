@@ -87,7 +87,7 @@ class WatchService(rpc_pb2_grpc.WatchServicer):
     async def Watch(self, request_iterator, context):
         async for resp in _drive(context, server_streams.watch(self.s, request_iterator,
                                                                lambda: request_auth(self.s, context))):
-            yield resp
+            yield server_streams.decoded(resp)  # grpcio's serializer takes WatchResponse objects only
 
 
 class LeaseService(rpc_pb2_grpc.LeaseServicer):

@@ -25,6 +25,7 @@ from fastkv.frontend import status
 from fastkv.frontend.calls import UnaryCall
 from fastkv.frontend.connection import call_auth
 from fastkv.frontend.methods import UNARY_METHODS
+from fastkv.server.streams import decoded
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ def _stream(server, grpc_path: str, body: bytes, conn, authorization) -> None:
         t.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
         try:
             async for resp in m.handler(server, requests(), lambda: call_auth(server, _headers(authorization), None)):
-                chunk = b'{"result":' + to_json(resp) + b"}\n"
+                chunk = b'{"result":' + to_json(decoded(resp)) + b"}\n"
                 t.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                 while conn.paused and not t.is_closing():
                     await asyncio.sleep(0.01)

@@ -26,6 +26,29 @@ from fastkv.server.snapshot_export import export_etcd_snapshot
 SNAPSHOT_CHUNK = 32 * 1024
 
 
+class Encoded:
+    """A response message already in its wire form (what a front end would get from
+    SerializeToString); message() decodes it for a front end that needs the object (the JSON
+    gateway, grpcio). The watch stream sends these: see watch()."""
+
+    __slots__ = ("data", "message_type")
+
+    def __init__(self, data: bytes, message_type):
+        self.data = data
+        self.message_type = message_type
+
+    def SerializeToString(self) -> bytes:
+        return self.data
+
+    def message(self):
+        return self.message_type.FromString(self.data)
+
+
+def decoded(resp):
+    """A stream's response as a message object (Encoded ones decoded)."""
+    return resp.message() if type(resp) is Encoded else resp
+
+
 def root_only(server, auth) -> None:
     """Defragment, Snapshot, Hash and HashKV are root's once auth is on (etcd 3.4's rule; its
     maintenance service sends these refusals unmapped: code UNKNOWN, auth's own text)."""
@@ -103,8 +126,13 @@ async def watch(server, requests, who):
                 yield refused.pop(0)
             responses = await loop.run_in_executor(None, stream.take)
             # Many watchers of one stream get the same events (a key or prefix watched many times):
-            # each event and each revision's header is converted once per batch, not per watcher.
+            # each run of events is converted and encoded once per batch, not per watcher. A
+            # response goes out as its own fields (watch id, flags, header) followed by the shared
+            # encoding of its events: protobuf reads concatenated encodings of one message type
+            # as one message, with the repeated events field appended, so each watcher costs a
+            # small encode and a join instead of copying and encoding every event again.
             converted: dict = {}
+            encoded: dict = {}
             headers: dict = {}
             for r in responses:
                 if r.compact_revision:
@@ -116,16 +144,24 @@ async def watch(server, requests, who):
                     header = headers.get(r.revision)
                     if header is None:
                         header = headers[r.revision] = server.header(r.revision)
-                events = []
-                for ev in r.events:
-                    e = converted.get(id(ev))
-                    if e is None:
-                        e = converted[id(ev)] = _event_pb(ev)
-                    events.append(e)
-                yield rpc_pb2.WatchResponse(
+                own = rpc_pb2.WatchResponse(
                     header=header, watch_id=r.watch_id, created=r.created, canceled=r.canceled,
-                    compact_revision=r.compact_revision, cancel_reason=r.cancel_reason, fragment=r.fragment,
-                    events=events)
+                    compact_revision=r.compact_revision, cancel_reason=r.cancel_reason,
+                    fragment=r.fragment).SerializeToString()
+                if not r.events:
+                    yield Encoded(own, rpc_pb2.WatchResponse)
+                    continue
+                run = tuple(map(id, r.events))  # the events are alive for the batch: ids are stable
+                body = encoded.get(run)
+                if body is None:
+                    events = []
+                    for ev in r.events:
+                        e = converted.get(id(ev))
+                        if e is None:
+                            e = converted[id(ev)] = _event_pb(ev)
+                        events.append(e)
+                    body = encoded[run] = rpc_pb2.WatchResponse(events=events).SerializeToString()
+                yield Encoded(own + body, rpc_pb2.WatchResponse)
     finally:
         reader.cancel()
         stream.close()
