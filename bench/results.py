@@ -214,6 +214,7 @@ def main(argv=None) -> int:
            f"- CPU: {m['cpu']} ({m['cpus']} logical CPUs)", f"- {m['platform']}, Python {m['python']}",
            f"- reference: {m['etcd']}", ""]
     headline = []
+    regenerated = []  # (title, lines) of the benchmark sections run now
     for stem, section in load_sections(args.only):
         if "markdown" in section:
             doc += [section["markdown"].strip(), ""]
@@ -240,13 +241,41 @@ def main(argv=None) -> int:
         finally:
             if server is not None:
                 server.cleanup()
-        doc += [f"## {section['title']}", "", section.get("about", "").strip(), ""]
-        doc += render_runs(section, results)
-    pathlib.Path(args.output).write_text("\n".join(doc).rstrip() + "\n")
-    print(f"wrote {args.output}")
+        lines = [f"## {section['title']}", "", section.get("about", "").strip(), "",
+                 f"Measured {m['date']} at commit `{m['commit']}`.", ""]
+        lines += render_runs(section, results)
+        regenerated.append((section["title"], lines))
+        doc += lines
+    out = pathlib.Path(args.output)
+    if args.only and out.exists():
+        out.write_text(splice_sections(out.read_text(), regenerated))
+        print(f"updated {len(regenerated)} section(s) of {args.output}")
+    else:
+        out.write_text("\n".join(doc).rstrip() + "\n")
+        print(f"wrote {args.output}")
     if not args.no_readme and headline and not args.only:
         update_readme(headline, m)
     return 0
+
+
+def splice_sections(text: str, sections: list) -> str:
+    """Replace each `## <title>` section of an existing RESULTS.md (up to the next `## ` heading)
+    with its regenerated lines; a section not found is appended. Everything else is kept."""
+    for title, lines in sections:
+        block = "\n".join(lines).rstrip() + "\n\n"
+        head = f"## {title}\n"
+        if text.startswith(head):
+            start = 0
+        else:
+            found = text.find("\n" + head)
+            if found < 0:
+                text = text.rstrip() + "\n\n" + block
+                continue
+            start = found + 1
+        nxt = text.find("\n## ", start + len(head))
+        end = len(text) if nxt < 0 else nxt + 1
+        text = text[:start] + block + text[end:]
+    return text.rstrip() + "\n"
 
 
 def update_readme(headline, m) -> None:
