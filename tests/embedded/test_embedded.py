@@ -6,7 +6,7 @@ import threading
 import pytest
 
 import fastkv
-from fastkv.embedded import Compare, CompareResult, CompareTarget, PutOp, RangeOp, prefix_end
+from fastkv.embedded import Compare, CompareResult, CompareTarget, PutOp, prefix_end
 from fastkv.errors import ErrCompacted, ErrNoSpace
 
 

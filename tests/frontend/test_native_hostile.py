@@ -169,7 +169,7 @@ def test_max_concurrent_streams_flag_is_the_http2_setting(tmp_path):
         c = client()
         with socket.create_connection(addr(endpoint)) as s:
             s.sendall(c.data_to_send())
-            events = read_events(s, c, lambda evs: any(isinstance(e, h2.events.RemoteSettingsChanged) for e in evs))
+            read_events(s, c, lambda evs: any(isinstance(e, h2.events.RemoteSettingsChanged) for e in evs))
         assert c.remote_settings.max_concurrent_streams == 3
         # a client with more calls in flight than that queues them; all are answered
         with grpc.insecure_channel(endpoint.replace("http://", "")) as ch:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pathlib
 
-import pytest
-
 from fastkv._native import raftlog_py
 from fastkv.raft import log as raft_log
 from fastkv.raft import raft as raft_core

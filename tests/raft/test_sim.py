@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from .sim import Cluster, SimFailure, SimOptions
+from .sim import Cluster, SimOptions
 
 # Fault profiles: each stresses a different part of the protocol.
 PROFILES = {

@@ -9,6 +9,7 @@ dict (the JSON object printed by --json). It is also what `fastkv bench compare`
 """
 from __future__ import annotations
 
+import importlib.util
 import multiprocessing
 import os
 import queue as queue_mod
@@ -41,11 +42,7 @@ def default_params(workload: str) -> dict:
 
 
 def _default_loop() -> str:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return "asyncio"
-    return "uvloop"
+    return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
 
 
 def validate(p: dict) -> None:

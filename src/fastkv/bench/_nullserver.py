@@ -14,7 +14,6 @@ fast one (fewer responses per wake-up), so compare generator CPU figures only be
 """
 from __future__ import annotations
 
-import asyncio
 import multiprocessing
 import socket
 

@@ -16,7 +16,6 @@ import argparse
 import multiprocessing
 import resource
 import statistics
-import sys
 import time
 
 from fastkv.bench._common import add_json_flag, emit, machine_info

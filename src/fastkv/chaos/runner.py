@@ -121,14 +121,13 @@ async def _unary(endpoint: str, method: str, request, timeout: float = 2.0):
 
 async def _until(fn, deadline: float, pause: float = 0.2):
     """Call async fn until it returns a truthy value or the deadline passes (then returns None)."""
-    last_exc = None
     while time.monotonic() < deadline:
         try:
             out = await fn()
             if out:
                 return out
-        except (grpc.aio.AioRpcError, asyncio.TimeoutError, OSError) as exc:
-            last_exc = exc
+        except (grpc.aio.AioRpcError, asyncio.TimeoutError, OSError):
+            pass  # not up yet: ask again
         await asyncio.sleep(pause)
     return None
 

@@ -5,7 +5,6 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import sys
 
 DESCRIPTION = """Run a fastkv member that speaks etcd's v3 gRPC API (etcdctl and etcd clients work
