@@ -12,17 +12,16 @@ answers the requests a commit-only hard state follows (their entries were applie
 written). The exception is a batch of one entry that needs an fsync: it is written on the loop, as
 with one request at a time there is nothing to overlap with its fsync and the handoff only adds
 latency. Snapshots, segment cuts and saves under failpoints (tests, fastkv chaos's slow disk) go to a
-Python thread (DiskThread) as a whole.
+Python worker thread as a whole.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
-import queue
 import random
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from fastkv import failpoints
 from fastkv._native import load
@@ -138,54 +137,6 @@ def _ignore(*args) -> None:
     pass
 
 
-def _settle(fut, result, exc) -> None:
-    if not fut.cancelled():
-        if exc is None:
-            fut.set_result(result)
-        else:
-            fut.set_exception(exc)
-
-
-class DiskThread:
-    """One thread running a member's durable writes, in the order they are handed in. Leaner than
-    a ThreadPoolExecutor + wrap_future: one queue put, and one call_soon_threadsafe that settles the
-    loop's future directly."""
-
-    def __init__(self, name: str):
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
-        self._thread.start()
-
-    def run(self, fn, *args) -> asyncio.Future:
-        """fn(*args) on the disk thread; the future (of the running loop) gets its result."""
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self._jobs.put((loop, fut, fn, args))
-        return fut
-
-    def _serve(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            loop, fut, fn, args = job
-            result = exc = None
-            try:
-                result = fn(*args)
-            except BaseException as e:  # handed to the awaiting coroutine, which decides
-                exc = e
-            try:
-                loop.call_soon_threadsafe(_settle, fut, result, exc)
-            except RuntimeError:  # the loop is closed: nobody waits for this any more
-                pass
-            del job, fut, result, exc
-
-    def shutdown(self) -> None:
-        """After the jobs already handed in."""
-        self._jobs.put(None)
-        self._thread.join()
-
-
 class RaftNode:
     """One member's raft, wired for production, and the driver's NodeSink (it forwards to the
     callbacks the server sets before start(); on_read_states and on_dropped are called directly)."""
@@ -224,7 +175,8 @@ class RaftNode:
         self.node = rawnode_mod.RawNode(cfg)
         self.driver = NodeDriver(self.node, self.store, self._send, self)
         self._wake = asyncio.Event()
-        self._disk = DiskThread("fastkv-disk")
+        # snapshots, segment cuts and saves under failpoints: rare, whole saves in a Python thread
+        self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastkv-disk")
         self._writer = walwrite.DurableWriter("fastkv-wal")
         self._written = None  # the future of the write the writer has in flight
         self._stopped = False
@@ -380,8 +332,10 @@ class RaftNode:
 
     async def _persist(self, rd) -> None:
         store = self.store
+        loop = asyncio.get_running_loop()
         if rd.snapshot is not None or failpoints.ACTIVE:
-            await self._disk.run(store.save, rd.hard_state, rd.entries, rd.snapshot, rd.must_sync)
+            await loop.run_in_executor(self._disk, store.save, rd.hard_state, rd.entries, rd.snapshot,
+                                       rd.must_sync)
             return
         wal = store.wal
         batch = wal.prepare(rd.hard_state, rd.entries)
@@ -392,11 +346,11 @@ class RaftNode:
             # first (one loop turn), they do not wait for it
             await asyncio.sleep(0)
         if wal.cut_due(batch):
-            await self._disk.run(wal.write, batch)
+            await loop.run_in_executor(self._disk, wal.write, batch)
         elif batch.sync and len(rd.entries) <= 1:
             wal.write(batch)
         else:
-            self._written = asyncio.get_running_loop().create_future()
+            self._written = loop.create_future()
             wal.start_write(batch, self._writer)
             wal.end_write(batch, await self._written)
 
@@ -417,7 +371,7 @@ class RaftNode:
         store = self.store
         snap = self.storage.create_snapshot(index, store.conf_state, data)
         t0 = time.perf_counter()
-        await self._disk.run(store.persist_snapshot, snap)
+        await asyncio.get_running_loop().run_in_executor(self._disk, store.persist_snapshot, snap)
         compact_to = index - self.catchup_entries
         if compact_to > self.storage.first_index():
             self.storage.compact(compact_to)
@@ -435,7 +389,7 @@ class RaftNode:
                 await t
             except (asyncio.CancelledError, Exception):
                 pass
-        self._disk.shutdown()
+        self._disk.shutdown(wait=True)
         if self._tasks:
             asyncio.get_running_loop().remove_reader(self._writer.fileno())
         self._writer.close()
