@@ -151,26 +151,17 @@ def loop_kind(request):
     return request.param
 
 
-class PKI:
-    """A throwaway CA issuing peer certificates (server and client auth, IP SAN 127.0.0.1): the
-    project's one certificate maker, fastkv.transport.certs."""
-
-    def __init__(self, root, name="fastkv-test-ca"):
-        from fastkv.transport.certs import CertificateAuthority
-
-        self._ca = CertificateAuthority(root, name)
-        self.root = root
-        self.ca_file = self._ca.ca_file
-
-    def issue(self, cn: str) -> tuple[str, str]:
-        return self._ca.issue(cn, ["127.0.0.1"])
-
-
 @pytest.fixture
 def pki(tmp_path):
-    return PKI(tmp_path / "pki")
+    """A throwaway CA issuing peer certificates (server and client auth, IP SAN 127.0.0.1 unless
+    told otherwise): the project's one certificate maker."""
+    from fastkv.transport.certs import CertificateAuthority
+
+    return CertificateAuthority(tmp_path / "pki")
 
 
 @pytest.fixture
 def other_pki(tmp_path):
-    return PKI(tmp_path / "other-pki", name="some-other-ca")
+    from fastkv.transport.certs import CertificateAuthority
+
+    return CertificateAuthority(tmp_path / "other-pki", "some-other-ca")

@@ -47,7 +47,7 @@ def _dial_with(url, client: TLSInfo, kit):
                 client_ssl=client.client_context(), timeout=10)
 
 
-@pytest.mark.parametrize("who", ["no-cert", "other-ca", "wrong-cn"])
+@pytest.mark.parametrize("who", ["no-cert", "other-ca", "wrong-cn", "wrong-hostname", "revoked"])
 def test_peer_without_valid_certificate_is_refused(kit, pki, other_pki, caplog, who):
     caplog.set_level(logging.WARNING)
     pb = kit.pb
@@ -57,8 +57,19 @@ def test_peer_without_valid_certificate_is_refused(kit, pki, other_pki, caplog, 
     elif who == "other-ca":
         cert, key = other_pki.issue("peer-2")
         client = TLSInfo(cert_file=cert, key_file=key, trusted_ca_file=pki.ca_file)
-    else:
+    elif who == "wrong-cn":
         client = _mtls(pki, "peer-x")   # valid chain, CN not allowed by member 1
+    elif who == "wrong-hostname":   # --peer-cert-allowed-hostname: member 2's SANs name it, peer-x's not
+        cert, key = pki.issue("peer-2", ["peer-2.example", "127.0.0.1"], name="peer-2-san")
+        server[2] = TLSInfo(cert_file=cert, key_file=key, trusted_ca_file=pki.ca_file, client_cert_auth=True)
+        server[1].allowed_cn, server[1].allowed_hostname = "", "peer-2.example"
+        cert, key = pki.issue("peer-2", name="peer-2-ip-only")  # the right CN, not valid for that hostname
+        client = TLSInfo(cert_file=cert, key_file=key, trusted_ca_file=pki.ca_file)
+    else:   # --peer-crl-file lists the certificate (member 2's own one is not listed)
+        cert, key = pki.issue("peer-2", name="peer-2-revoked")
+        client = TLSInfo(cert_file=cert, key_file=key, trusted_ca_file=pki.ca_file)
+        server[1].allowed_cn = ""
+        server[1].crl_file = pki.revocation_list([client.cert_file], str(kit.tmp_path / "crl.pem"))
 
     async def body():
         async with kit.cluster(2, scheme="https", server_tls=server,
@@ -73,8 +84,10 @@ def test_peer_without_valid_certificate_is_refused(kit, pki, other_pki, caplog, 
             await kit.wait_for(lambda: any(m.term == 99 for m in c.sink[1].got))
 
     kit.run(body())
-    if who == "wrong-cn":
-        assert any("is not the allowed CN 'peer-2'" in r.getMessage() for r in caplog.records)
+    expected = {"wrong-cn": "is not the allowed CN 'peer-2'", "wrong-hostname": "not valid for 'peer-2.example'",
+                "revoked": "revoked"}.get(who)
+    if expected:
+        assert any(expected in r.getMessage() for r in caplog.records)
 
 
 def test_auto_tls_works_and_reuses_its_certificate(kit, tmp_path):

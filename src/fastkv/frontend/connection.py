@@ -51,7 +51,7 @@ class FrontEnd:
     and the set of live connections (for graceful shutdown)."""
 
     def __init__(self, server, methods, paths, *, max_message_bytes: int, max_concurrent_streams: int,
-                 http_handler, core=None, stream_runner=None, cert_identity: bool = False):
+                 http_handler, core=None, stream_runner=None, cert_identity: bool = False, tls_check=None):
         self.server = server
         self.methods = methods
         self.paths = paths
@@ -64,6 +64,9 @@ class FrontEnd:
         self.closing = False
         # --client-cert-auth: a call without a token is made as the client certificate's CN
         self.cert_identity = cert_identity
+        # fn(ssl_object) -> why a TLS client may not stay, or None (TLSInfo.check_peer: etcd's
+        # --client-crl-file and --client-cert-allowed-hostname); None when there is nothing to check
+        self.tls_check = tls_check
 
 
 class ClientConnection(asyncio.Protocol):
@@ -90,6 +93,13 @@ class ClientConnection(asyncio.Protocol):
     # --- asyncio.Protocol -----------------------------------------------------------------------
     def connection_made(self, transport):
         self.transport = transport
+        if self.fe.tls_check is not None:
+            ssl_object = transport.get_extra_info("ssl_object")
+            reason = self.fe.tls_check(ssl_object) if ssl_object is not None else None
+            if reason is not None:
+                log.warning("refused client connection from %s: %s", transport.get_extra_info("peername"), reason)
+                transport.abort()
+                return
         self.fe.connections.add(self)
         if self.fe.cert_identity:  # a TLS transport is made once the handshake has verified the client
             self.common_name = self.peer_common_name()

@@ -23,10 +23,13 @@ def make_frontend(server, *, max_request_bytes: int, max_concurrent_streams: int
 
     by_index, paths = build_table(methods if methods is not None else all_methods())
     limit = max_request_bytes + GRPC_OVERHEAD_BYTES
-    cert_identity = bool(getattr(getattr(server, "cfg", None), "client_cert_auth", False))
+    cfg = getattr(server, "cfg", None)
+    cert_identity = bool(getattr(cfg, "client_cert_auth", False))
+    client_tls = getattr(cfg, "client_tls", None)
     return FrontEnd(server, by_index, paths, max_message_bytes=limit, max_concurrent_streams=max_concurrent_streams,
                     http_handler=Http1Handler(server, limit, gateway), core=core, stream_runner=run_stream,
-                    cert_identity=cert_identity)
+                    cert_identity=cert_identity,
+                    tls_check=client_tls.check_peer if client_tls is not None and client_tls.checks_peers() else None)
 
 
 class NativeListeners:

@@ -248,6 +248,9 @@ def _client_tls(args):
         info.server_context()  # unreadable files, a key that does not match: say so before starting
     except TLSConfigError as exc:
         _usage_error(str(exc))
+    if args.client_frontend == "grpcio" and info.checks_peers():
+        _usage_error("--client-crl-file and --client-cert-allowed-hostname need the native client front end "
+                     "(the default; grpcio's TLS has no hook for them): drop --client-frontend grpcio")
     wanted = info.grpc_cipher_env()
     if args.client_frontend == "grpcio" and wanted and os.environ.get("GRPC_SSL_CIPHER_SUITES") != wanted:
         # grpcio reads its cipher list from the environment once, when it is imported (before the

@@ -132,3 +132,24 @@ class CertificateAuthority:
         _write_cert(cert_file, cert)
         _write_key(key_file, key)
         return cert_file, key_file
+
+    def revocation_list(self, cert_files, path: str | None = None, *, der: bool = False) -> str:
+        """A CRL signed by this CA revoking the certificates in `cert_files` (PEM), written to `path`
+        (default <root>/crl.pem; DER with der=True); returns the path. What --client-crl-file and
+        --peer-crl-file read."""
+        x509, hashes, serialization, _ec, _e, _oid = _modules()
+        now = datetime.datetime.now(datetime.timezone.utc)
+        b = (x509.CertificateRevocationListBuilder().issuer_name(self.cert.subject)
+             .last_update(self.not_before).next_update(now + datetime.timedelta(days=self.valid_days)))
+        for cert_file in cert_files:
+            with open(cert_file, "rb") as f:
+                serial = x509.load_pem_x509_certificate(f.read()).serial_number
+            b = b.add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(serial)
+                                          .revocation_date(self.not_before).build())
+        crl = b.sign(self.key, hashes.SHA256())
+        path = path or os.path.join(self.root, "crl.pem")
+        encoding = serialization.Encoding.DER if der else serialization.Encoding.PEM
+        with open(path + ".tmp", "wb") as f:
+            f.write(crl.public_bytes(encoding))
+        os.replace(path + ".tmp", path)
+        return path

@@ -1,18 +1,21 @@
 """TLS settings in the shape of etcd's transport.TLSInfo, for the client port and the peer port:
-certificate and key, trusted CA, client certificate auth, an allowed common name (peers), cipher
-suites, and self-signed certificates for `--auto-tls` / `--peer-auto-tls`.
+certificate and key, trusted CA, client certificate auth, an allowed common name (peers) or
+hostname, a certificate revocation list, cipher suites, and self-signed certificates for
+`--auto-tls` / `--peer-auto-tls`.
 
 One implementation serves both sides: `tls_from_flags` turns etcd's flags (the client's --cert-file
 ... or the peer's --peer-cert-file ...) into a TLSInfo the way etcd's embed package does;
 `server_context()` and `client_context()` build `ssl.SSLContext`s the way etcd's
 TLSInfo.ServerConfig/ClientConfig build Go's tls.Config; `server_credential_bytes()` hands the
-same settings to the grpcio front end (which alone imports grpc). `check_peer(ssl_object)` is the
-allowed-CN rule, applied by the peer listener right after the TLS handshake (Python's ssl has no verify callback, so a peer with a valid chain
-but the wrong CN is dropped before it may say HELLO).
+same settings to the grpcio front end (which alone imports grpc). `check_peer(ssl_object)` holds
+the rules Python's ssl has no hook for (etcd's allowed CN or hostname, and its revocation list),
+applied by the peer listener and the native client front end right after the TLS handshake: a
+peer or client with a valid chain that breaks one is dropped before it may say anything.
 """
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
 import ssl
@@ -30,9 +33,11 @@ class TLSConfigError(ValueError):
 # etcd's flag names per side, for messages that tell the operator what to change
 FLAGS = {
     "client": {"cert": "--cert-file", "key": "--key-file", "ca": "--trusted-ca-file",
-               "auth": "--client-cert-auth", "auto": "--auto-tls"},
+               "auth": "--client-cert-auth", "auto": "--auto-tls", "crl": "--client-crl-file",
+               "hostname": "--client-cert-allowed-hostname"},
     "peer": {"cert": "--peer-cert-file", "key": "--peer-key-file", "ca": "--peer-trusted-ca-file",
-             "auth": "--peer-client-cert-auth", "auto": "--peer-auto-tls"},
+             "auth": "--peer-client-cert-auth", "auto": "--peer-auto-tls", "crl": "--peer-crl-file",
+             "hostname": "--peer-cert-allowed-hostname"},
 }
 
 # --cipher-suites takes Go's (IANA) names, as etcd does; OpenSSL calls the same suites otherwise.
@@ -87,11 +92,14 @@ class TLSInfo:
     trusted_ca_file: str = ""
     client_cert_auth: bool = False
     allowed_cn: str = ""
+    allowed_hostname: str = ""  # a verified certificate must be valid for it (its SANs, as Go's)
+    crl_file: str = ""  # serials listed there are refused; re-read when the file changes, as etcd
     # auto-tls certificates are self-signed, so peers cannot verify each other (etcd does the same)
     insecure_skip_verify: bool = False
     self_signed: bool = False
     cipher_suites: tuple = field(default_factory=tuple)  # Go names; empty = the library's defaults
     side: str = "peer"  # whose flags the messages name: "client" or "peer"
+    _crl: tuple = field(default=(None, frozenset()), repr=False, compare=False)  # (file stamp, serials)
 
     def empty(self) -> bool:
         return not self.cert_file and not self.key_file
@@ -100,9 +108,14 @@ class TLSInfo:
         f = FLAGS[self.side]
         if bool(self.cert_file) != bool(self.key_file):
             raise TLSConfigError(f"TLS needs both a certificate and a key file ({f['cert']} and {f['key']})")
-        for path, flag in ((self.cert_file, f["cert"]), (self.key_file, f["key"]), (self.trusted_ca_file, f["ca"])):
+        for path, flag in ((self.cert_file, f["cert"]), (self.key_file, f["key"]), (self.trusted_ca_file, f["ca"]),
+                           (self.crl_file, f["crl"])):
             if path and not os.path.isfile(path):
                 raise TLSConfigError(f"open {path}: no such file or directory (check {flag})")
+        if self.allowed_cn and self.allowed_hostname:
+            raise TLSConfigError(f"AllowedCN and AllowedHostname are mutually exclusive (cn={self.allowed_cn!r}, "
+                                 f"hostname={self.allowed_hostname!r}): give one of --peer-cert-allowed-cn "
+                                 f"and {f['hostname']}")
 
     def _set_ciphers(self, ctx: ssl.SSLContext) -> None:
         openssl = [CIPHER_SUITES[n] for n in self.cipher_suites if CIPHER_SUITES[n]]
@@ -190,17 +203,79 @@ class TLSInfo:
         """GRPC_SSL_CIPHER_SUITES for --cipher-suites ('' = grpcio's defaults)."""
         return ":".join(CIPHER_SUITES[n] for n in self.cipher_suites if CIPHER_SUITES[n])
 
+    def checks_peers(self) -> bool:
+        """Whether check_peer has anything to check."""
+        return bool(self.allowed_cn or self.allowed_hostname or self.crl_file)
+
     def check_peer(self, ssl_object) -> str | None:
-        """None if the peer on this TLS connection is allowed, else the reason it is not."""
-        if not self.allowed_cn:
+        """None if the peer on this TLS connection may stay, else the reason it may not: etcd's
+        allowed CN or hostname for the certificate the handshake verified, and its revocation list
+        for a certificate shown (the leaf: Python's ssl does not hand out the rest of the chain)."""
+        if not self.checks_peers():
             return None
-        cert = ssl_object.getpeercert() if ssl_object is not None else None
-        if not cert:
-            return f"no client certificate; CN {self.allowed_cn!r} required"
-        cns = [v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"]
-        if self.allowed_cn not in cns:
-            return f"client certificate CN {cns!r} is not the allowed CN {self.allowed_cn!r}"
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if der is None:
+            if self.allowed_cn:
+                return f"no client certificate; CN {self.allowed_cn!r} required"
+            return None  # nothing was asked for (etcd checks only certificates it is shown)
+        from cryptography import x509
+
+        cert = x509.load_der_x509_certificate(der)
+        if self.allowed_cn:
+            cns = [a.value for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+            if self.allowed_cn not in cns:
+                return f"client certificate CN {cns!r} is not the allowed CN {self.allowed_cn!r}"
+        if self.allowed_hostname and not valid_for_host(cert, self.allowed_hostname):
+            return f"client certificate authentication failed: not valid for {self.allowed_hostname!r}"
+        if self.crl_file:
+            try:
+                revoked = self._revoked_serials()
+            except (OSError, ValueError) as exc:  # etcd refuses the connection when it cannot read the list
+                return f"cannot read {FLAGS[self.side]['crl']} {self.crl_file}: {exc}"
+            if cert.serial_number in revoked:
+                return f"certificate serial {cert.serial_number:x} revoked"
         return None
+
+    def _revoked_serials(self) -> frozenset:
+        """The serials the CRL file lists (PEM or DER), parsed again only when the file changes
+        (etcd reads it for every connection; a new list applies to the next connection here too).
+        Its signature is not checked, as etcd does not."""
+        from cryptography import x509
+
+        st = os.stat(self.crl_file)
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if self._crl[0] != stamp:
+            with open(self.crl_file, "rb") as f:
+                data = f.read()
+            crl = x509.load_pem_x509_crl(data) if b"-----BEGIN" in data else x509.load_der_x509_crl(data)
+            self._crl = (stamp, frozenset(r.serial_number for r in crl))
+        return self._crl[1]
+
+
+def valid_for_host(cert, host: str) -> bool:
+    """Go's Certificate.VerifyHostname, as etcd 3.4 built with a current Go runs it: `host` (an IP
+    address, or a DNS name with an optional trailing dot) against the certificate's subject
+    alternative names only (no common-name fallback); a wildcard covers one leftmost label."""
+    from cryptography import x509
+
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        ip = None
+    if ip is not None:
+        return ip in sans.get_values_for_type(x509.IPAddress)
+    want = host.lower().rstrip(".")
+    for name in sans.get_values_for_type(x509.DNSName):
+        name = name.lower().rstrip(".")
+        if name == want:
+            return True
+        if name.startswith("*.") and "." in want and want.split(".", 1)[1] == name[2:]:
+            return True
+    return False
 
 
 def self_cert(dirpath: str, hosts: list[str], *, valid_days: int = 365, side: str = "peer") -> TLSInfo:
@@ -215,31 +290,37 @@ def self_cert(dirpath: str, hosts: list[str], *, valid_days: int = 365, side: st
 
 def tls_from_flags(side: str, *, cert_file: str = "", key_file: str = "", trusted_ca_file: str = "",
                    client_cert_auth: bool = False, auto_tls: bool = False, allowed_cn: str = "",
-                   cipher_suites=(), fixtures_dir: str = "", hosts=()) -> TLSInfo | None:
+                   allowed_hostname: str = "", crl_file: str = "", cipher_suites=(), fixtures_dir: str = "",
+                   hosts=()) -> TLSInfo | None:
     """One side's TLSInfo from etcd's flags (etcd's embed: ClientSelfCert/PeerSelfCert and
     updateCipherSuites), or None when no certificate is configured.
 
     Given certificate files win over auto-tls (which is then ignored, with a warning). auto-tls
     *replaces* the settings with a self-signed certificate, as etcd 3.4 does: a trusted CA file and
     client-cert-auth given with it are dropped (nothing could be verified against a self-signed
-    certificate anyway), and said so in the log."""
+    certificate anyway), as are a revocation list and an allowed CN or hostname, and said so in
+    the log."""
     f = FLAGS[side]
     suites = parse_cipher_suites(cipher_suites)
     info = TLSInfo(cert_file=cert_file, key_file=key_file, trusted_ca_file=trusted_ca_file,
-                   client_cert_auth=client_cert_auth, allowed_cn=allowed_cn, cipher_suites=suites, side=side)
+                   client_cert_auth=client_cert_auth, allowed_cn=allowed_cn, allowed_hostname=allowed_hostname,
+                   crl_file=crl_file, cipher_suites=suites, side=side)
     if auto_tls:
         if not info.empty():
             log.warning("ignoring %s since %s/%s are given", f["auto"], f["cert"], f["key"])
         else:
-            if trusted_ca_file or client_cert_auth or allowed_cn:
-                log.warning("%s makes a self-signed certificate; %s and %s are ignored with it (as in etcd)",
-                            f["auto"], f["ca"], f["auth"])
+            if trusted_ca_file or client_cert_auth or allowed_cn or allowed_hostname or crl_file:
+                log.warning("%s makes a self-signed certificate; %s, %s, %s and %s are ignored with it "
+                            "(as in etcd)", f["auto"], f["ca"], f["auth"], f["crl"], f["hostname"])
             info = self_cert(fixtures_dir, list(hosts), side=side)
             info.cipher_suites = suites
             return info
     if info.empty():
         return None
     info._validate()
+    if (allowed_hostname or allowed_cn) and not info.verifies_clients():
+        log.warning("%s applies to verified certificates only; without %s no certificate is asked for "
+                    "(as in etcd)", f["hostname"] if allowed_hostname else "--peer-cert-allowed-cn", f["auth"])
     return info
 
 
@@ -258,6 +339,11 @@ def add_client_tls_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--auto-tls", action="store_true", help="serve https:// client URLs with a generated "
                    "self-signed certificate (kept in <data-dir>/fixtures/client) when no --cert-file is given; "
                    "clients then cannot verify the server (etcdctl --insecure-skip-tls-verify)")
+    g.add_argument("--client-crl-file", default="", help="certificate revocation list (PEM or DER): a "
+                   "client certificate whose serial it lists is refused right after the handshake; the "
+                   "file is read again when it changes (native front end)")
+    g.add_argument("--client-cert-allowed-hostname", default="", help="accept only client certificates "
+                   "valid for this hostname or IP address (their subject alternative names; native front end)")
     g.add_argument("--cipher-suites", default="", help="comma-separated TLS 1.2 cipher suites, Go's names "
                    "(e.g. TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256), for the client and peer ports; "
                    "empty: the TLS library's defaults")
@@ -277,13 +363,20 @@ def add_peer_tls_arguments(parser: argparse.ArgumentParser) -> None:
                    "certificate when no --peer-cert-file is given (peers are then not verified)")
     g.add_argument("--peer-cert-allowed-cn", default="", help="accept only peer certificates "
                    "with this common name (needs --peer-client-cert-auth)")
+    g.add_argument("--peer-cert-allowed-hostname", default="", help="accept only peer certificates "
+                   "valid for this hostname or IP address (needs --peer-client-cert-auth; not with "
+                   "--peer-cert-allowed-cn)")
+    g.add_argument("--peer-crl-file", default="", help="certificate revocation list (PEM or DER): a peer "
+                   "certificate whose serial it lists is refused right after the handshake")
 
 
 def client_tls_from_args(args, data_dir: str, hosts: list[str]) -> TLSInfo | None:
     """The client port's TLSInfo from the flags above, or None when no certificate is configured."""
     return tls_from_flags("client", cert_file=args.cert_file, key_file=args.key_file,
                           trusted_ca_file=args.trusted_ca_file, client_cert_auth=args.client_cert_auth,
-                          auto_tls=args.auto_tls, cipher_suites=getattr(args, "cipher_suites", ""),
+                          auto_tls=args.auto_tls, allowed_hostname=getattr(args, "client_cert_allowed_hostname", ""),
+                          crl_file=getattr(args, "client_crl_file", ""),
+                          cipher_suites=getattr(args, "cipher_suites", ""),
                           fixtures_dir=os.path.join(data_dir, "fixtures", "client"), hosts=hosts)
 
 
@@ -291,13 +384,16 @@ def peer_tls_from_args(args, data_dir: str, hosts: list[str]) -> TLSInfo | None:
     """TLSInfo from the peer flags, or None when the peer port is plain TCP."""
     if args.peer_cert_allowed_cn and not args.peer_client_cert_auth:
         raise TLSConfigError("--peer-cert-allowed-cn needs --peer-client-cert-auth")
+    if args.peer_cert_allowed_hostname and not args.peer_client_cert_auth:
+        raise TLSConfigError("--peer-cert-allowed-hostname needs --peer-client-cert-auth")
     info = tls_from_flags("peer", cert_file=args.peer_cert_file, key_file=args.peer_key_file,
                           trusted_ca_file=args.peer_trusted_ca_file,
                           client_cert_auth=args.peer_client_cert_auth, auto_tls=args.peer_auto_tls,
-                          allowed_cn=args.peer_cert_allowed_cn, cipher_suites=getattr(args, "cipher_suites", ""),
+                          allowed_cn=args.peer_cert_allowed_cn, allowed_hostname=args.peer_cert_allowed_hostname,
+                          crl_file=args.peer_crl_file, cipher_suites=getattr(args, "cipher_suites", ""),
                           fixtures_dir=os.path.join(data_dir, "fixtures", "peer"), hosts=hosts)
     if info is None and (args.peer_trusted_ca_file or args.peer_client_cert_auth or args.peer_key_file
-                         or args.peer_cert_file):
+                         or args.peer_cert_file or args.peer_crl_file):
         raise TLSConfigError("peer TLS flags given without --peer-cert-file/--peer-key-file "
                              "(or --peer-auto-tls)")
     return info
