@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from fastkv.chaos.cluster import EtcdCluster, FastkvCluster
-from fastkv.chaos.faults import ALL_KINDS, plan
+from fastkv.chaos.faults import plan
+from fastkv.chaos.kinds import ALL_KINDS
 
 
 def test_schedule_is_a_function_of_the_seed():

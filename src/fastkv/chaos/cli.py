@@ -7,7 +7,7 @@ import json
 import signal
 import sys
 
-from fastkv.chaos.faults import ALL_KINDS
+from fastkv.chaos.kinds import ALL_KINDS
 
 EPILOG = """\
 examples:

@@ -29,9 +29,6 @@ import grpc
 from fastkv.api.etcdpb import rpc_pb2, rpc_pb2_grpc
 from fastkv.chaos.netfault import isolate
 
-ALL_KINDS = ("kill", "pause", "partition", "oneway", "transfer", "membership", "slowdisk")
-NEEDS_PEERS = ("partition", "oneway", "transfer", "membership")
-FASTKV_ONLY = ("slowdisk",)
 SLOW_DISK = "raft.wal_save.before=sleep(200);backend.commit.before=sleep(200)"
 
 

@@ -17,7 +17,8 @@ import grpc
 from fastkv.api.etcdpb import rpc_pb2, rpc_pb2_grpc
 from fastkv.chaos import linearize, synth
 from fastkv.chaos.cluster import TARGETS, ClusterError
-from fastkv.chaos.faults import ALL_KINDS, FASTKV_ONLY, NEEDS_PEERS, Injector, plan
+from fastkv.chaos.faults import Injector, plan
+from fastkv.chaos.kinds import ALL_KINDS, FASTKV_ONLY, NEEDS_PEERS
 from fastkv.chaos.history import GET, save_jsonl
 from fastkv.chaos.netfault import PeerProxies
 from fastkv.chaos.watchcheck import check_watches

@@ -5,7 +5,7 @@ How the server wires it (one backend shared with the KV store):
     lessor = Lessor(backend, min_ttl=math.ceil(1.5 * election_timeout_s), clock=time.monotonic)
     kv = KVStore(backend, lessor=lessor)
     lessor.set_range_deleter(delete_keys)   # one KV write txn deleting every key: one revision
-    lessor.recover((kv.key, kv.lease) for kv in <every live key> if kv.lease)
+    lessor.recover(kv.restored_leases.items())   # (key, lease) of the live leased keys, from the open
     # raft apply, every member:  grant / revoke / apply_checkpoint (LeaseGrant, LeaseRevoke,
     #                             LeaseCheckpoint entries), with the entry's consistent index set
     # leadership changes:         promote(election_timeout_s) / demote()

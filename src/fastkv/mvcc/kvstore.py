@@ -187,12 +187,17 @@ class KVStore:
             self.consistent_index = _U64.unpack(raw)[0] if raw else 0
             self._persisted_consistent_index = self.consistent_index
             seen: set = set()
+            leased: dict = {}
             start = b""
             while True:
                 rows = tx.unsafe_range(KEY, start, b"", limit=_RESTORE_CHUNK)
                 for k, v in rows:
                     main, sub, tomb = _codec.parse_rev_key(k)
                     kv = decode_record(v)
+                    if kv.lease and not tomb:
+                        leased[kv.key] = kv.lease
+                    elif leased:
+                        leased.pop(kv.key, None)
                     if tomb:
                         if kv.key in seen:
                             self.index.tombstone(kv.key, main, sub)
@@ -207,6 +212,9 @@ class KVStore:
                     break
                 start = rows[-1][0] + b"\x00"
         self.current_revision = max(top, self.compact_revision)
+        # (key, lease) of every live key with a lease, as the scan left them (revision order: a key's
+        # last record wins): what the lessor's recover() needs, without reading every key again
+        self.restored_leases = leased
 
     def reload(self) -> None:
         """Drop buffered state and rebuild from what the backend has committed.

@@ -400,9 +400,7 @@ class ClusterMember:
         t0 = time.perf_counter()
         self.backend.replace_data(path)
         self.kv.reload()
-        from fastkv.mvcc.ops import RangeOp
-
-        self.lessor.recover((kv.key, kv.lease) for kv in self.kv.range(RangeOp(b"\x00", b"\x00")).kvs if kv.lease)
+        self.lessor.recover(self.kv.restored_leases.items())
         self.alarms.load()
         self.auth_store.recover()
         before = {m.id for m in self.membership.sorted_members()}

@@ -31,7 +31,7 @@ from fastkv.errors import (
 from fastkv.lease.lessor import Lessor
 from fastkv.mvcc import KVStore
 from fastkv.mvcc import txncheck
-from fastkv.mvcc.ops import RangeOp, txn_has_puts, txn_has_writes, txn_serializable
+from fastkv.mvcc.ops import txn_has_puts, txn_has_writes, txn_serializable
 from fastkv.server import request as rq
 from fastkv.server import corrupt
 from fastkv.server.apply import NOSPACE, Alarms, Applier
@@ -99,7 +99,7 @@ class EtcdServer(ClusterMember):
         self.lessor = Lessor(self.backend, min_ttl=min_ttl)
         self.kv = KVStore(self.backend, quota_bytes=None, max_txn_ops=cfg.max_txn_ops, lessor=self.lessor)
         self.lessor.set_range_deleter(self.kv.delete_keys)
-        self.lessor.recover((kv.key, kv.lease) for kv in self.kv.range(RangeOp(b"\x00", b"\x00")).kvs if kv.lease)
+        self.lessor.recover(self.kv.restored_leases.items())
         from fastkv.mvcc.watchable import WatchableStore
 
         self.watchable = WatchableStore(self.kv)

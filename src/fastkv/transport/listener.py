@@ -178,6 +178,9 @@ class PeerConnection(asyncio.Protocol):
             if old is not None:  # the peer re-dialed: the old connection is dead to it
                 old._close()
             tr.inbound_streams[frm] = self
+            out = tr.peers.get(frm)
+            if out is not None:
+                out.retry_now()
         else:
             self.state = PIPELINE
             self._decoder.caps = {fr.SNAP_META: tr.cfg.max_message_bytes}

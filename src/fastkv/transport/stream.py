@@ -27,6 +27,11 @@ log = logging.getLogger("fastkv.transport")
 CONNECTING, ACTIVE, BACKOFF, STOPPED = range(4)
 
 
+def _end_wait(fut) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 class PeerStream:
     def __init__(self, tr, member_id: int, urls: list[str]):
         self.tr = tr
@@ -39,6 +44,7 @@ class PeerStream:
         self._url_i = 0
         self._flush_handle = None
         self._backoff = Backoff(tr.cfg.backoff_initial, tr.cfg.backoff_cap, tr.rng)
+        self._retry = None  # the future a backoff waits on (retry_now ends it early)
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"peer-stream-{member_id:x}")
         self._ping_task = None
 
@@ -157,9 +163,24 @@ class PeerStream:
         self.state = BACKOFF
         self._fail_queue()
         self._url_i += 1
-        await asyncio.sleep(self._backoff.next())
+        loop = asyncio.get_running_loop()
+        self._retry = loop.create_future()
+        timer = loop.call_later(self._backoff.next(), _end_wait, self._retry)
+        try:
+            await self._retry
+        finally:
+            timer.cancel()
+            self._retry = None
         if self.state == BACKOFF:
             self.state = CONNECTING
+
+    def retry_now(self) -> None:
+        """The peer just opened its own stream to this member, so it is up: dial it now instead
+        of at the end of the backoff (a restarted follower then hears from the leader at once;
+        etcd gets the same from its peers' streams being dialed by the receiving side)."""
+        if self.state == BACKOFF and self._retry is not None and not self._retry.done():
+            self._backoff.reset()
+            self._retry.set_result(None)
 
     async def _pinger(self, conn) -> None:
         interval = self.tr.cfg.ping_interval
