@@ -8,7 +8,7 @@ import time
 import pytest
 
 from fastkv.chaos.cluster import EtcdCluster
-from fastkv.chaos.netfault import PeerProxies, _classify, _Proxy, isolate, split
+from fastkv.chaos.netfault import PeerProxies, _classify, _one_request, _Proxy, isolate, split
 from fastkv.client.sync import EtcdClient
 
 
@@ -19,6 +19,15 @@ def test_classify_peer_requests():
     assert _classify(post) == ("1f", "in")
     assert _classify(b"POST /raft/snapshot HTTP/1.1\r\nX-Server-From: 1f\r\n\r\n") == ("1f", "in")
     assert _classify(b"GET /version HTTP/1.1\r\n\r\n") == (None, "both")
+
+
+def test_each_proxied_connection_carries_one_request():
+    # Go reuses kept-alive connections across requests: a probe's connection must not be
+    # reused for POST /raft, which the proxy would then never classify
+    head = b"GET /raft/probing HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\nUser-Agent: Go\r\n\r\n"
+    assert _one_request(head) == (b"GET /raft/probing HTTP/1.1\r\nHost: x\r\nUser-Agent: Go\r\n"
+                                  b"Connection: close\r\n\r\n")
+    assert _one_request(b"GET / HTTP/1.1\r\n\r\n") == b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"
 
 
 def test_block_rules_follow_the_direction_of_the_messages():
@@ -103,7 +112,16 @@ def test_one_way_loss_cuts_only_what_a_member_receives(etcd3):
     time.sleep(2.5)  # more than two election timeouts
     got = clients[deaf].get(b"k", serializable=True)
     assert not got.kvs, "a member that receives nothing got the write"
-    # its vote requests (outbound) reach the others: without pre-vote they raise everyone's term
-    _wait(lambda: max(clients[i].status().raftTerm for i in range(3) if i != deaf) > term_before)
+    # its vote requests (outbound) still reach the others, which ignore them while they hear from
+    # their leader (etcd runs raft with CheckQuorum: a follower in its leader's lease neither votes
+    # nor takes the higher term), so the majority keeps its leader and term
+    deaf_id = format(next(i for i, n in ids.items() if n == names[deaf]), "x")
+    ignored = f"ignored MsgVote from {deaf_id}"
+    _wait(lambda: all(ignored in open(cluster.members[i].log_path, errors="replace").read()
+                      for i in range(3) if i != deaf))
+    for i in range(3):
+        if i != deaf:
+            st = clients[i].status()
+            assert (st.leader, st.raftTerm) == (status.leader, term_before)
     proxies.heal()
     _wait(lambda: clients[deaf].get(b"k", serializable=True).kvs[0].value == b"v1")

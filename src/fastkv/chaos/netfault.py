@@ -7,6 +7,9 @@ raft messages flow on that connection:
   GET /raft/stream/...   the dialer reads messages the owner sends   (owner -> dialer)
   POST /raft, /raft/snapshot   the dialer sends messages to the owner (dialer -> owner)
   anything else (probing, version, members)                           (both ways)
+Go's HTTP client keeps connections alive and reuses them for other requests, so the proxy asks
+the member to close each connection after its first request (Connection: close), and a
+connection's classification holds for all it carries.
 So a set of blocked directed pairs (src, dst) -- "nothing src sends reaches dst" -- is enforced
 exactly: a connection whose flow crosses a blocked pair is refused, or aborted when the rule comes
 in. Isolating a member blocks both directions with every other member; a one-way loss blocks one.
@@ -114,7 +117,20 @@ async def _read_head(reader) -> tuple[bytes, str | None, str]:
         return first + header + payload, f"{frm:x}", "in"
     head = first + await reader.readuntil(b"\r\n\r\n")
     dialer, flow = _classify(head)
-    return head, dialer, flow
+    return _one_request(head), dialer, flow
+
+
+def _one_request(head: bytes) -> bytes:
+    """The request head, asking the server to close the connection after answering it.
+
+    A connection is classified by its first request only, so it must carry no other: Go's
+    http.Transport keeps connections alive and etcd's prober shares its transport with the
+    pipeline, so a probe's connection ("both" ways, no dialer named) would otherwise be reused
+    for POST /raft and carry raft messages straight through a partition.
+    """
+    lines = head[:-4].split(b"\r\n")
+    kept = [line for line in lines[1:] if line.split(b":", 1)[0].strip().lower() != b"connection"]
+    return b"\r\n".join([lines[0], *kept, b"Connection: close"]) + b"\r\n\r\n"
 
 
 def _classify(head: bytes) -> tuple[str | None, str]:
