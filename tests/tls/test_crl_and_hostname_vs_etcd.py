@@ -5,9 +5,11 @@ peer-side flags' rules are the same code (TLSInfo.check_peer, unit-tested here).
 from __future__ import annotations
 
 import ssl
+import subprocess
 
 import pytest
 
+from fastkv.netutil import free_port
 from fastkv.transport.certs import CertificateAuthority
 from fastkv.transport.tls import TLSConfigError, TLSInfo, tls_from_flags, valid_for_host
 from tests.tls.conftest import etcdctl, need_etcd
@@ -35,6 +37,10 @@ def pki(tmp_path_factory):
     certs["revoked"] = ca.issue("revoked", ["client.example"])
     certs["elsewhere"] = ca.issue("elsewhere", ["other.example", "127.0.0.9"])
     certs["nosan"] = ca.issue("client.example", ())  # the name only as its CN: Go's check ignores CNs
+    # for the metrics port, where etcd also matches a client certificate's SANs to its address
+    certs["good-ip"] = ca.issue("good-ip", ["127.0.0.1"])
+    certs["revoked-ip"] = ca.issue("revoked-ip", ["127.0.0.1"])
+    certs["localhost"] = ca.issue("localhost-dns", ["localhost"])  # 127.0.0.1's reverse lookup names it
     return ca, certs, root
 
 
@@ -43,23 +49,41 @@ def _server_flags(certs, *extra) -> list:
             "--client-cert-auth", *extra]
 
 
+def _metrics_health(url, certs, name) -> str:
+    """The HTTP status curl gets for /health on an https metrics URL with that client certificate
+    ("000": the TLS connection was refused)."""
+    cert, key = certs[name]
+    return subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", certs["ca"],
+                           "--cert", cert, "--key", key, url + "/health"],
+                          capture_output=True, text=True, timeout=30).stdout.strip()
+
+
 def test_revocation_list_refuses_the_same_clients_as_etcd_and_is_read_again(pki, servers, tmp_path):
     need_etcd()
     ca, certs, _root = pki
-    crl = ca.revocation_list([certs["revoked"][0]], str(tmp_path / "crl.pem"))
+    listed = [certs["revoked"][0], certs["revoked-ip"][0]]
+    crl = ca.revocation_list(listed, str(tmp_path / "crl.pem"))
     results = {}
     for kind in ("etcd", "native"):
-        srv = servers.make(kind, tmp_path, _server_flags(certs, "--client-crl-file", crl), http=True)
+        metrics_url = f"https://127.0.0.1:{free_port()}"  # served with the client TLS settings, CRL too
+        srv = servers.make(kind, tmp_path, _server_flags(certs, "--client-crl-file", crl,
+                                                         "--listen-metrics-urls", metrics_url), http=True)
         good = ["--cacert", certs["ca"], "--cert", certs["good"][0], "--key", certs["good"][1]]
         srv.start(good)
         first = _outcomes(srv, certs, ["good", "revoked"])
-        ca.revocation_list([certs["revoked"][0], certs["good"][0]], crl, der=True)  # now good too, as DER
+        first.update({f"metrics {n}": _metrics_health(metrics_url, certs, n)
+                      for n in ("good-ip", "revoked-ip", "localhost", "good", "elsewhere")})
+        ca.revocation_list([*listed, certs["good"][0]], crl, der=True)  # now good too, as DER
         second = _outcomes(srv, certs, ["good", "revoked"])
-        ca.revocation_list([certs["revoked"][0]], crl)  # back, for the next server
+        ca.revocation_list(listed, crl)  # back, for the next server
         srv.stop()
         results[kind] = (first, second)
     assert results["native"] == results["etcd"]
-    assert results["etcd"] == ({"good": True, "revoked": False}, {"good": False, "revoked": False})
+    # "000": refused at the TLS layer. On the metrics port `good` and `elsewhere` name hosts in their
+    # SANs that the client's address 127.0.0.1 is not
+    assert results["etcd"] == ({"good": True, "revoked": False, "metrics good-ip": "200", "metrics revoked-ip": "000",
+                                "metrics localhost": "200", "metrics good": "000", "metrics elsewhere": "000"},
+                               {"good": False, "revoked": False})
 
 
 def test_allowed_hostname_lets_in_the_same_clients_as_etcd(pki, servers, tmp_path):
@@ -77,7 +101,6 @@ def test_allowed_hostname_lets_in_the_same_clients_as_etcd(pki, servers, tmp_pat
 
 
 def test_grpcio_front_end_refuses_the_flags_it_cannot_apply(pki, tmp_path):
-    import subprocess
     import sys
 
     from tests.tls.conftest import _env

@@ -90,6 +90,76 @@ def test_peer_without_valid_certificate_is_refused(kit, pki, other_pki, caplog, 
         assert any(expected in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.parametrize("hosts,skip,admitted", [(["127.0.0.9"], False, False), (["127.0.0.9"], True, True),
+                                                  (["localhost"], False, True), (["nowhere.invalid"], False, False),
+                                                  ([], False, True)])
+def test_peer_listener_matches_client_certificate_sans_to_the_address(kit, pki, caplog, hosts, skip, admitted):
+    """etcd's peer listener (transport.NewListener's checkSAN): a client certificate that names
+    hosts must name the address it connects from (IP SANs, else a reverse or forward lookup of
+    its DNS names), unless --experimental-peer-skip-client-san-verification."""
+    caplog.set_level(logging.WARNING)
+    pb = kit.pb
+    infos = {i: _mtls(pki, f"peer-{i}") for i in (1, 2)}
+    infos[1].skip_client_san_verify = skip
+    cert, key = pki.issue("peer-2", hosts, name="peer-2-" + "-".join(hosts or ["none"]))
+    client = TLSInfo(cert_file=cert, key_file=key, trusted_ca_file=pki.ca_file)
+
+    async def body():
+        async with kit.cluster(2, scheme="https", server_tls=infos, client_tls=infos) as c:
+            await c.connected()
+            n_inbound = len(c.tr[1].inbound_streams)
+            if admitted:
+                conn = await _dial_with(c.url[1], client, kit)
+                conn.close()
+                return
+            with pytest.raises((ConnectionError, ssl.SSLError, OSError, TimeoutError)):
+                await _dial_with(c.url[1], client, kit)
+            assert len(c.tr[1].inbound_streams) == n_inbound
+            c.tr[2].send([pb.Message(type=pb.MSG_VOTE, to=1, frm=2, term=99)])
+            await kit.wait_for(lambda: any(m.term == 99 for m in c.sink[1].got))
+
+    kit.run(body())
+    if not admitted:
+        what = "is valid for 127.0.0.9, not 127.0.0.1" if hosts == ["127.0.0.9"] else "does not match any of DNSNames"
+        assert any(what in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("rule,value,admitted", [("cn", "peer-2", True), ("cn", "peer-3", False),
+                                                   ("hostname", "127.0.0.1", True), ("hostname", "peer-2.example", False)])
+def test_dialing_member_checks_the_server_certificate(kit, pki, caplog, rule, value, admitted):
+    """etcd's --peer-cert-allowed-cn/-hostname bind its dialer too (one tls.Config base for both
+    sides): a member refuses to talk to a peer whose served certificate fails them, before HELLO,
+    on the raft stream and on the peer HTTP requests alike."""
+    from fastkv.transport.peerrequests import PeerRequestError, version_of_peer
+
+    caplog.set_level(logging.WARNING)
+    pb = kit.pb
+    infos = {i: _mtls(pki, f"peer-{i}") for i in (1, 2)}
+    dialer = _mtls(pki, "peer-1")
+    dialer.allowed_cn, dialer.allowed_hostname = (value, "") if rule == "cn" else ("", value)
+
+    async def body():
+        async with kit.cluster(2, scheme="https", server_tls=infos, client_tls={1: dialer, 2: infos[2]}) as c:
+            c.tr[1].send([pb.Message(type=pb.MSG_VOTE, to=2, frm=1, term=7)])
+            if admitted:
+                await kit.wait_for(lambda: any(m.term == 7 for m in c.sink[2].got))
+                assert (await version_of_peer([c.url[2]], client_ssl=c.tr[1].client_ssl))["etcdserver"]
+                return
+            await kit.wait_for(lambda: any("refused to talk to" in r.getMessage() for r in caplog.records))
+            assert not c.tr[2].inbound_streams, "the refused server got a connection that said HELLO"
+            with pytest.raises(PeerRequestError, match="refused to talk to the peer"):
+                await version_of_peer([c.url[2]], client_ssl=c.tr[1].client_ssl, timeout=5)
+            # member 2 dials member 1 with no such rule, and is heard
+            c.tr[2].send([pb.Message(type=pb.MSG_VOTE, to=1, frm=2, term=9)])
+            await kit.wait_for(lambda: any(m.term == 9 for m in c.sink[1].got))
+            assert not any(m.term == 7 for m in c.sink[2].got)
+
+    kit.run(body())
+    if not admitted:
+        what = f"is not the allowed CN {value!r}" if rule == "cn" else f"not valid for {value!r}"
+        assert any(what in r.getMessage() and "server certificate" in r.getMessage() for r in caplog.records)
+
+
 def test_auto_tls_works_and_reuses_its_certificate(kit, tmp_path):
     pb = kit.pb
     infos = {i: self_cert(str(tmp_path / f"auto{i}"), ["127.0.0.1"]) for i in (1, 2)}
@@ -134,8 +204,11 @@ def test_etcd_peer_flags_build_tls_info(pki, tmp_path):
     info = peer_tls_from_args(_parse(["--peer-cert-file", cert, "--peer-key-file", key,
                                       "--peer-trusted-ca-file", pki.ca_file, "--peer-client-cert-auth",
                                       "--peer-cert-allowed-cn", "peer-1"]), str(tmp_path), [])
-    assert info.client_cert_auth and info.allowed_cn == "peer-1"
+    assert info.client_cert_auth and info.allowed_cn == "peer-1" and not info.skip_client_san_verify
     assert info.server_context().verify_mode == ssl.CERT_REQUIRED
+    assert peer_tls_from_args(_parse(["--peer-cert-file", cert, "--peer-key-file", key,
+                                      "--experimental-peer-skip-client-san-verification"]),
+                              str(tmp_path), []).skip_client_san_verify
     auto = peer_tls_from_args(_parse(["--peer-auto-tls"]), str(tmp_path), ["127.0.0.1"])
     assert auto.self_signed and auto.cert_file.startswith(str(tmp_path / "fixtures" / "peer"))
     with pytest.raises(TLSConfigError, match="--peer-client-cert-auth"):

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+
+log = logging.getLogger(__name__)
 
 
-async def serve_http(server, host: str, port: int, ssl_context=None) -> asyncio.AbstractServer:
-    """Serve host:port; with `ssl_context`, over TLS (an https:// --listen-metrics-urls URL)."""
+async def serve_http(server, host: str, port: int, ssl_context=None, tls_check=None) -> asyncio.AbstractServer:
+    """Serve host:port; with `ssl_context`, over TLS (an https:// --listen-metrics-urls URL), where
+    `await tls_check(ssl_object, peername)` (TLSInfo.listener_refusal: etcd's revocation list,
+    allowed hostname and client SAN check) says why a client may not stay, or None."""
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
+            if tls_check is not None:
+                reason = await tls_check(writer.get_extra_info("ssl_object"), writer.get_extra_info("peername"))
+                if reason is not None:
+                    log.warning("refused metrics connection from %s: %s", writer.get_extra_info("peername"), reason)
+                    writer.transport.abort()
+                    return
             line = await asyncio.wait_for(reader.readline(), 10)
             while (await reader.readline()) not in (b"\r\n", b"\n", b""):
                 pass

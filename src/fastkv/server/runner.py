@@ -70,11 +70,12 @@ async def serve_metrics(cfg, server) -> list:
     try:
         for url in cfg.listen_metrics_urls:
             host, port = host_port(url).rsplit(":", 1)
-            ctx = None
+            ctx = check = None  # etcd serves these with the client TLS settings and its listener checks
             if is_https(url):
                 ctx = cfg.client_tls.server_context()
                 ctx.set_alpn_protocols(["http/1.1"])
-            out.append(await serve_http(server, host, int(port), ssl_context=ctx))
+                check = cfg.client_tls.listener_refusal
+            out.append(await serve_http(server, host, int(port), ssl_context=ctx, tls_check=check))
     except OSError:
         for h in out:
             h.close()

@@ -7,9 +7,11 @@ import random
 import ssl
 import struct
 import time
+from functools import partial
 from urllib.parse import urlsplit
 
 from fastkv.transport import frame as fr
+from fastkv.transport.tls import server_refusal
 
 _PING = struct.Struct("<d")
 
@@ -83,7 +85,7 @@ class Outbound(asyncio.Protocol):
     ConnectionError); `closed` resolves when the connection is gone. Writers honour flow control
     through `paused` and `drain()`; `on_resume` lets the stream flush its queue again."""
 
-    def __init__(self, hello: bytes, on_bytes_sent=None, on_rtt=None, on_resume=None):
+    def __init__(self, hello: bytes, on_bytes_sent=None, on_rtt=None, on_resume=None, server_check=None):
         loop = asyncio.get_running_loop()
         self.accepted: asyncio.Future = loop.create_future()
         self.closed: asyncio.Future = loop.create_future()
@@ -97,10 +99,18 @@ class Outbound(asyncio.Protocol):
         self.on_rtt = on_rtt
         self.on_resume = on_resume
         self.last_pong = time.perf_counter()
+        # fn(ssl_object) -> why the server reached may not be talked to, or None: etcd's allowed
+        # CN or hostname (TLSInfo.check_server), checked before a byte of ours goes out
+        self._server_check = server_check
 
     # asyncio.Protocol
     def connection_made(self, transport) -> None:
         self.transport = transport
+        if self._server_check is not None:
+            reason = self._server_check(transport.get_extra_info("ssl_object"))
+            if reason is not None:
+                self._fail(ConnectionError(f"refused to talk to {transport.get_extra_info('peername')}: {reason}"))
+                return
         transport.write(fr.PREAMBLE + self._hello)
 
     def data_received(self, data) -> None:
@@ -178,14 +188,15 @@ class Outbound(asyncio.Protocol):
 
 async def dial(url: str, hello: bytes, *, client_ssl: ssl.SSLContext | None, timeout: float,
                write_high_water: int = 2 << 20, **kw) -> Outbound:
-    """Connect to `url`, say `hello`, and return the Outbound once the peer accepted.
+    """Connect to `url`, say `hello`, and return the Outbound once the peer accepted (Outbound's
+    keywords pass through).
     Raises Refused, OSError, ConnectionError, ssl.SSLError or asyncio.TimeoutError."""
     scheme, host, port = split_url(url)
     if is_tls(scheme) and client_ssl is None:
         raise ConnectionError(f"peer URL {url} is https but this member has no peer TLS settings "
                               "(give --peer-trusted-ca-file or --peer-auto-tls)")
-    proto = Outbound(hello, **kw)
     tls = is_tls(scheme)
+    proto = Outbound(hello, server_check=partial(server_refusal, client_ssl) if tls else None, **kw)
     try:
         async with asyncio.timeout(timeout):
             transport, _ = await open_connection(

@@ -32,6 +32,7 @@ class PeerConnection(asyncio.Protocol):
         self._head = bytearray()
         self._decoder: fr.FrameDecoder | None = None
         self._timer = None
+        self._admission: asyncio.Task | None = None
         # pipeline state
         self._snap_msg = None
         self._snap_size = 0
@@ -44,14 +45,28 @@ class PeerConnection(asyncio.Protocol):
         self.remote = str(transport.get_extra_info("peername"))
         self.tr.inbound.add(self)
         tls = self.tr.server_tls
-        if tls is not None and transport.get_extra_info("ssl_object") is not None:
-            reason = tls.check_peer(transport.get_extra_info("ssl_object"))
-            if reason is not None:
-                log.warning("refused peer connection from %s: %s", self.remote, reason)
-                self._close(abort=True)
-                return
+        ssl_object = transport.get_extra_info("ssl_object")
+        if tls is not None and ssl_object is not None:
+            # nothing is read until the certificate passes etcd's listener checks (matching its
+            # SANs to the peer's address may take a DNS lookup)
+            transport.pause_reading()
+            self._admission = asyncio.get_running_loop().create_task(
+                self._admit(tls, ssl_object, transport.get_extra_info("peername")))
         self._timer = asyncio.get_running_loop().call_later(
             self.tr.cfg.handshake_timeout, self._handshake_timeout)
+
+    async def _admit(self, tls, ssl_object, peername) -> None:
+        reason = await tls.listener_refusal(ssl_object, peername)
+        if self.state == CLOSED:
+            return
+        if reason is not None:
+            self._refuse_tls(reason)
+        else:
+            self.transport.resume_reading()
+
+    def _refuse_tls(self, reason: str) -> None:
+        log.warning("refused peer connection from %s: %s", self.remote, reason)
+        self._close(abort=True)
 
     def data_received(self, data) -> None:
         if self.state == CLOSED:
@@ -71,6 +86,8 @@ class PeerConnection(asyncio.Protocol):
             del self.tr.inbound_streams[self.peer_id]
         if self._timer is not None:
             self._timer.cancel()
+        if self._admission is not None:
+            self._admission.cancel()
         self._abort_snapshot("connection lost before the snapshot was complete")
 
     # --- state machine ------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import asyncio
 import json
 
 from fastkv.transport.dial import is_tls, split_url, unix_path
+from fastkv.transport.tls import server_refusal
 
 
 class PeerRequestError(ConnectionError):
@@ -46,6 +47,9 @@ async def _ask(peer_urls: list, path: str, body: bytes, *, client_ssl, timeout: 
                 else:
                     reader, writer = await asyncio.open_connection(host, port, ssl=tls)
                 try:
+                    refusal = server_refusal(tls, writer.get_extra_info("ssl_object"))
+                    if refusal is not None:
+                        raise ConnectionError(f"refused to talk to the peer: {refusal}")
                     writer.write(b"%s %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/protobuf\r\n"
                                  b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
                                  % (method, path.encode(), host.encode(), port, len(body), body))

@@ -15,9 +15,11 @@ peer or client with a valid chain that breaks one is dropped before it may say a
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ipaddress
 import logging
 import os
+import socket
 import ssl
 from dataclasses import dataclass, field
 
@@ -98,6 +100,9 @@ class TLSInfo:
     insecure_skip_verify: bool = False
     self_signed: bool = False
     cipher_suites: tuple = field(default_factory=tuple)  # Go names; empty = the library's defaults
+    # etcd's --experimental-peer-skip-client-san-verification: the peer listener then does not
+    # match a client certificate's SANs against the address it connects from (client_san_refusal)
+    skip_client_san_verify: bool = False
     side: str = "peer"  # whose flags the messages name: "client" or "peer"
     _crl: tuple = field(default=(None, frozenset()), repr=False, compare=False)  # (file stamp, serials)
 
@@ -174,6 +179,9 @@ class TLSInfo:
         else:
             ctx.load_default_certs()
         self._set_ciphers(ctx)
+        # the checks Python's ssl has no hook for ride on the context, so every dialer that is
+        # handed it applies them (see server_refusal)
+        ctx.fastkv_server_check = self.check_server if self.checks_servers() else None
         return ctx
 
     def server_credential_bytes(self) -> tuple:
@@ -221,19 +229,59 @@ class TLSInfo:
         from cryptography import x509
 
         cert = x509.load_der_x509_certificate(der)
-        if self.allowed_cn:
-            cns = [a.value for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
-            if self.allowed_cn not in cns:
-                return f"client certificate CN {cns!r} is not the allowed CN {self.allowed_cn!r}"
-        if self.allowed_hostname and not valid_for_host(cert, self.allowed_hostname):
-            return f"client certificate authentication failed: not valid for {self.allowed_hostname!r}"
-        if self.crl_file:
+        reason = self._not_allowed(cert, "client")
+        if reason is None and self.crl_file:
             try:
                 revoked = self._revoked_serials()
             except (OSError, ValueError) as exc:  # etcd refuses the connection when it cannot read the list
                 return f"cannot read {FLAGS[self.side]['crl']} {self.crl_file}: {exc}"
             if cert.serial_number in revoked:
                 return f"certificate serial {cert.serial_number:x} revoked"
+        return reason
+
+    async def listener_refusal(self, ssl_object, peername) -> str | None:
+        """What etcd checks after a handshake on the listeners it makes with transport.NewListener
+        (the peer and metrics ports): check_peer's rules, then, unless skip_client_san_verify, that
+        a client certificate naming hosts names the address it connects from (client_san_refusal)."""
+        reason = self.check_peer(ssl_object)
+        if reason is None and not self.skip_client_san_verify:
+            reason = await client_san_refusal(ssl_object, peername)
+        return reason
+
+    def checks_servers(self) -> bool:
+        """Whether check_server has anything to check."""
+        return bool(self.allowed_cn or self.allowed_hostname)
+
+    def check_server(self, ssl_object) -> str | None:
+        """For the dialing side: None if the server this TLS connection reached may be talked to,
+        else why not. etcd builds its dialer's TLS config from the same base as its listener's, so
+        the allowed CN or hostname applies to the certificate a peer serves too (the revocation
+        list does not: etcd reads it on the listening side only). A certificate that was not
+        verified (--peer-auto-tls skips verification) gives etcd no verified chain to match, and
+        it refuses, as here."""
+        if not self.checks_servers():
+            return None
+        if self.insecure_skip_verify:
+            return ("the server certificate was not verified (self-signed --peer-auto-tls), so "
+                    f"{'its CN' if self.allowed_cn else 'its hostname'} cannot be checked: give "
+                    f"{FLAGS[self.side]['ca']} instead of {FLAGS[self.side]['auto']}")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if der is None:
+            return "the server showed no certificate"
+        from cryptography import x509
+
+        return self._not_allowed(x509.load_der_x509_certificate(der), "server")
+
+    def _not_allowed(self, cert, whose: str) -> str | None:
+        """Why a verified certificate fails etcd's allowed CN or hostname, or None."""
+        from cryptography import x509
+
+        if self.allowed_cn:
+            cns = [a.value for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+            if self.allowed_cn not in cns:
+                return f"{whose} certificate CN {cns!r} is not the allowed CN {self.allowed_cn!r}"
+        if self.allowed_hostname and not valid_for_host(cert, self.allowed_hostname):
+            return f"{whose} certificate authentication failed: not valid for {self.allowed_hostname!r}"
         return None
 
     def _revoked_serials(self) -> frozenset:
@@ -250,6 +298,66 @@ class TLSInfo:
             crl = x509.load_pem_x509_crl(data) if b"-----BEGIN" in data else x509.load_der_x509_crl(data)
             self._crl = (stamp, frozenset(r.serial_number for r in crl))
         return self._crl[1]
+
+
+def server_refusal(ctx: ssl.SSLContext | None, ssl_object) -> str | None:
+    """Why the server a connection made with `ctx` (from TLSInfo.client_context) reached may not be
+    talked to, or None: call once the handshake is done and before sending anything."""
+    check = getattr(ctx, "fastkv_server_check", None)
+    return check(ssl_object) if check is not None and ssl_object is not None else None
+
+
+async def client_san_refusal(ssl_object, peername, *, timeout: float = 10.0) -> str | None:
+    """etcd's check on its peer and metrics listeners (transport.NewListener's checkSAN; not on the
+    client port): a client certificate that names hosts in its SANs must name the one it connects
+    from. None if it does (or names none, or none was shown), else why not. IP SANs are matched
+    first; DNS names then by a reverse lookup of the address (a name, or a "*." wildcard as a
+    suffix) and a forward lookup of each name, as etcd's isHostInDNS does."""
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    if der is None or not peername:
+        return None
+    from cryptography import x509
+
+    cert = x509.load_der_x509_certificate(der)
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+    ips = [str(a) for a in sans.get_values_for_type(x509.IPAddress)]
+    names = [n.lower().rstrip(".") for n in sans.get_values_for_type(x509.DNSName)]
+    host = str(peername[0])
+    if not ips and not names:
+        return None
+    if ips:
+        if valid_for_host(cert, host):
+            return None
+        if not names:
+            return f"certificate is valid for {', '.join(ips)}, not {host}"
+    loop = asyncio.get_running_loop()
+    failure = ""
+    try:
+        async with asyncio.timeout(timeout):
+            try:
+                found, aliases, _ = await loop.run_in_executor(None, socket.gethostbyaddr, host)
+            except OSError as exc:
+                found, aliases, failure = "", [], f" ({exc})"
+            for name in [found, *aliases]:
+                name = name.lower().rstrip(".")
+                if name and (name in names or any(n.startswith("*.") and name.endswith(n[1:]) for n in names)):
+                    return None
+            for name in names:
+                if name.startswith("*."):
+                    continue
+                try:
+                    infos = await loop.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+                except OSError as exc:
+                    failure = f" ({exc})"
+                    continue
+                if any(info[4][0] == host for info in infos):
+                    return None
+    except TimeoutError:
+        failure = f" (no DNS answer in {timeout:g}s)"
+    return f"{host!r} does not match any of DNSNames {names!r}{failure}"
 
 
 def valid_for_host(cert, host: str) -> bool:
@@ -368,6 +476,9 @@ def add_peer_tls_arguments(parser: argparse.ArgumentParser) -> None:
                    "--peer-cert-allowed-cn)")
     g.add_argument("--peer-crl-file", default="", help="certificate revocation list (PEM or DER): a peer "
                    "certificate whose serial it lists is refused right after the handshake")
+    g.add_argument("--experimental-peer-skip-client-san-verification", action="store_true",
+                   help="do not require a peer's client certificate, when it names hosts (SANs), to name "
+                   "the address the peer connects from")
 
 
 def client_tls_from_args(args, data_dir: str, hosts: list[str]) -> TLSInfo | None:
@@ -392,6 +503,8 @@ def peer_tls_from_args(args, data_dir: str, hosts: list[str]) -> TLSInfo | None:
                           allowed_cn=args.peer_cert_allowed_cn, allowed_hostname=args.peer_cert_allowed_hostname,
                           crl_file=args.peer_crl_file, cipher_suites=getattr(args, "cipher_suites", ""),
                           fixtures_dir=os.path.join(data_dir, "fixtures", "peer"), hosts=hosts)
+    if info is not None:
+        info.skip_client_san_verify = getattr(args, "experimental_peer_skip_client_san_verification", False)
     if info is None and (args.peer_trusted_ca_file or args.peer_client_cert_auth or args.peer_key_file
                          or args.peer_cert_file or args.peer_crl_file):
         raise TLSConfigError("peer TLS flags given without --peer-cert-file/--peer-key-file "
