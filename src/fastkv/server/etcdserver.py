@@ -283,10 +283,7 @@ class EtcdServer(ClusterMember):
             raise ErrRequestTooLarge()
         fut = self.wait.register(request_id)  # fails with ErrTimeout after request_timeout
         self.raft.propose(data)
-        result = await fut
-        if isinstance(result, BaseException):
-            raise result
-        return result
+        return await fut  # the wait registry raises an error result (Wait.trigger)
 
     def _proposal_timed_out(self) -> EtcdError:
         self.metrics.proposals_failed_total += 1
