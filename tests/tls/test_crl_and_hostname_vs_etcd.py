@@ -41,6 +41,11 @@ def pki(tmp_path_factory):
     certs["good-ip"] = ca.issue("good-ip", ["127.0.0.1"])
     certs["revoked-ip"] = ca.issue("revoked-ip", ["127.0.0.1"])
     certs["localhost"] = ca.issue("localhost-dns", ["localhost"])  # 127.0.0.1's reverse lookup names it
+    # issued by intermediates: the client sends leaf + intermediate; the revocation list names "inter"
+    revoked_inter, inter = ca.intermediate("revoked-inter"), ca.intermediate("inter")
+    certs["revoked-inter"] = revoked_inter.ca_file
+    certs["chained"] = inter.issue("chained", ["127.0.0.1"])
+    certs["chained-revoked-inter"] = revoked_inter.issue("chained-revoked-inter", ["127.0.0.1"])
     return ca, certs, root
 
 
@@ -61,7 +66,7 @@ def _metrics_health(url, certs, name) -> str:
 def test_revocation_list_refuses_the_same_clients_as_etcd_and_is_read_again(pki, servers, tmp_path):
     need_etcd()
     ca, certs, _root = pki
-    listed = [certs["revoked"][0], certs["revoked-ip"][0]]
+    listed = [certs["revoked"][0], certs["revoked-ip"][0], certs["revoked-inter"]]
     crl = ca.revocation_list(listed, str(tmp_path / "crl.pem"))
     results = {}
     for kind in ("etcd", "native"):
@@ -70,7 +75,7 @@ def test_revocation_list_refuses_the_same_clients_as_etcd_and_is_read_again(pki,
                                                          "--listen-metrics-urls", metrics_url), http=True)
         good = ["--cacert", certs["ca"], "--cert", certs["good"][0], "--key", certs["good"][1]]
         srv.start(good)
-        first = _outcomes(srv, certs, ["good", "revoked"])
+        first = _outcomes(srv, certs, ["good", "revoked", "chained", "chained-revoked-inter"])
         first.update({f"metrics {n}": _metrics_health(metrics_url, certs, n)
                       for n in ("good-ip", "revoked-ip", "localhost", "good", "elsewhere")})
         ca.revocation_list([*listed, certs["good"][0]], crl, der=True)  # now good too, as DER
@@ -81,7 +86,8 @@ def test_revocation_list_refuses_the_same_clients_as_etcd_and_is_read_again(pki,
     assert results["native"] == results["etcd"]
     # "000": refused at the TLS layer. On the metrics port `good` and `elsewhere` name hosts in their
     # SANs that the client's address 127.0.0.1 is not
-    assert results["etcd"] == ({"good": True, "revoked": False, "metrics good-ip": "200", "metrics revoked-ip": "000",
+    assert results["etcd"] == ({"good": True, "revoked": False, "chained": True, "chained-revoked-inter": False,
+                                "metrics good-ip": "200", "metrics revoked-ip": "000",
                                 "metrics localhost": "200", "metrics good": "000", "metrics elsewhere": "000"},
                                {"good": False, "revoked": False})
 

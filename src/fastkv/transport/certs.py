@@ -97,7 +97,8 @@ class CertificateAuthority:
         cert, key = ca.issue("server", ["127.0.0.1", "localhost"])
     """
 
-    def __init__(self, root, name: str = "fastkv-test-ca", *, valid_days: int = 2):
+    def __init__(self, root, name: str = "fastkv-test-ca", *, valid_days: int = 2,
+                 parent: "CertificateAuthority | None" = None):
         x509, hashes, _s, ec, _e, NameOID = _modules()
         self.root = str(root)
         os.makedirs(self.root, exist_ok=True)
@@ -106,7 +107,11 @@ class CertificateAuthority:
         now = datetime.datetime.now(datetime.timezone.utc)
         self.not_before = now - datetime.timedelta(hours=1)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        self.cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+        # an intermediate CA (`parent` given) is signed by its parent, and the certificates it issues
+        # are written with itself appended, so a client sends the chain its verifier needs
+        self.parent = parent
+        self.cert = (x509.CertificateBuilder().subject_name(subject)
+                     .issuer_name(parent.cert.subject if parent else subject)
                      .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
                      .not_valid_before(self.not_before)
                      .not_valid_after(now + datetime.timedelta(days=valid_days))
@@ -115,9 +120,13 @@ class CertificateAuthority:
                                                   content_commitment=False, data_encipherment=False,
                                                   key_agreement=False, key_cert_sign=True, crl_sign=True,
                                                   encipher_only=False, decipher_only=False), critical=True)
-                     .sign(self.key, hashes.SHA256()))
+                     .sign(parent.key if parent else self.key, hashes.SHA256()))
         self.ca_file = os.path.join(self.root, "ca.pem")
         _write_cert(self.ca_file, self.cert)
+
+    def intermediate(self, name: str) -> "CertificateAuthority":
+        """A CA signed by this one, in <root>/<name>; clients still trust only this one's ca.pem."""
+        return CertificateAuthority(os.path.join(self.root, name), name, valid_days=self.valid_days, parent=self)
 
     def issue(self, cn: str, hosts=("127.0.0.1",), *, name: str | None = None) -> tuple[str, str]:
         """A certificate with common name `cn` (and SANs `hosts`) signed by this CA, usable for
@@ -130,6 +139,9 @@ class CertificateAuthority:
         base = name or cn
         cert_file, key_file = os.path.join(self.root, f"{base}.pem"), os.path.join(self.root, f"{base}-key.pem")
         _write_cert(cert_file, cert)
+        if self.parent is not None:
+            with open(cert_file, "ab") as f, open(self.ca_file, "rb") as ca:
+                f.write(ca.read())
         _write_key(key_file, key)
         return cert_file, key_file
 
