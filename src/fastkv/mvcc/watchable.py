@@ -58,7 +58,7 @@ class WatchStream:
 
     The queue is bounded for event responses (`max_pending` of them); control responses (created,
     canceled, progress) always fit, as etcd sends them on a separate control channel. The gRPC
-    handler calls the methods below from its own thread and calls `take()` when `on_ready` fires.
+    handler calls the public API below from its own thread and calls `take()` when `on_ready` fires.
     """
 
     def __init__(self, store: "WatchableStore", on_ready, max_pending: int):
@@ -72,28 +72,38 @@ class WatchStream:
         self._progress_requested = False
         self.closed = False
 
-    # --- called with store._lock held -------------------------------------------------------------
-    def _full(self) -> bool:
+    # --- for the store: call inside store.exclusive() ----------------------------------------------
+    def full(self) -> bool:
         return self._event_responses >= self._max_pending
 
-    def _push(self, resp: WatchResponse, w: Watcher | None, counted: bool) -> None:
+    def push(self, resp: WatchResponse, w: Watcher | None, counted: bool) -> None:
+        """Queue `resp` (for watcher `w`, None for a control response; `counted`: against the bound)."""
         if self.closed:
             return
         if not self._queue:
-            self._store._wake.append(self)
+            self._store.wake_after(self)
         self._queue.append((resp, w, counted))
         if counted:
             self._event_responses += 1
 
-    def _all_synced(self) -> bool:
-        return all(w.state == "synced" for w in self._watchers.values())
+    def drop(self, w: Watcher) -> None:
+        """Forget watcher `w` (the store canceled it)."""
+        self._watchers.pop(w.id, None)
 
-    def _answer_progress_if_synced(self) -> None:
+    def watchers(self):
+        return self._watchers.values()
+
+    def answer_progress_if_synced(self) -> None:
         """etcd's RequestProgressAll: a WatchId -1 response at the current revision, sent only when
         every watcher of the stream is synced, so it bookmarks all of them; otherwise deferred."""
-        if self._progress_requested and self._all_synced():
+        if self._progress_requested and all(w.state == "synced" for w in self._watchers.values()):
             self._progress_requested = False
-            self._push(WatchResponse(PROGRESS_WATCH_ID, [], self._store._notified_rev), None, False)
+            self.push(WatchResponse(PROGRESS_WATCH_ID, [], self._store.progress_revision), None, False)
+
+    def notify(self) -> None:
+        """Tell the owner there are responses to take (called with no lock held)."""
+        if self._on_ready is not None and not self.closed:
+            self._on_ready()
 
     # --- public API ------------------------------------------------------------------------------
     def watch(self, key: bytes, range_end: bytes = b"", start_revision: int = 0, prev_kv: bool = False,
@@ -109,7 +119,7 @@ class WatchStream:
         if not key:
             key = b"\x00"
         end = None if not range_end else (b"" if range_end == b"\x00" else range_end)
-        with store._lock:
+        with store.exclusive():
             if self.closed:
                 return -1
             cur = store.kv.current_revision
@@ -124,47 +134,33 @@ class WatchStream:
             elif watch_id in self._watchers:
                 err = ERR_WATCHER_DUPLICATE_ID
             if err is not None:
-                self._push(WatchResponse(-1, [], cur, created=True, canceled=True, cancel_reason=err), None, False)
-                wake = store._take_wake()
-            else:
-                synced = start_revision == 0 or start_revision > cur
-                min_rev = cur + 1 if start_revision == 0 else start_revision
-                w = Watcher(watch_id, key, end, min_rev, filters, prev_kv, progress_notify, fragment, self)
-                self._watchers[watch_id] = w
-                self._push(WatchResponse(watch_id, [], cur, created=True), None, False)
-                if synced:
-                    store._add_synced(w)
-                else:
-                    w.state = "unsynced"
-                    store._unsynced.add(w)
-                wake = store._take_wake()
-        store._call(wake)
-        if err is None and not synced:
-            store._kick.set()
-        return -1 if err is not None else watch_id
+                self.push(WatchResponse(-1, [], cur, created=True, canceled=True, cancel_reason=err), None, False)
+                return -1
+            synced = start_revision == 0 or start_revision > cur
+            min_rev = cur + 1 if start_revision == 0 else start_revision
+            w = Watcher(watch_id, key, end, min_rev, filters, prev_kv, progress_notify, fragment, self)
+            self._watchers[watch_id] = w
+            self.push(WatchResponse(watch_id, [], cur, created=True), None, False)
+            store.attach(w, synced)
+        return watch_id
 
     def cancel(self, watch_id: int) -> bool:
         """Cancel a watcher of this stream; queues a canceled response. False if there is none."""
         store = self._store
-        with store._lock:
+        with store.exclusive():
             w = self._watchers.pop(watch_id, None)
             if w is None:
                 return False
-            store._detach(w)
-            self._push(WatchResponse(watch_id, [], store.kv.current_revision, canceled=True), None, False)
-            self._answer_progress_if_synced()
-            wake = store._take_wake()
-        store._call(wake)
+            store.detach(w)
+            self.push(WatchResponse(watch_id, [], store.kv.current_revision, canceled=True), None, False)
+            self.answer_progress_if_synced()
         return True
 
     def request_progress(self) -> None:
         """Queue a WatchId -1 response with the current revision once every watcher is synced."""
-        store = self._store
-        with store._lock:
+        with self._store.exclusive():
             self._progress_requested = True
-            self._answer_progress_if_synced()
-            wake = store._take_wake()
-        store._call(wake)
+            self.answer_progress_if_synced()
 
     def take(self, max_responses: int = 0) -> list:
         """Drain queued responses (at most max_responses when > 0), in order. Fills prev_kv for
@@ -172,14 +168,14 @@ class WatchStream:
         revision was compacted meanwhile) and cuts responses of `fragment` watchers that exceed the
         store's max_response_bytes."""
         store = self._store
-        with store._lock:
+        with store.exclusive():
             q = self._queue
             n = len(q) if max_responses <= 0 else min(max_responses, len(q))
             items = [q.popleft() for _ in range(n)]
             freed = sum(1 for _r, _w, counted in items if counted)
             self._event_responses -= freed
-            if freed and store._behind:
-                store._kick.set()
+            if freed:
+                store.room_freed()
         out = []
         prev_cache: dict = {}
         for resp, w, _counted in items:
@@ -211,21 +207,41 @@ class WatchStream:
         return len(self._queue)
 
     def watch_ids(self) -> list:
-        with self._store._lock:
+        with self._store.exclusive():
             return sorted(self._watchers)
 
     def close(self) -> None:
         store = self._store
-        with store._lock:
+        with store.exclusive():
             if self.closed:
                 return
             for w in self._watchers.values():
-                store._detach(w)
+                store.detach(w)
             self._watchers.clear()
             self._queue.clear()
             self._event_responses = 0
             self.closed = True
-            store._streams.discard(self)
+            store.forget(self)
+
+
+class _Exclusive:
+    """WatchableStore.exclusive(): a plain context manager (this runs on every write), one per store;
+    it keeps no state of its own, so threads share it."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: "WatchableStore"):
+        self._store = store
+
+    def __enter__(self) -> None:
+        self._store._lock.acquire()
+
+    def __exit__(self, *exc) -> None:
+        store = self._store
+        wake, store._wake = store._wake, []
+        store._lock.release()
+        for s in wake:
+            s.notify()
 
 
 class WatchableStore:
@@ -257,11 +273,12 @@ class WatchableStore:
         self._streams: set = set()
         self._wake: list = []
         self._kick = threading.Event()
+        self._exclusive = _Exclusive(self)
         self._closed = False
         # The last revision whose events went to the synced group. Progress responses carry this
         # rather than kv.current_revision: a writer raises current_revision before its notification
         # gets `_lock`, and a bookmark must not run ahead of events still on their way.
-        self._notified_rev = kvstore.current_revision
+        self.progress_revision = kvstore.current_revision
         self._prev_observer = kvstore.observer
         kvstore.observer = self._on_write
         self._thread = None
@@ -285,12 +302,27 @@ class WatchableStore:
         with self._lock:
             return {"synced": len(self._synced), "unsynced": len(self._unsynced), "victims": len(self._victims)}
 
-    # --- helpers; call with _lock held -------------------------------------------------------------
-    def _add_synced(self, w: Watcher) -> None:
-        w.state = "synced"
-        self._synced.add(w)
+    def exclusive(self) -> "_Exclusive":
+        """`with store.exclusive():` holds the store's lock (see Locking above) while watchers or
+        stream queues change; the streams that were given their first queued response meanwhile
+        are told (on_ready) after it is released."""
+        return self._exclusive
 
-    def _detach(self, w: Watcher) -> None:
+    # --- for streams: call inside exclusive() -------------------------------------------------------
+    def wake_after(self, stream: WatchStream) -> None:
+        """`stream` has responses now: notify it when the lock is released."""
+        self._wake.append(stream)
+
+    def attach(self, w: Watcher, synced: bool) -> None:
+        """Add a new watcher: to synced, or to unsynced (caught up from history by the sync thread)."""
+        if synced:
+            self._add_synced(w)
+        else:
+            w.state = "unsynced"
+            self._unsynced.add(w)
+            self._kick.set()
+
+    def detach(self, w: Watcher) -> None:
         if w.state == "synced":
             self._synced.remove(w)
         elif w.state == "unsynced":
@@ -299,15 +331,17 @@ class WatchableStore:
             self._victims.discard(w)
         w.state = ""
 
-    def _take_wake(self) -> list:
-        wake, self._wake = self._wake, []
-        return wake
+    def room_freed(self) -> None:
+        """A stream's queue got room: watchers behind may progress now."""
+        if self._behind:
+            self._kick.set()
 
-    @staticmethod
-    def _call(wake: list) -> None:
-        for s in wake:
-            if s._on_ready is not None and not s.closed:
-                s._on_ready()
+    def forget(self, stream: WatchStream) -> None:
+        self._streams.discard(stream)
+
+    def _add_synced(self, w: Watcher) -> None:
+        w.state = "synced"
+        self._synced.add(w)
 
     def restored(self) -> None:
         """The KV store was rebuilt from another state (a snapshot from the leader): every synced
@@ -320,7 +354,7 @@ class WatchableStore:
                 group.remove(w)
                 w.state = "unsynced"
                 self._unsynced.add(w)
-            self._notified_rev = self.kv.current_revision
+            self.progress_revision = self.kv.current_revision
         self._kick.set()
 
     # --- the write path ----------------------------------------------------------------------------
@@ -330,8 +364,8 @@ class WatchableStore:
         if self._prev_observer is not None:
             self._prev_observer(events, rev)
         new_victims = False
-        with self._lock:
-            self._notified_rev = rev
+        with self.exclusive():
+            self.progress_revision = rev
             if not len(self._synced):
                 return
             for w, evs in self._synced.batches(events).items():
@@ -341,17 +375,15 @@ class WatchableStore:
                 if not evs:
                     continue
                 s = w.stream
-                if s._full():
+                if s.full():
                     self._synced.remove(w)
                     w.state = "victim"
                     w.min_rev = rev
                     self._victims.add(w)
                     new_victims = True
                     continue
-                s._push(WatchResponse(w.id, evs, rev), w, True)
+                s.push(WatchResponse(w.id, evs, rev), w, True)
                 w.idle = False
-            wake = self._take_wake()
-        self._call(wake)
         if new_victims:
             self._kick.set()
 
@@ -364,13 +396,11 @@ class WatchableStore:
         behind and could progress now (their stream has room); 0 means nothing more to do now."""
         with self._sync_lock:
             for _attempt in range(3):
-                with self._lock:
+                with self.exclusive():
                     self._cancel_compacted_and_retry_victims()
-                    chosen = [w for w in self._unsynced if not w.stream._full()]
+                    chosen = [w for w in self._unsynced if not w.stream.full()]
                     cur = self.kv.current_revision
                     lo = min((w.min_rev for w in chosen), default=0)
-                    wake = self._take_wake()
-                self._call(wake)
                 if not chosen:
                     return 0
                 events: list = []
@@ -382,18 +412,16 @@ class WatchableStore:
                         continue  # compacted while we read: the next pass cancels who needs it
                     if len(events) >= self.history_batch_events:
                         covered = events[-1].kv.mod_revision
-                with self._lock:
+                with self.exclusive():
                     self._deliver_history(chosen, events, covered, cur)
                     for s in {w.stream for w in chosen}:
-                        s._answer_progress_if_synced()
-                    left = sum(1 for w in self._unsynced if not w.stream._full())
-                    wake = self._take_wake()
-                self._call(wake)
+                        s.answer_progress_if_synced()
+                    left = sum(1 for w in self._unsynced if not w.stream.full())
                 return left
             return len(self._unsynced)
 
     def _cancel_compacted_and_retry_victims(self) -> None:
-        for w in [v for v in self._victims if not v.stream._full()]:
+        for w in [v for v in self._victims if not v.stream.full()]:
             self._victims.discard(w)
             w.state = "unsynced"
             self._unsynced.add(w)
@@ -405,9 +433,9 @@ class WatchableStore:
             self._unsynced.discard(w)
             w.state = ""
             s = w.stream
-            s._watchers.pop(w.id, None)
-            s._push(WatchResponse(w.id, [], 0, compact_revision=compact, canceled=True), None, False)
-            s._answer_progress_if_synced()
+            s.drop(w)
+            s.push(WatchResponse(w.id, [], 0, compact_revision=compact, canceled=True), None, False)
+            s.answer_progress_if_synced()
 
     @staticmethod
     def _history_batches(w, events: list, limit: int) -> list:
@@ -454,11 +482,11 @@ class WatchableStore:
             s = w.stream
             blocked = False
             for batch in batches:
-                if s._full():
+                if s.full():
                     w.min_rev = batch[0].kv.mod_revision  # resume here when there is room
                     blocked = True
                     break
-                s._push(WatchResponse(w.id, batch, cur), w, True)
+                s.push(WatchResponse(w.id, batch, cur), w, True)
                 w.idle = False
                 w.min_rev = batch[-1].kv.mod_revision + 1
             if blocked:
@@ -473,17 +501,15 @@ class WatchableStore:
         """One progress_notify tick (etcd's progress ticker): every synced watcher that asked for
         progress_notify and got no events since the previous tick receives an empty response with
         the current revision."""
-        with self._lock:
-            cur = self._notified_rev
+        with self.exclusive():
+            cur = self.progress_revision
             for s in self._streams:
-                for w in s._watchers.values():
+                for w in s.watchers():
                     if not w.progress_notify:
                         continue
-                    if w.idle and w.state == "synced" and not s._full():
-                        s._push(WatchResponse(w.id, [], cur), w, True)
+                    if w.idle and w.state == "synced" and not s.full():
+                        s.push(WatchResponse(w.id, [], cur), w, True)
                     w.idle = True
-            wake = self._take_wake()
-        self._call(wake)
 
     # --- background thread ---------------------------------------------------------------------------
     def _run(self) -> None:
