@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import socket
+import threading
 
 
 def _ephemeral_low() -> int:
@@ -19,8 +20,15 @@ def _ephemeral_low() -> int:
         return 32768
 
 
+_handed_out: set[int] = set()  # ports free_port returned in this process: never returned twice
+_handed_out_lock = threading.Lock()
+
+
 def free_port() -> int:
-    """A loopback TCP port nothing listens on, outside the ephemeral range when there is room."""
+    """A loopback TCP port nothing listens on, outside the ephemeral range when there is room, and
+    not one this process was given before: a port handed out but not yet bound (a cluster picks
+    every member's ports before it starts any) looks free, and two members given the same port
+    would fight over it."""
     low, high = 20000, _ephemeral_low()
     if high - low < 1000:  # an unusual range: fall back to one the OS picks
         with socket.socket() as s:
@@ -29,9 +37,18 @@ def free_port() -> int:
     rng = random.SystemRandom()
     while True:
         port = rng.randrange(low, high)
+        with _handed_out_lock:
+            if port in _handed_out:
+                continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        with _handed_out_lock:
+            if port in _handed_out:  # another thread took it meanwhile
+                continue
+            if len(_handed_out) >= (high - low) // 2:  # a very long run: start over, oldest are long gone
+                _handed_out.clear()
+            _handed_out.add(port)
+        return port

@@ -7,12 +7,12 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 
 import pytest
 
+from fastkv.netutil import free_port
 from fastkv.transport import PeerHTTP, PeerTransport
 
 
@@ -77,12 +77,6 @@ def test_oversized_http_head_is_refused(kit):
     kit.run(body())
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.etcd
 def test_matches_real_etcd_peer_port(kit, tmp_path):
     binary = shutil.which("etcd")
@@ -90,7 +84,7 @@ def test_matches_real_etcd_peer_port(kit, tmp_path):
         if os.environ.get("FASTKV_ALLOW_NO_ETCD"):
             pytest.skip("real etcd not installed")
         pytest.fail("real etcd is needed: apt-get install -y etcd-server etcd-client")
-    cport, pport = _free_port(), _free_port()
+    cport, pport = free_port(), free_port()
     purl = f"http://127.0.0.1:{pport}"
     proc = subprocess.Popen([binary, "--name", "default", "--data-dir", str(tmp_path / "etcd"),
                              "--listen-client-urls", f"http://127.0.0.1:{cport}",
