@@ -7,10 +7,14 @@ One implementation serves both sides: `tls_from_flags` turns etcd's flags (the c
 ... or the peer's --peer-cert-file ...) into a TLSInfo the way etcd's embed package does;
 `server_context()` and `client_context()` build `ssl.SSLContext`s the way etcd's
 TLSInfo.ServerConfig/ClientConfig build Go's tls.Config; `server_credential_bytes()` hands the
-same settings to the grpcio front end (which alone imports grpc). `check_peer(ssl_object)` holds
-the rules Python's ssl has no hook for (etcd's allowed CN or hostname, and its revocation list),
-applied by the peer listener and the native client front end right after the TLS handshake: a
-peer or client with a valid chain that breaks one is dropped before it may say anything.
+same settings to the grpcio front end (which alone imports grpc).
+
+The rules Python's ssl has no hook for run right after the handshake, before the other side may
+say anything: `check_peer(ssl_object)` (etcd's allowed CN or hostname, and its revocation list)
+on the native client front end; `listener_refusal` (those, plus etcd's match of a client
+certificate's SANs to the address it connects from) on the peer and metrics listeners; and
+`check_server` (the allowed CN or hostname again) on the dialing side of the peer transport, as
+etcd's dialer shares its listener's tls.Config base.
 """
 from __future__ import annotations
 
