@@ -3,6 +3,7 @@ and report unreachable, reconnect after a peer restart."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 
 import pytest
@@ -102,9 +103,18 @@ def test_order_per_pair_is_kept_under_interleaving(kit):
 class _SilentPeer(asyncio.Protocol):
     """Accepts the handshake like a peer would, then never reads again (a stuck follower)."""
 
+    # Once it stops reading, nothing but its own cycle with its transport refers to a silent peer:
+    # the garbage collector could close the socket mid-test. The class holds them.
+    alive: list = []
+
     def connection_made(self, transport):
         self.transport = transport
         self.buf = b""
+        _SilentPeer.alive.append(self)
+
+    def connection_lost(self, exc):
+        if self in _SilentPeer.alive:
+            _SilentPeer.alive.remove(self)
 
     def data_received(self, data):
         self.buf += data
@@ -128,6 +138,7 @@ def test_full_queue_drops_and_reports_unreachable_with_bounded_memory(kit):
         tr.start(sink)
         try:
             await kit.wait_for(lambda: tr.active_since(2) is not None, what="stream to the silent peer")
+            gc.collect()  # the silent peer (paused) must survive a collection: see _SilentPeer.alive
             entry = pb.Entry(term=1, index=1, data=b"v" * 16384)
             peak_buffer = 0
             for k in range(400):   # ~6.5 MB offered to a peer that reads nothing

@@ -25,6 +25,9 @@ class _Upstreams:
 
     def __init__(self, ports):
         self.load = {p: 0 for p in ports}
+        # the live client connections: a relay that pauses reading on both sides would otherwise be
+        # held only by its own reference cycle, and the garbage collector closes such a socket
+        self.live: set = set()
 
     def acquire(self) -> int:
         port = min(self.load, key=self.load.__getitem__)
@@ -71,6 +74,7 @@ class _ClientSide(asyncio.Protocol):
 
     def connection_made(self, transport):
         self.transport = transport
+        self.upstreams.live.add(self)
 
     def data_received(self, data):
         if self.mode == "grpc":
@@ -114,6 +118,7 @@ class _ClientSide(asyncio.Protocol):
         self.transport.close()
 
     def connection_lost(self, exc):
+        self.upstreams.live.discard(self)
         if self.grpc_port:
             self.upstreams.release(self.grpc_port)
             self.grpc_port = 0
