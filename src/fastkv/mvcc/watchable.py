@@ -224,26 +224,6 @@ class WatchStream:
             store.forget(self)
 
 
-class _Exclusive:
-    """WatchableStore.exclusive(): a plain context manager (this runs on every write), one per store;
-    it keeps no state of its own, so threads share it."""
-
-    __slots__ = ("_store",)
-
-    def __init__(self, store: "WatchableStore"):
-        self._store = store
-
-    def __enter__(self) -> None:
-        self._store._lock.acquire()
-
-    def __exit__(self, *exc) -> None:
-        store = self._store
-        wake, store._wake = store._wake, []
-        store._lock.release()
-        for s in wake:
-            s.notify()
-
-
 class WatchableStore:
     """Watch streams over a KVStore; installs itself as the store's write observer.
 
@@ -273,7 +253,6 @@ class WatchableStore:
         self._streams: set = set()
         self._wake: list = []
         self._kick = threading.Event()
-        self._exclusive = _Exclusive(self)
         self._closed = False
         # The last revision whose events went to the synced group. Progress responses carry this
         # rather than kv.current_revision: a writer raises current_revision before its notification
@@ -302,11 +281,21 @@ class WatchableStore:
         with self._lock:
             return {"synced": len(self._synced), "unsynced": len(self._unsynced), "victims": len(self._victims)}
 
-    def exclusive(self) -> "_Exclusive":
+    def exclusive(self) -> "WatchableStore":
         """`with store.exclusive():` holds the store's lock (see Locking above) while watchers or
         stream queues change; the streams that were given their first queued response meanwhile
-        are told (on_ready) after it is released."""
-        return self._exclusive
+        are told (on_ready) after it is released. The store is the context manager itself: a plain
+        class's __enter__/__exit__ (this runs on every write), no state beyond the store's own."""
+        return self
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, *exc) -> None:
+        wake, self._wake = self._wake, []
+        self._lock.release()
+        for s in wake:
+            s.notify()
 
     # --- for streams: call inside exclusive() -------------------------------------------------------
     def wake_after(self, stream: WatchStream) -> None:
